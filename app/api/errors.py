@@ -1,0 +1,48 @@
+"""Every refused request answers JSON that names the field and the reason."""
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.spec import SpecError
+
+
+def field_error(field: str, reason: str, status: int = 422) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": field, "reason": reason}]}, status_code=status)
+
+
+def _field_of(error: dict) -> str:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):
+        return cause.field
+    loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+    return ".".join(loc) or "body"
+
+
+def _reason_of(error: dict) -> str:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):
+        return cause.reason
+    if error.get("type") == "extra_forbidden":
+        return "unknown field (check the spelling; see GET /api/datasets and the docs for the job spec)"
+    return error.get("msg", "invalid")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and content_type and "json" not in content_type and "multipart" not in content_type:
+            return field_error("body", f"send JSON with Content-Type: application/json (got {content_type!r})", 415)
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return field_error("body", "the request body is not valid JSON", 400)
+        if any(e.get("type") in ("model_attributes_type", "dict_type") and tuple(e.get("loc", ())) == ("body",) for e in errors):
+            return field_error("body", "the request body must be a JSON object", 400)
+        detail = [{"field": _field_of(e), "reason": _reason_of(e)} for e in errors]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(SpecError)
+    async def on_spec_error(_request: Request, exc: SpecError) -> JSONResponse:
+        return field_error(exc.field, exc.reason)

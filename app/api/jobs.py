@@ -1,0 +1,68 @@
+"""Jobs: submit, list, read, cancel, log and artifact downloads."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import EngineDep, SettingsDep, job_or_404
+from app.api.schemas import ErrorOut, JobList, JobOut, LogLine, job_out
+from app.spec import JobSpec, check_spec
+from app.store import joblogs, jobs
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+# Downloadable artifacts: a fixed list, so no request can name another file.
+DOWNLOADS = {"checkpoint": ("checkpoint.pt", "application/octet-stream"), "embeddings": ("embeddings.npz", "application/octet-stream")}
+
+
+@router.post("", status_code=201, response_model=JobOut, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep) -> JobOut:
+    await run_in_threadpool(check_spec, spec, settings)
+    row = await run_in_threadpool(jobs.submit, engine, spec, max_attempts=settings.max_attempts)
+    return job_out(row)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    engine: EngineDep,
+    status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Search in job names")] = None,
+    sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobList:
+    rows, total = jobs.list_jobs(engine, status=status, q=q, sweep_id=sweep_id, limit=limit, offset=offset)
+    return JobList(jobs=[job_out(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
+def get_job(job_id: int, engine: EngineDep) -> JobOut:
+    return job_out(job_or_404(engine, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+def cancel_job(job_id: int, engine: EngineDep) -> JobOut:
+    job = job_or_404(engine, job_id)
+    if job["status"] in jobs.TERMINAL:
+        raise HTTPException(409, f"job {job_id} has already ended ({job['status']})")
+    return job_out(jobs.cancel(engine, job_id))
+
+
+@router.get("/{job_id}/logs", response_model=list[LogLine], responses={404: {"model": ErrorOut}})
+def get_job_logs(job_id: int, engine: EngineDep) -> list[LogLine]:
+    job_or_404(engine, job_id)
+    return [LogLine(**line) for line in joblogs.lines(engine, job_id)]
+
+
+@router.get("/{job_id}/download/{artifact}", response_class=FileResponse, responses={404: {"model": ErrorOut}})
+def download_artifact(job_id: int, artifact: Literal["checkpoint", "embeddings"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
+    job_or_404(engine, job_id)
+    filename, media_type = DOWNLOADS[artifact]
+    path = settings.job_dir(job_id) / filename
+    if not path.is_file():
+        raise HTTPException(404, f"job {job_id} has no {artifact} yet")
+    return FileResponse(path, media_type=media_type, filename=f"job{job_id}-{filename}")

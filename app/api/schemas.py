@@ -1,0 +1,98 @@
+"""Response models: the documented shapes REST clients rely on."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Progress(BaseModel):
+    step: int
+    total: int
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    owner: str
+    status: str
+    spec: dict[str, Any]
+    dataset: str
+    loss: str
+    margin: float
+    priority: int
+    sweep_id: int | None
+    progress: Progress
+    steps_per_second: float | None
+    eta_seconds: float | None
+    metrics: dict[str, float | None]
+    attempts: int
+    max_attempts: int
+    device: str | None
+    worker: str | None
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Series(BaseModel):
+    step: list[int]
+    value: list[float | None]
+
+
+class MetricsOut(BaseModel):
+    series: dict[str, Series]
+    last_event_id: int
+
+
+class LogLine(BaseModel):
+    attempt: int
+    level: str
+    message: str
+    created_at: datetime
+
+
+class DatasetOut(BaseModel):
+    name: str
+    description: str
+    classes: int | None
+    images: int | None
+    image_size: int | None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+    roots: list[str]
+    folders: list[DatasetOut]
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorOut(BaseModel):
+    detail: list[FieldError] | str
+
+
+def job_out(row: dict) -> JobOut:
+    sps, step, total = row["steps_per_second"], row["step"], row["total_steps"]
+    eta = (total - step) / sps if row["status"] == "running" and sps else None
+    return JobOut(
+        id=row["id"], name=row["name"], owner=row["owner"], status=row["status"], spec=row["spec"], dataset=row["dataset"],
+        loss=row["loss"], margin=row["margin"], priority=row["priority"], sweep_id=row["sweep_id"],
+        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, metrics=row["summary"] or {},
+        attempts=row["attempts"], max_attempts=row["max_attempts"], device=row["run_device"], worker=row["worker_id"],
+        error=row["error"], cancel_requested=row["cancel_requested"], created_at=row["created_at"],
+        started_at=row["started_at"], finished_at=row["finished_at"],
+    )

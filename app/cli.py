@@ -1,0 +1,148 @@
+"""`embedlab serve | worker | submit`: the command line."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="embedlab: training server and dashboard for deep metric learning.")
+log = logging.getLogger("embedlab")
+
+DEMO_SPEC = {"name": "demo: triplet m=0.2 on mnist5k", "dataset": "mnist5k", "loss": "triplet", "margin": 0.2,
+             "miner": "semihard", "steps": 1500, "eval_every": 100}
+
+
+class WorkerPool:
+    """Embedded worker processes for `serve`; a worker that dies is started again."""
+
+    def __init__(self, count: int, threads: int):
+        self.count, self.threads = count, threads
+        self.procs: list[subprocess.Popen] = []
+        self.stopping = threading.Event()
+
+    def _spawn(self, index: int) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "app.cli", "worker", "--threads", str(self.threads)]
+        return subprocess.Popen(cmd, env={**os.environ, "EMBEDLAB_WORKER_INDEX": str(index)})
+
+    def start(self) -> None:
+        self.procs = [self._spawn(i) for i in range(self.count)]
+        threading.Thread(target=self._supervise, daemon=True, name="worker-supervisor").start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.wait(2.0):
+            for i, p in enumerate(self.procs):
+                if p.poll() is not None and not self.stopping.is_set():
+                    log.warning("worker %d exited with %s; starting it again", i, p.returncode)
+                    self.procs[i] = self._spawn(i)
+
+    def stop(self, grace: float = 30.0) -> None:
+        self.stopping.set()
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Embedded worker processes (0: the API alone)", min=0)] = 1,
+) -> None:
+    """Run the API and dashboard, with embedded trainer workers."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.spec import JobSpec
+    from app.store import jobs
+    from app.store.db import get_engine, init_db
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    settings.home_path.mkdir(parents=True, exist_ok=True)
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:
+        job = jobs.submit(engine, JobSpec.model_validate(DEMO_SPEC), max_attempts=settings.max_attempts)
+        log.info("empty database: queued demo job %d", job["id"])
+    pool = WorkerPool(workers, settings.threads or max(1, (os.cpu_count() or 1) // max(1, workers)))
+    if workers:
+        pool.start()
+    typer.echo(f"embedlab on http://{host}:{port}  (home {settings.home_path}, {workers} worker(s))")
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        pool.stop()
+
+
+@cli.command()
+def worker(
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default)", min=0)] = 0,
+    max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: never)", min=0)] = 0,
+    exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+) -> None:
+    """Run a trainer worker against EMBEDLAB_DATABASE_URL."""
+    from trainer.worker import main
+
+    raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
+
+
+@cli.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
+    wait: Annotated[bool, typer.Option(help="Show progress until the job ends; exit 0 only if it succeeded")] = False,
+    server: Annotated[str, typer.Option(envvar="EMBEDLAB_URL", help="Server address")] = "http://127.0.0.1:8000",
+) -> None:
+    """Submit a job to a running server and print its id."""
+    import httpx
+
+    text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text()
+    try:
+        r = httpx.post(f"{server}/api/jobs", content=text, headers={"Content-Type": "application/json"}, timeout=30)
+    except httpx.HTTPError as e:
+        typer.echo(f"cannot reach {server}: {e}", err=True)
+        raise typer.Exit(2)
+    if r.status_code != 201:
+        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
+        for item in detail if isinstance(detail, list) else [detail]:
+            typer.echo(f"refused: {item['field']}: {item['reason']}" if isinstance(item, dict) else f"refused: {item}", err=True)
+        raise typer.Exit(1)
+    job = r.json()
+    typer.echo(job["id"])
+    if not wait:
+        return
+    with typer.progressbar(length=job["progress"]["total"], label=f"job {job['id']}", file=sys.stderr) as bar:
+        shown = 0
+        while job["status"] in ("queued", "running"):
+            time.sleep(1.0)
+            job = httpx.get(f"{server}/api/jobs/{job['id']}", timeout=30).json()
+            bar.update(job["progress"]["step"] - shown)
+            shown = job["progress"]["step"]
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)
+    typer.echo(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "") + (f" ({summary})" if summary else ""), err=True)
+    raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

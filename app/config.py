@@ -1,0 +1,45 @@
+"""One settings object for the server, the workers and the CLI (env prefix EMBEDLAB_)."""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMBEDLAB_", extra="ignore")
+
+    home: Path = Path("./var")
+    # Empty means a SQLite file under `home`.
+    database_url: str = ""
+    # Folders an `imagefolder` job may read, separated by os.pathsep; `home/datasets` is always one.
+    data_roots: str = ""
+    # A claimed job belongs to its worker until the lease expires; heartbeats renew it.
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 2.0
+    max_attempts: int = 3
+    # Seconds before a job that raised is tried again, doubled at each attempt.
+    retry_backoff_seconds: float = 5.0
+    # Queue a small demo job when `serve` starts on an empty database.
+    demo: bool = True
+    # Threads per training process; 0 picks cores // embedded workers.
+    threads: int = 0
+
+    @cached_property
+    def home_path(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_path / 'embedlab.db'}"
+
+    @property
+    def data_root_paths(self) -> list[Path]:
+        roots = [self.home_path / "datasets"]
+        roots += [Path(p).expanduser().resolve() for p in self.data_roots.split(os.pathsep) if p.strip()]
+        return roots
+
+    def job_dir(self, job_id: int) -> Path:
+        return self.home_path / "jobs" / str(job_id)

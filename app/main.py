@@ -1,0 +1,51 @@
+"""create_app(settings) -> FastAPI: database, routers, static files, templates."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from app.api import datasets as datasets_api
+from app.api import errors
+from app.api import jobs as jobs_api
+from app.api import metrics as metrics_api
+from app.config import Settings
+from app.store import jobs
+from app.store.db import get_engine, init_db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Requeue jobs whose worker vanished even when no worker is polling.
+        async def sweep_expired() -> None:
+            while True:
+                await run_in_threadpool(jobs.requeue_expired, engine)
+                await asyncio.sleep(max(1.0, settings.lease_seconds / 3))
+
+        task = asyncio.create_task(sweep_expired())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.")
+    app.state.settings = settings
+    app.state.engine = engine
+    errors.install(app)
+    for module in (jobs_api, metrics_api, datasets_api):
+        app.include_router(module.router)
+    from app import pages
+
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    return app

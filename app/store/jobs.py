@@ -1,0 +1,202 @@
+"""Job state: submit, list, get, cancel, and the worker's claim / heartbeat / finish.
+
+The worker never writes SQL itself. Every write a worker makes carries the lease token
+it got when claiming, and is refused once the lease was taken over, so a paused or
+partitioned worker can never overwrite the outcome of the attempt that replaced it.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+
+from app.spec import JobSpec
+from app.store.db import reading, writing
+from app.store.models import Job, utcnow
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", *TERMINAL)
+
+
+def submit(engine: Engine, spec: JobSpec, *, owner: str = "local", max_attempts: int = 3, sweep_id: int | None = None) -> dict:
+    return submit_many(engine, [spec], owner=owner, max_attempts=max_attempts, sweep_id=sweep_id)[0]
+
+
+def submit_many(engine: Engine, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None = None) -> list[dict]:
+    """Insert several jobs in one transaction (a sweep is all or nothing)."""
+    now = utcnow()
+    rows = [
+        dict(
+            name=s.name, owner=owner, sweep_id=sweep_id, spec=s.model_dump(mode="json"), dataset=s.dataset, loss=s.loss,
+            margin=s.margin, device=s.device, priority=s.priority, status="queued", attempts=0, max_attempts=max_attempts,
+            cancel_requested=False, step=0, total_steps=s.steps, summary={}, created_at=now, updated_at=now,
+        )
+        for s in specs
+    ]
+    with writing(engine) as conn:
+        ids = [conn.execute(Job.__table__.insert().values(**r).returning(Job.id)).scalar_one() for r in rows]
+        return [dict(conn.execute(select(Job).where(Job.id == i)).mappings().one()) for i in ids]
+
+
+def get(engine: Engine, job_id: int) -> dict | None:
+    with reading(engine) as conn:
+        row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+
+def list_jobs(
+    engine: Engine, *, status: str | None = None, q: str | None = None, sweep_id: int | None = None,
+    limit: int = 50, offset: int = 0,
+) -> tuple[list[dict], int]:
+    """Newest first, with the total count for pagination."""
+    where = []
+    if status:
+        where.append(Job.status == status)
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(Job.name.ilike(f"%{escaped}%", escape="\\"))
+    if sweep_id is not None:
+        where.append(Job.sweep_id == sweep_id)
+    with reading(engine) as conn:
+        total = conn.execute(select(func.count()).select_from(Job).where(*where)).scalar_one()
+        rows = conn.execute(select(Job.__table__).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)).mappings().all()
+    return [dict(r) for r in rows], total
+
+
+def cancel(engine: Engine, job_id: int) -> dict | None:
+    """A queued job is cancelled at once; a running one is asked to stop (its worker ends it)."""
+    now = utcnow()
+    with writing(engine) as conn:
+        conn.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="cancelled", finished_at=now, updated_at=now, not_before=None)
+        )
+        conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True, updated_at=now))
+        row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    attempt: int
+    token: str
+    spec: dict
+    step: int  # the step the job had reached (0 unless a previous attempt checkpointed)
+
+
+def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str) -> Claim | None:
+    """Take the next queued job (priority, then age) in one atomic statement.
+
+    On PostgreSQL the subquery locks with FOR UPDATE SKIP LOCKED so concurrent claims
+    pick different rows; SQLite drops FOR UPDATE, and there the single UPDATE runs under
+    the database write lock, with `status = 'queued'` re-checked, which is as atomic.
+    """
+    now = utcnow()
+    token = secrets.token_hex(16)
+    next_id = (
+        select(Job.id)
+        .where(Job.status == "queued", Job.device.in_(devices), or_(Job.not_before.is_(None), Job.not_before <= now))
+        .order_by(Job.priority.desc(), Job.id.asc())
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id == next_id, Job.status == "queued")
+        .values(
+            status="running", attempts=Job.attempts + 1, lease_token=token, lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id, run_device=run_device, started_at=func.coalesce(Job.started_at, now), updated_at=now,
+            not_before=None, error=None,
+        )
+        .returning(Job.id, Job.attempts, Job.spec, Job.step)
+    )
+    with writing(engine) as conn:
+        row = conn.execute(stmt).first()
+    return Claim(row.id, row.attempts, token, row.spec, row.step) if row else None
+
+
+def _owned(job_id: int, token: str) -> Any:
+    return and_(Job.id == job_id, Job.lease_token == token, Job.status == "running")
+
+
+HeartbeatAnswer = Literal["ok", "cancel", "lost"]
+
+
+def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float) -> HeartbeatAnswer:
+    """Renew the lease and report progress; tells the worker whether to go on."""
+    now = utcnow()
+    with writing(engine) as conn:
+        row = conn.execute(
+            update(Job).where(_owned(job_id, token))
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now)
+            .returning(Job.cancel_requested)
+        ).first()
+    if row is None:
+        return "lost"
+    return "cancel" if row.cancel_requested else "ok"
+
+
+def owns(engine: Engine, job_id: int, token: str) -> bool:
+    with reading(engine) as conn:
+        return conn.execute(select(Job.id).where(_owned(job_id, token))).first() is not None
+
+
+def finish(engine: Engine, job_id: int, token: str, status: Literal["succeeded", "failed", "cancelled"], *, error: str | None = None, step: int | None = None) -> bool:
+    """Record the outcome of the attempt holding `token`; False when the lease was lost."""
+    now = utcnow()
+    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
+    if step is not None:
+        values["step"] = step
+    with writing(engine) as conn:
+        return conn.execute(update(Job).where(_owned(job_id, token)).values(**values)).rowcount == 1
+
+
+def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
+    """Give a job back to the queue (the worker is shutting down); not counted as a failure."""
+    now = utcnow()
+    with writing(engine) as conn:
+        result = conn.execute(
+            update(Job).where(_owned(job_id, token))
+            .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now)
+        )
+        return result.rowcount == 1
+
+
+def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backoff_seconds: float) -> str | None:
+    """After an unexpected error: queue again after a backoff that doubles, or fail when attempts are used up."""
+    now = utcnow()
+    with writing(engine) as conn:
+        row = conn.execute(select(Job.attempts, Job.max_attempts).where(_owned(job_id, token))).first()
+        if row is None:
+            return None
+        if row.attempts >= row.max_attempts:
+            values: dict[str, Any] = dict(status="failed", error=f"{error} (failed on all {row.attempts} attempts)", finished_at=now)
+        else:
+            delay = backoff_seconds * 2 ** (row.attempts - 1)
+            values = dict(status="queued", error=f"attempt {row.attempts} failed: {error}", not_before=now + timedelta(seconds=delay), worker_id=None)
+        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, **values))
+        return values["status"]
+
+
+def requeue_expired(engine: Engine, now: datetime | None = None) -> list[int]:
+    """Jobs whose worker stopped renewing its lease go back to the queue, or fail when out of attempts."""
+    now = now or utcnow()
+    expired = and_(Job.status == "running", Job.lease_expires_at < now)
+    with writing(engine) as conn:
+        ids = list(conn.execute(select(Job.id).where(expired)).scalars())
+        if not ids:
+            return []
+        lost = "worker lost (lease expired)"
+        common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now)
+        conn.execute(update(Job).where(expired, Job.cancel_requested).values(status="cancelled", finished_at=now, **common))
+        conn.execute(
+            update(Job).where(expired, Job.attempts >= Job.max_attempts)
+            .values(status="failed", error=f"{lost}, failed on all attempts", finished_at=now, **common)
+        )
+        conn.execute(update(Job).where(expired).values(status="queued", error=f"attempt lost: {lost}", **common))
+        return ids

@@ -1,0 +1,29 @@
+"""Worker registry: who is alive, on which device, running what."""
+from __future__ import annotations
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from app.store.db import reading, writing
+from app.store.models import Worker, utcnow
+
+
+def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str, version: str) -> None:
+    now = utcnow()
+    with writing(engine) as conn:
+        conn.execute(delete(Worker).where(Worker.id == worker_id))
+        conn.execute(insert(Worker).values(id=worker_id, host=host, pid=pid, device=device, version=version, started_at=now, last_heartbeat=now))
+
+
+def beat(engine: Engine, worker_id: str, current_job_id: int | None) -> None:
+    with writing(engine) as conn:
+        conn.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat=utcnow(), current_job_id=current_job_id))
+
+
+def stopped(engine: Engine, worker_id: str) -> None:
+    with writing(engine) as conn:
+        conn.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow(), current_job_id=None))
+
+
+def list_workers(engine: Engine) -> list[dict]:
+    with reading(engine) as conn:
+        return [dict(r) for r in conn.execute(select(Worker.__table__).order_by(Worker.started_at.desc())).mappings()]

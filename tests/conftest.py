@@ -1,0 +1,116 @@
+"""Shared fixtures: a fresh EMBEDLAB_HOME per test, the app, real server and worker processes."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.store.db import get_engine, init_db
+
+# Short leases so lease-expiry tests take seconds, not minutes.
+TEST_ENV = {"EMBEDLAB_LEASE_SECONDS": "4", "EMBEDLAB_HEARTBEAT_SECONDS": "0.5", "EMBEDLAB_DEMO": "false", "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5"}
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    """Environment for processes started by a test: same home, same database."""
+    return {**os.environ, **TEST_ENV, "EMBEDLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return Settings(home=home, lease_seconds=4, heartbeat_seconds=0.5, demo=False, retry_backoff_seconds=0.5)
+
+
+@pytest.fixture
+def engine(settings: Settings):
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    return engine
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+class Processes:
+    """Starts embedlab processes and makes sure none outlives the test."""
+
+    def __init__(self, env: dict[str, str], logdir: Path):
+        self.env, self.logdir, self.procs = env, logdir, []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.logdir / f"proc{len(self.procs)}-{args[0]}.log", "wb")
+        p = subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=env or self.env, stdout=log, stderr=subprocess.STDOUT)
+        p.log_path = log.name  # type: ignore[attr-defined]
+        self.procs.append(p)
+        return p
+
+    def worker(self, *args: str) -> subprocess.Popen:
+        return self.start("worker", "--threads", "1", "--device", "cpu", *args)
+
+    def server(self, workers: int = 0) -> str:
+        port = free_port()
+        self.start("serve", "--port", str(port), "--workers", str(workers))
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/api/jobs", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, 0.2, "the server to answer")
+        return url
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def procs(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(env, tmp_path)
+    yield p
+    p.stop_all()

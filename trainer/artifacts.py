@@ -1,0 +1,63 @@
+"""A job's files under EMBEDLAB_HOME/jobs/<id>/, always written atomically (temp file + rename)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+EMBEDDINGS = "embeddings.npz"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    """Write to a temp file beside `path`, then rename over it if `commit_ok()` still holds.
+
+    A failed write (full disk) or a refused commit (lease lost) leaves the previous file intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        if not commit_ok():
+            return False
+        os.replace(tmp_path, path)
+        return True
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_checkpoint(job_dir: Path, state: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    return atomic_write(job_dir / CHECKPOINT, lambda p: torch.save(state, p), commit_ok)
+
+
+def load_checkpoint(job_dir: Path) -> dict[str, Any] | None:
+    """Only tensors and plain containers: nothing a user wrote is ever unpickled."""
+    path = job_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_embeddings(job_dir: Path, embeddings: np.ndarray, labels: np.ndarray, indices: np.ndarray, commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, embeddings=embeddings.astype(np.float32), labels=labels.astype(np.int64), indices=indices.astype(np.int64))
+
+    return atomic_write(job_dir / EMBEDDINGS, write, commit_ok)
+
+
+def load_embeddings(job_dir: Path) -> dict[str, np.ndarray] | None:
+    path = job_dir / EMBEDDINGS
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -1,0 +1,114 @@
+"""Images as one uint8 tensor in memory, the train/val split and the PK batch sampler.
+
+Every row keeps its dataset index (app.datasets numbering), so artifacts and the API
+always name the same image, even when unreadable files were skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from pytorch_metric_learning.samplers import MPerClassSampler
+
+from app.config import Settings
+from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE, bundled_arrays, load_catalog
+from app.spec import JobSpec
+from trainer.errors import JobFailed
+
+# Decompression bombs and absurd images are refused rather than decoded.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    indices: np.ndarray  # dataset index of each row
+    class_names: list[str]
+
+    def subset(self, rows: np.ndarray) -> "ImageData":
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        return ImageData(self.images[rows_t], self.labels[rows_t], self.indices[rows], self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def image_size(spec: JobSpec) -> int:
+    return spec.image_size or NATIVE_SIZE.get(spec.dataset, DEFAULT_FOLDER_SIZE)
+
+
+def decode_image(path_or_file, size: int) -> np.ndarray:
+    """Any mode and size -> RGB uint8 (3, size, size)."""
+    with Image.open(path_or_file) as im:
+        im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], None]) -> ImageData:
+    size = image_size(spec)
+    catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
+    if spec.dataset == "imagefolder":
+        decoded, kept = [], []
+        for i, path in enumerate(catalog.files):
+            try:
+                decoded.append(decode_image(path, size))
+                kept.append(i)
+            except FileNotFoundError:
+                raise JobFailed(f"image folder changed while loading: {path.name} is gone") from None
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+                log("warning", f"skipped unreadable image {path.relative_to(catalog.root)}: {type(e).__name__}")
+        skipped = len(catalog.files) - len(kept)
+        if skipped:
+            log("warning", f"skipped {skipped} unreadable file(s) of {len(catalog.files)}")
+        if not kept:
+            raise JobFailed("no readable image in the folder")
+        images = torch.from_numpy(np.stack(decoded))
+        indices = np.asarray(kept, dtype=np.int64)
+    else:
+        _, raw = bundled_arrays(spec.dataset)
+        images = torch.from_numpy(raw).unsqueeze(1)
+        if size != raw.shape[-1]:
+            images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        indices = np.arange(len(raw), dtype=np.int64)
+    labels = torch.as_tensor(catalog.labels[indices])
+    return ImageData(images.contiguous(), labels, indices, catalog.class_names)
+
+
+def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batch.to(device, non_blocking=True).float().div_(255.0)
+
+
+def pk_batches(labels: torch.Tensor, spec: JobSpec, start_step: int) -> Iterator[np.ndarray]:
+    """Endless PK batches (P classes x K images) of row numbers, from pytorch-metric-learning's MPerClassSampler.
+
+    Drawn 1,000 batches at a time so a long job does not hold millions of indices.
+    """
+    batch = spec.batch_size
+    sampler = MPerClassSampler(labels.numpy(), m=spec.samples_per_class, batch_size=batch, length_before_new_iter=1000 * batch)
+    while True:
+        chunk = np.fromiter(iter(sampler), dtype=np.int64)
+        for b in range(len(chunk) // batch):
+            yield chunk[b * batch:(b + 1) * batch]
+
+
+def fixed_val_batches(labels: np.ndarray, spec: JobSpec, n_batches: int = 8) -> list[np.ndarray]:
+    """The same PK batches at every evaluation, so val/loss moves only with the model."""
+    classes, counts = np.unique(labels, return_counts=True)
+    eligible = classes[counts >= 2]
+    if len(eligible) < 2:
+        return []
+    p = min(spec.classes_per_batch, len(eligible))
+    rng = np.random.default_rng(spec.seed + 1)
+    batches = []
+    for _ in range(n_batches):
+        rows = []
+        for c in rng.choice(eligible, size=p, replace=False):
+            members = np.flatnonzero(labels == c)
+            rows.append(rng.choice(members, size=min(spec.samples_per_class, len(members)), replace=False))
+        batches.append(np.concatenate(rows))
+    return batches

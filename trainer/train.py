@@ -1,0 +1,130 @@
+"""The training loop of one job, readable top to bottom.
+
+Order of each step (fixed): batch, forward, mine, loss, finite check, backward, step,
+log, evaluate when due (with a checkpoint), stop check. The worker supplies `run`: where
+metrics and log lines go, the device, and whether to stop (cancel, SIGTERM, lease lost).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from app.config import Settings
+from app.datasets import split_indices, trainable_classes
+from app.spec import MARGIN_LOSSES, JobSpec
+from trainer import artifacts
+from trainer.data import fixed_val_batches, load_images, pk_batches, to_float
+from trainer.errors import JobFailed
+from trainer.evaluate import batch_loss, embed, retrieval_metrics
+from trainer.losses import build_loss
+from trainer.nets import build_net
+
+
+class Run(Protocol):
+    device: torch.device
+    job_dir: Path
+
+    def log(self, level: str, message: str) -> None: ...
+    def metric(self, name: str, step: int, value: float) -> None: ...
+    def check(self, step: int) -> None: ...  # raises StopRequested
+    def still_owner(self) -> bool: ...
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # pytorch-metric-learning's samplers draw from numpy's global state
+    torch.manual_seed(seed)
+
+
+def make_optimizer(spec: JobSpec, params) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
+    cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
+    seed_everything(spec.seed)
+    device = run.device
+
+    # Data: everything decoded once into memory; the split ignores the training seed.
+    data = load_images(spec, settings, run.log)
+    train_rows, val_rows = split_indices(data.labels.numpy(), spec.split, spec.val_fraction, spec.split_seed)
+    train, val = data.subset(train_rows), data.subset(val_rows)
+    usable = trainable_classes(train.labels.numpy(), spec.samples_per_class)
+    left_out = len(np.unique(train.labels.numpy())) - len(usable)
+    if left_out:
+        run.log("info", f"{left_out} training class(es) have fewer than {spec.samples_per_class} images and are left out of batches")
+        train = train.subset(np.flatnonzero(np.isin(train.labels.numpy(), usable)))
+    if len(usable) < spec.classes_per_batch:
+        raise JobFailed(f"only {len(usable)} training classes have {spec.samples_per_class} images; classes_per_batch is {spec.classes_per_batch}")
+    if spec.loss not in MARGIN_LOSSES:
+        run.log("info", f"{spec.loss} has no margin; the margin field is ignored")
+    run.log("info", f"{len(train)} training images in {len(usable)} classes, {len(val)} validation images in {len(np.unique(val.labels.numpy()))} classes, on {device}")
+    # Keep the whole dataset on the accelerator when there is one: no per-step copies.
+    train_images = train.images.to(device) if device.type == "cuda" else train.images
+    val_batches = fixed_val_batches(val.labels.numpy(), spec)
+
+    # Model, optimizer, loss; resume from the last checkpoint of an earlier attempt.
+    model = build_net(spec, data.images.shape[1], settings).to(device)
+    optimizer = make_optimizer(spec, model.parameters())
+    loss_fn, miner = build_loss(spec)
+    start = 0
+    spec_json = spec.model_dump(mode="json")
+    ckpt = artifacts.load_checkpoint(run.job_dir)
+    if ckpt is not None and ckpt.get("spec") == spec_json and 0 < ckpt["step"] < spec.steps:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        seed_everything(spec.seed + start)
+        run.log("info", f"resumed from the checkpoint at step {start}")
+    batches = pk_batches(train.labels, spec, start)
+    final: dict[str, float] = {}
+    train_seconds, images_seen = 0.0, 0
+
+    def evaluate(step: int) -> None:
+        emb = embed(model, val.images, device)
+        final.update(retrieval_metrics(emb, val.labels, spec.normalize))
+        vloss = batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)
+        if vloss is not None:
+            final["loss"] = vloss
+        for name, value in final.items():
+            run.metric(f"val/{name}", step, value)
+        if train_seconds > 0:
+            run.metric("train/images_per_second", step, images_seen / train_seconds)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step,
+                 "metrics": dict(final)}
+        artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
+        if step == spec.steps:
+            artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
+
+    if start == 0:
+        evaluate(0)
+    model.train()
+    for step in range(start + 1, spec.steps + 1):
+        t0 = time.perf_counter()
+        rows = torch.from_numpy(next(batches))
+        x, y = to_float(train_images[rows], device), train.labels[rows].to(device, non_blocking=True)
+        emb = model(x)
+        tuples = miner(emb, y) if miner else None
+        loss = loss_fn(emb, y, tuples) if tuples is not None else loss_fn(emb, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise JobFailed(f"loss became {value} at step {step}; lower the learning rate or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        train_seconds += time.perf_counter() - t0
+        images_seen += len(rows)
+
+        run.metric("train/loss", step, value)
+        if step % spec.eval_every == 0 or step == spec.steps:
+            evaluate(step)
+        run.check(step)
+    return final
