@@ -20,7 +20,7 @@ from app.datasets import split_indices, trainable_classes
 from app.spec import MARGIN_LOSSES, JobSpec
 from trainer import artifacts
 from trainer.data import fixed_val_batches, load_images, pk_batches, to_float
-from trainer.errors import JobFailed
+from trainer.errors import JobFailed, StopRequested
 from trainer.evaluate import batch_loss, embed, retrieval_metrics
 from trainer.losses import build_loss
 from trainer.nets import build_net
@@ -88,6 +88,10 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     final: dict[str, float] = {}
     train_seconds, images_seen = 0.0, 0
 
+    def save_checkpoint(step: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step, "metrics": dict(final)}
+        artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
+
     def evaluate(step: int) -> None:
         emb = embed(model, val.images, device)
         final.update(retrieval_metrics(emb, val.labels, spec.normalize))
@@ -98,9 +102,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
             run.metric(f"val/{name}", step, value)
         if train_seconds > 0:
             run.metric("train/images_per_second", step, images_seen / train_seconds)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step,
-                 "metrics": dict(final)}
-        artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
+        save_checkpoint(step)
         if step == spec.steps:
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
 
@@ -126,5 +128,10 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         run.metric("train/loss", step, value)
         if step % spec.eval_every == 0 or step == spec.steps:
             evaluate(step)
-        run.check(step)
+        try:
+            run.check(step)
+        except StopRequested as stop:
+            if stop.reason == "shutdown":  # the next attempt resumes exactly here
+                save_checkpoint(step)
+            raise
     return final

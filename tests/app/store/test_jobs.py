@@ -1,0 +1,134 @@
+"""The queue: exactly-once claims under contention, leases, retries, cancel."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import Counter
+
+from app.spec import JobSpec
+from app.store import jobs, metrics
+from app.store.db import get_engine
+from app.store.metrics import Point
+
+CPU = ("auto", "cpu")
+
+
+def submit(engine, n: int = 1, **spec) -> list[int]:
+    return [j["id"] for j in jobs.submit_many(engine, [JobSpec(dataset="digits", **spec)] * n, owner="t", max_attempts=3)]
+
+
+def claim(engine, worker="w", lease=30.0):
+    return jobs.claim(engine, worker, devices=CPU, lease_seconds=lease, run_device="cpu")
+
+
+def _claim_loop(url: str, worker: str, out) -> None:
+    engine = get_engine(url)
+    ran = []
+    idle = 0
+    while idle < 20:
+        c = jobs.claim(engine, worker, devices=CPU, lease_seconds=30, run_device="cpu")
+        if c is None:
+            idle += 1
+            time.sleep(0.01)
+            continue
+        assert jobs.finish(engine, c.job_id, c.token, "succeeded")
+        ran.append(c.job_id)
+    out.put(ran)
+
+
+def test_each_job_is_claimed_exactly_once_by_competing_processes(engine, settings):
+    ids = submit(engine, 120)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claim_loop, args=(settings.db_url, f"w{i}", out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    ran = [job for _ in procs for job in out.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+    counts = Counter(ran)
+    assert sorted(counts) == sorted(ids)
+    assert set(counts.values()) == {1}
+    assert {jobs.get(engine, i)["status"] for i in ids} == {"succeeded"}
+
+
+def test_claim_order_is_priority_then_age(engine):
+    low, high, low2 = submit(engine, 1)[0], submit(engine, 1, priority=5)[0], submit(engine, 1)[0]
+    assert [claim(engine).job_id for _ in range(3)] == [high, low, low2]
+    assert claim(engine) is None
+
+
+def test_cuda_jobs_wait_for_a_cuda_worker(engine):
+    submit(engine, 1, device="cuda")
+    assert claim(engine) is None
+    assert jobs.claim(engine, "g", devices=("auto", "cpu", "cuda"), lease_seconds=5, run_device="cuda:0") is not None
+
+
+def test_expired_lease_is_requeued_and_the_stale_worker_cannot_finish(engine):
+    [job_id] = submit(engine)
+    stale = claim(engine, "stale", lease=0.2)
+    assert stale.attempt == 1
+    assert metrics.append(engine, job_id, stale.attempt, stale.token, [Point("train/loss", 1, 0.5, time.time())])
+    time.sleep(0.3)
+    assert jobs.requeue_expired(engine) == [job_id]
+    row = jobs.get(engine, job_id)
+    assert row["status"] == "queued" and "lease expired" in row["error"]
+    fresh = claim(engine, "fresh")
+    assert fresh.job_id == job_id and fresh.attempt == 2
+    # The stale worker wakes up: every write it tries is refused.
+    assert jobs.heartbeat(engine, job_id, stale.token, step=5, steps_per_second=1.0, lease_seconds=30) == "lost"
+    assert not metrics.append(engine, job_id, stale.attempt, stale.token, [Point("train/loss", 2, 0.4, time.time())])
+    assert not jobs.finish(engine, job_id, stale.token, "succeeded")
+    assert jobs.get(engine, job_id)["status"] == "running"
+    assert jobs.finish(engine, job_id, fresh.token, "succeeded")
+    assert jobs.get(engine, job_id)["status"] == "succeeded"
+    assert metrics.series(engine, job_id)["train/loss"] == {"step": [1], "value": [0.5]}
+
+
+def test_lease_expiry_after_last_attempt_fails_the_job(engine):
+    [job_id] = jobs.submit_many(engine, [JobSpec(dataset="digits")], owner="t", max_attempts=1)
+    job_id = job_id["id"]
+    claim(engine, lease=0.1)
+    time.sleep(0.2)
+    jobs.requeue_expired(engine)
+    row = jobs.get(engine, job_id)
+    assert row["status"] == "failed" and "lease expired" in row["error"] and row["finished_at"]
+
+
+def test_retry_with_backoff_then_fail(engine):
+    [job_id] = submit(engine)
+    first = claim(engine)
+    assert jobs.retry_or_fail(engine, job_id, first.token, error="OSError: boom", backoff_seconds=0.3) == "queued"
+    assert claim(engine) is None  # backing off
+    time.sleep(0.35)
+    second = claim(engine)
+    assert second.attempt == 2
+    assert jobs.retry_or_fail(engine, job_id, second.token, error="OSError: boom", backoff_seconds=0.01) == "queued"
+    time.sleep(0.05)
+    third = claim(engine)
+    assert jobs.retry_or_fail(engine, job_id, third.token, error="OSError: boom", backoff_seconds=0.01) == "failed"
+    row = jobs.get(engine, job_id)
+    assert row["status"] == "failed" and "all 3 attempts" in row["error"] and "boom" in row["error"]
+    assert claim(engine) is None
+
+
+def test_cancel_queued_and_running(engine):
+    queued, running = submit(engine, 2)
+    c = claim(engine)
+    assert c.job_id == queued  # oldest first
+    queued, running = running, queued
+    assert jobs.cancel(engine, queued)["status"] == "cancelled"
+    row = jobs.cancel(engine, running)
+    assert row["status"] == "running" and row["cancel_requested"]
+    assert jobs.heartbeat(engine, running, c.token, step=3, steps_per_second=None, lease_seconds=30) == "cancel"
+    assert jobs.finish(engine, running, c.token, "cancelled")
+    assert jobs.get(engine, running)["status"] == "cancelled"
+
+
+def test_release_requeues_without_failing(engine):
+    [job_id] = submit(engine)
+    c = claim(engine)
+    assert jobs.release(engine, job_id, c.token, step=42)
+    row = jobs.get(engine, job_id)
+    assert row["status"] == "queued" and row["step"] == 42 and row["error"] is None
+    assert claim(engine).attempt == 2

@@ -1,0 +1,132 @@
+"""The worker end to end: real server and worker processes, jobs submitted over HTTP."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+import torch
+
+from tests.conftest import wait_for
+
+TINY = {"dataset": "digits", "steps": 30, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
+
+
+def submit(url: str, **spec) -> dict:
+    r = httpx.post(f"{url}/api/jobs", json={**TINY, **spec}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def job(url: str, job_id: int) -> dict:
+    return httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+
+
+def wait_status(url: str, job_id: int, statuses: tuple[str, ...], timeout: float = 120) -> dict:
+    return wait_for(lambda: (j := job(url, job_id))["status"] in statuses and j, timeout, 0.2, f"job {job_id} to be {statuses}")
+
+
+def wait_step(url: str, job_id: int, step: int, timeout: float = 120) -> dict:
+    return wait_for(lambda: (j := job(url, job_id))["progress"]["step"] >= step and j, timeout, 0.2, f"job {job_id} to reach step {step}")
+
+
+def test_a_job_trains_end_to_end(procs, home):
+    url = procs.server()
+    procs.worker()
+    created = submit(url, name="e2e")
+    done = wait_status(url, created["id"], ("succeeded", "failed"))
+    assert done["status"] == "succeeded", done["error"]
+    assert done["progress"] == {"step": 30, "total": 30} and done["attempts"] == 1 and done["device"] == "cpu"
+    assert done["started_at"] and done["finished_at"] >= done["started_at"]
+    for name in ("val/precision_at_1", "val/r_precision", "val/mean_average_precision_at_r", "val/loss"):
+        assert 0 <= done["metrics"][name] <= 1.5, name
+    series = httpx.get(f"{url}/api/jobs/{created['id']}/metrics").json()["series"]
+    assert series["train/loss"]["step"] == list(range(1, 31))
+    assert series["val/mean_average_precision_at_r"]["step"] == [0, 10, 20, 30]
+
+    ckpt = torch.load(home / "jobs" / str(created["id"]) / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 30 and ckpt["spec"]["name"] == "e2e" and "model" in ckpt and "optimizer" in ckpt
+    emb = httpx.get(f"{url}/api/jobs/{created['id']}/download/embeddings")
+    assert emb.status_code == 200
+    import io
+
+    import numpy as np
+
+    z = np.load(io.BytesIO(emb.content))
+    assert z["embeddings"].shape == (len(z["labels"]), 128) and set(np.unique(z["labels"])) == {5, 6, 7, 8, 9}
+    assert np.allclose(np.linalg.norm(z["embeddings"], axis=1), 1, atol=1e-4)
+    logs = httpx.get(f"{url}/api/jobs/{created['id']}/logs").json()
+    assert any("training images" in line["message"] for line in logs)
+
+
+def test_cancel_a_running_job_keeps_its_metrics(procs):
+    url = procs.server()
+    procs.worker()
+    created = submit(url, steps=100_000, eval_every=1000)
+    wait_step(url, created["id"], 5)
+    assert httpx.post(f"{url}/api/jobs/{created['id']}/cancel").json()["cancel_requested"]
+    ended = wait_status(url, created["id"], ("cancelled", "failed", "succeeded"), timeout=15)
+    assert ended["status"] == "cancelled"
+    assert len(httpx.get(f"{url}/api/jobs/{created['id']}/metrics").json()["series"]["train/loss"]["step"]) >= 5
+
+
+def test_nan_loss_fails_with_the_step_named(procs):
+    url = procs.server()
+    procs.worker()
+    created = submit(url, loss="circle", miner="none", loss_params={"gamma": 1e38})
+    ended = wait_status(url, created["id"], ("failed", "succeeded"))
+    assert ended["status"] == "failed" and "at step 1" in ended["error"] and ended["attempts"] == 1
+    # what was written before the failure (the step-0 evaluation) is still there
+    assert httpx.get(f"{url}/api/jobs/{created['id']}/metrics").json()["series"]["val/precision_at_1"]["step"] == [0]
+
+
+@pytest.mark.slow
+def test_sigterm_requeues_and_the_next_worker_resumes_from_the_checkpoint(procs):
+    url = procs.server()
+    first = procs.worker()
+    created = submit(url, steps=100_000, eval_every=20)
+    wait_step(url, created["id"], 45)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    requeued = job(url, created["id"])
+    assert requeued["status"] == "queued" and requeued["progress"]["step"] >= 45
+    procs.worker()
+    resumed = wait_step(url, created["id"], requeued["progress"]["step"] + 1)
+    assert resumed["attempts"] == 2
+    logs = httpx.get(f"{url}/api/jobs/{created['id']}/logs").json()
+    assert any(f"resumed from the checkpoint at step {requeued['progress']['step']}" in line["message"] for line in logs)
+    series = httpx.get(f"{url}/api/jobs/{created['id']}/metrics", params={"names": "train/loss"}).json()["series"]["train/loss"]
+    assert series["step"][:5] == [1, 2, 3, 4, 5]  # not restarted: earlier points kept, one value per step
+    assert len(series["step"]) == len(set(series["step"]))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_its_lease_and_another_finishes_the_job(procs):
+    url = procs.server()
+    doomed = procs.worker()
+    created = submit(url, steps=150, eval_every=50)
+    wait_step(url, created["id"], 10)
+    doomed.kill()
+    doomed.wait()
+    assert job(url, created["id"])["status"] == "running"
+    procs.worker()
+    done = wait_status(url, created["id"], ("succeeded", "failed"), timeout=180)
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+
+
+def test_submit_cli_waits_and_exits_by_outcome(procs, tmp_path):
+    url = procs.server()
+    procs.worker()
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"dataset": "digits", "steps": 15, "eval_every": 15}')
+    bad.write_text('{"dataset": "digits", "margin": -1}')
+    env = {**procs.env, "EMBEDLAB_URL": url}
+    refused = subprocess.run([sys.executable, "-m", "app.cli", "submit", str(bad)], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "margin" in refused.stderr
+    ok = subprocess.run([sys.executable, "-m", "app.cli", "submit", str(good), "--wait"], env=env, capture_output=True, text=True, timeout=180)
+    assert ok.returncode == 0, ok.stderr
+    job_id = int(ok.stdout.strip())
+    assert job(url, job_id)["status"] == "succeeded" and "succeeded" in ok.stderr
