@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,25 @@ class Run(Protocol):
     def metric(self, name: str, step: int, value: float) -> None: ...
     def check(self, step: int) -> None: ...  # raises StopRequested
     def still_owner(self) -> bool: ...
+
+
+@dataclass
+class Throughput:
+    """Images per second of training: evaluation is paused out; logging, flushes and heartbeats count."""
+
+    seconds: float = 0.0
+    images: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+    def pause(self) -> None:
+        self.seconds += time.perf_counter() - self.since
+
+    def resume(self) -> None:
+        self.since = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -86,13 +106,14 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         run.log("info", f"resumed from the checkpoint at step {start}")
     batches = pk_batches(train.labels, spec, start)
     final: dict[str, float] = {}
-    train_seconds, images_seen = 0.0, 0
+    speed = Throughput()
 
     def save_checkpoint(step: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step, "metrics": dict(final)}
         artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
 
     def evaluate(step: int) -> None:
+        speed.pause()
         emb = embed(model, val.images, device)
         final.update(retrieval_metrics(emb, val.labels, spec.normalize))
         vloss = batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)
@@ -100,17 +121,17 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
             final["loss"] = vloss
         for name, value in final.items():
             run.metric(f"val/{name}", step, value)
-        if train_seconds > 0:
-            run.metric("train/images_per_second", step, images_seen / train_seconds)
+        if speed.images:
+            run.metric("train/images_per_second", step, speed.rate)
         save_checkpoint(step)
         if step == spec.steps:
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
+        speed.resume()
 
     if start == 0:
         evaluate(0)
     model.train()
     for step in range(start + 1, spec.steps + 1):
-        t0 = time.perf_counter()
         rows = torch.from_numpy(next(batches))
         x, y = to_float(train_images[rows], device), train.labels[rows].to(device, non_blocking=True)
         emb = model(x)
@@ -122,8 +143,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        train_seconds += time.perf_counter() - t0
-        images_seen += len(rows)
+        speed.images += len(rows)
 
         run.metric("train/loss", step, value)
         if step % spec.eval_every == 0 or step == spec.steps:
