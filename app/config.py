@@ -8,6 +8,12 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# A job's files under EMBEDLAB_HOME/jobs/<id>/ (written by the worker, served by the API).
+CHECKPOINT_FILE = "checkpoint.pt"
+EMBEDDINGS_FILE = "embeddings.npz"
+DISTANCES_FILE = "distances.json"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMBEDLAB_", extra="ignore")
 

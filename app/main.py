@@ -11,9 +11,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.api import datasets as datasets_api
+from app.api import diagnostics as diagnostics_api
 from app.api import errors
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
+from app.api import sweeps as sweeps_api
 from app.config import Settings
 from app.store import jobs
 from app.store.db import get_engine, init_db
@@ -42,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (jobs_api, metrics_api, datasets_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api):
         app.include_router(module.router)
     from app import pages
 

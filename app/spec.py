@@ -137,3 +137,81 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
                 f"in {settings.home_path / 'weights'} (embedlab never downloads)",
             )
     return catalog
+
+
+MAX_SWEEP_JOBS = 200
+NOT_AXES = {"name", "seed"}  # the name is generated per run; seeds have their own list
+
+
+class SweepSpec(BaseModel):
+    """A base job spec, grid axes over any of its fields, and the seeds each grid point runs with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=200)
+    base: dict[str, Any] = Field(default_factory=dict, description="Job spec fields shared by every run.")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="Field -> values; one run per combination and seed.")
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(default_factory=lambda: [0], min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _grid(self) -> "SweepSpec":
+        for axis, values in self.grid.items():
+            if axis not in JobSpec.model_fields or axis in NOT_AXES:
+                hint = "use `seeds` for seeds" if axis == "seed" else f"not a job spec field ({', '.join(sorted(set(JobSpec.model_fields) - NOT_AXES))})"
+                raise SpecError(f"grid.{axis}", hint)
+            if not values:
+                raise SpecError(f"grid.{axis}", "needs at least one value")
+            if len({repr(v) for v in values}) != len(values):
+                raise SpecError(f"grid.{axis}", "repeats a value")
+        count = self.job_count
+        if count > MAX_SWEEP_JOBS:
+            sizes = " x ".join(f"{len(v)} {k}" for k, v in self.grid.items())
+            raise SpecError("grid", f"this sweep makes {count} jobs ({sizes} x {len(self.seeds)} seeds); the limit is {MAX_SWEEP_JOBS}")
+        if not self.name:
+            self.name = "sweep " + ", ".join(self.grid) if self.grid else "sweep"
+        return self
+
+    @property
+    def job_count(self) -> int:
+        count = len(self.seeds)
+        for values in self.grid.values():
+            count *= len(values)
+        return count
+
+    def expand(self) -> list[JobSpec]:
+        """One JobSpec per grid point and seed; errors name the sweep field at fault (base.x or grid.x)."""
+        import itertools
+
+        from pydantic import ValidationError
+
+        axes = list(self.grid)
+        specs = []
+        for combo in itertools.product(*(self.grid[a] for a in axes)):
+            point = dict(zip(axes, combo))
+            for seed in self.seeds:
+                label = " ".join(f"{a}={v}" for a, v in point.items())
+                fields = {**self.base, **point, "seed": seed, "name": f"{self.name}: {label} seed={seed}".strip()[:200]}
+                try:
+                    specs.append(JobSpec.model_validate(fields))
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    cause = (err.get("ctx") or {}).get("error")
+                    field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
+                    reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
+                    raise SpecError(f"grid.{field}" if field in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
+        return specs
+
+
+def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
+    specs = sweep.expand()
+    checked: set[str] = set()
+    for spec in specs:
+        key = spec.model_dump_json(exclude={"name", "seed"})
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_spec(spec, settings)
+        except SpecError as e:
+            raise SpecError(f"grid.{e.field}" if e.field in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
+    return specs

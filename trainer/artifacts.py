@@ -1,6 +1,7 @@
 """A job's files under EMBEDLAB_HOME/jobs/<id>/, always written atomically (temp file + rename)."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT = "checkpoint.pt"
-EMBEDDINGS = "embeddings.npz"
+from app.config import CHECKPOINT_FILE as CHECKPOINT
+from app.config import DISTANCES_FILE as DISTANCES
+from app.config import EMBEDDINGS_FILE as EMBEDDINGS
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], commit_ok: Callable[[], bool] = lambda: True) -> bool:
@@ -61,3 +63,11 @@ def load_embeddings(job_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def save_json(path: Path, data: Any, commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    return atomic_write(path, lambda p: p.write_text(json.dumps(data, separators=(",", ":"))), commit_ok)
+
+
+def load_json(path: Path) -> Any | None:
+    return json.loads(path.read_text()) if path.is_file() else None

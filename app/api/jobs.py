@@ -9,13 +9,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut, JobList, JobOut, LogLine, job_out
+from app.config import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 # Downloadable artifacts: a fixed list, so no request can name another file.
-DOWNLOADS = {"checkpoint": ("checkpoint.pt", "application/octet-stream"), "embeddings": ("embeddings.npz", "application/octet-stream")}
+DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embeddings": (EMBEDDINGS_FILE, "application/octet-stream")}
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})

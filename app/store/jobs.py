@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from app.spec import JobSpec
 from app.store.db import reading, writing
@@ -26,7 +26,12 @@ def submit(engine: Engine, spec: JobSpec, *, owner: str = "local", max_attempts:
 
 
 def submit_many(engine: Engine, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None = None) -> list[dict]:
-    """Insert several jobs in one transaction (a sweep is all or nothing)."""
+    with writing(engine) as conn:
+        return insert_jobs(conn, specs, owner=owner, max_attempts=max_attempts, sweep_id=sweep_id)
+
+
+def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None) -> list[dict]:
+    """Insert jobs inside the caller's write transaction (a sweep and its jobs are all or nothing)."""
     now = utcnow()
     rows = [
         dict(
@@ -36,9 +41,8 @@ def submit_many(engine: Engine, specs: list[JobSpec], *, owner: str, max_attempt
         )
         for s in specs
     ]
-    with writing(engine) as conn:
-        ids = [conn.execute(Job.__table__.insert().values(**r).returning(Job.id)).scalar_one() for r in rows]
-        return [dict(conn.execute(select(Job).where(Job.id == i)).mappings().one()) for i in ids]
+    ids = [conn.execute(Job.__table__.insert().values(**r).returning(Job.id)).scalar_one() for r in rows]
+    return [dict(conn.execute(select(Job.__table__).where(Job.id == i)).mappings().one()) for i in ids]
 
 
 def get(engine: Engine, job_id: int) -> dict | None:
@@ -68,15 +72,16 @@ def list_jobs(
 
 def cancel(engine: Engine, job_id: int) -> dict | None:
     """A queued job is cancelled at once; a running one is asked to stop (its worker ends it)."""
-    now = utcnow()
     with writing(engine) as conn:
-        conn.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued")
-            .values(status="cancelled", finished_at=now, updated_at=now, not_before=None)
-        )
-        conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True, updated_at=now))
+        cancel_where(conn, Job.id == job_id)
         row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
         return dict(row) if row else None
+
+
+def cancel_where(conn: Connection, condition: Any) -> None:
+    now = utcnow()
+    conn.execute(update(Job).where(condition, Job.status == "queued").values(status="cancelled", finished_at=now, updated_at=now, not_before=None))
+    conn.execute(update(Job).where(condition, Job.status == "running").values(cancel_requested=True, updated_at=now))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""Per-job margin diagnostics: validation distance distributions and the margin they suggest."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from app.advisor import margin_lines, suggest_from_distances
+from app.api.deps import EngineDep, SettingsDep, job_or_404
+from app.api.schemas import ErrorOut
+from app.config import DISTANCES_FILE
+
+router = APIRouter(prefix="/api/jobs", tags=["diagnostics"])
+
+
+class Evaluation(BaseModel):
+    step: int
+    kind: str
+    edges: list[float]
+    positive: list[int]
+    negative: list[int]
+    overlap: float
+    positive_median: float | None
+    negative_median: float | None
+    positive_p90: float | None
+    margin_lines: list[dict[str, Any]]
+
+
+class Suggestion(BaseModel):
+    margin: float | None
+    rule: str
+    evidence: dict[str, Any]
+
+
+class DistancesOut(BaseModel):
+    loss: str
+    margin: float
+    kind: str
+    evaluations: list[Evaluation]
+    suggestion: Suggestion | None
+
+
+@router.get("/{job_id}/distances", response_model=DistancesOut, responses={404: {"model": ErrorOut}})
+def get_distances(job_id: int, engine: EngineDep, settings: SettingsDep) -> DistancesOut:
+    """Histograms of positive- and negative-pair distances on the validation split, at each evaluation."""
+    job = job_or_404(engine, job_id)
+    path = settings.job_dir(job_id) / DISTANCES_FILE
+    if not path.is_file():
+        raise HTTPException(404, f"job {job_id} has no evaluation yet")
+    data = json.loads(path.read_text())
+    loss, margin, params = data["loss"], data["margin"], job["spec"].get("loss_params", {})
+    evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params)) for e in data["evaluations"]]
+    suggestion = None
+    if job["status"] == "succeeded" and evaluations:
+        suggestion = Suggestion(**suggest_from_distances(loss, margin, data["evaluations"][-1]))
+    return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations, suggestion=suggestion)

@@ -1,0 +1,103 @@
+"""Sweeps: create one job per grid point and seed, compare them, recommend a margin."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from app.advisor import recommend_from_sweep
+from app.api.deps import EngineDep, SettingsDep
+from app.api.schemas import ErrorOut, JobOut, job_out
+from app.spec import SweepSpec, check_sweep
+from app.store import jobs, sweeps
+
+router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
+
+
+class SweepCreated(BaseModel):
+    id: int
+    name: str
+    job_ids: list[int]
+
+
+class SweepSummary(BaseModel):
+    id: int
+    name: str
+    owner: str
+    created_at: datetime
+    axes: list[str]
+    seeds: list[int]
+    jobs: int
+    status_counts: dict[str, int]
+
+
+class Recommendation(BaseModel):
+    loss: str
+    margin: float | None
+    point: dict[str, Any]
+    mean: float
+    min: float
+    max: float
+    runs: int
+    rule: str
+
+
+class SweepDetail(SweepSummary):
+    spec: dict[str, Any]
+    job_list: list[JobOut]
+    recommendations: list[Recommendation]
+
+
+class SweepList(BaseModel):
+    sweeps: list[SweepSummary]
+    total: int
+
+
+def _summary(row: dict, counts: dict[str, int]) -> dict:
+    spec = row["spec"]
+    return dict(id=row["id"], name=row["name"], owner=row["owner"], created_at=row["created_at"], axes=list(spec.get("grid", {})),
+                seeds=spec.get("seeds", [0]), jobs=sum(counts.values()), status_counts=counts)
+
+
+@router.post("", status_code=201, response_model=SweepCreated, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep) -> SweepCreated:
+    specs = await run_in_threadpool(check_sweep, sweep, settings)
+    row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner="local", max_attempts=settings.max_attempts)
+    return SweepCreated(id=row["id"], name=row["name"], job_ids=job_ids)
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> SweepList:
+    rows, total = sweeps.list_sweeps(engine, limit=limit, offset=offset)
+    counts = sweeps.status_counts(engine, [r["id"] for r in rows])
+    return SweepList(sweeps=[SweepSummary(**_summary(r, counts[r["id"]])) for r in rows], total=total)
+
+
+def _sweep_or_404(engine, sweep_id: int) -> dict:
+    row = sweeps.get(engine, sweep_id)
+    if row is None:
+        raise HTTPException(404, f"sweep {sweep_id} does not exist")
+    return row
+
+
+@router.get("/{sweep_id}", response_model=SweepDetail, responses={404: {"model": ErrorOut}})
+def get_sweep(sweep_id: int, engine: EngineDep) -> SweepDetail:
+    row = _sweep_or_404(engine, sweep_id)
+    rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
+    job_list = [job_out(r) for r in reversed(rows)]  # in creation order
+    counts: dict[str, int] = {}
+    for j in job_list:
+        counts[j.status] = counts.get(j.status, 0) + 1
+    summary = _summary(row, counts)
+    recs = recommend_from_sweep([j.model_dump() for j in job_list], summary["axes"])
+    return SweepDetail(**summary, spec=row["spec"], job_list=job_list, recommendations=[Recommendation(**r) for r in recs])
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={404: {"model": ErrorOut}})
+def cancel_sweep(sweep_id: int, engine: EngineDep) -> SweepSummary:
+    row = _sweep_or_404(engine, sweep_id)
+    sweeps.cancel(engine, sweep_id)
+    return SweepSummary(**_summary(row, sweeps.status_counts(engine, [sweep_id])[sweep_id]))
