@@ -59,6 +59,42 @@ class WorkerPool:
                 p.kill()
 
 
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+def open_database(settings: Settings, *, create: bool = True):
+    """The engine, with the schema checked; a clear one-line error and exit 1 instead of a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.store.db import get_engine, init_db
+    from app.store.schema import SchemaBehind
+
+    safe_url = settings.db_url.split("@")[-1] if "@" in settings.db_url else settings.db_url
+    try:
+        engine = get_engine(settings.db_url)
+        if create:
+            init_db(engine)
+        return engine
+    except SchemaBehind as e:
+        typer.echo(f"embedlab: {e}", err=True)
+    except (SQLAlchemyError, OSError) as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        typer.echo(f"embedlab: cannot use the database at {safe_url}: {reason}", err=True)
+    raise typer.Exit(1)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to this version of embedlab."""
+    from app.store import schema
+
+    engine = open_database(Settings(), create=False)
+    before = schema.current(engine)
+    schema.upgrade(engine)
+    typer.echo(f"database schema: {before or 'empty'} -> {schema.current(engine)}")
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -71,13 +107,11 @@ def serve(
     from app.main import create_app
     from app.spec import JobSpec
     from app.store import jobs
-    from app.store.db import get_engine, init_db
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
     settings.home_path.mkdir(parents=True, exist_ok=True)
-    engine = get_engine(settings.db_url)
-    init_db(engine)
+    engine = open_database(settings)
     if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:
         job = jobs.submit(engine, JobSpec.model_validate(DEMO_SPEC), max_attempts=settings.max_attempts)
         log.info("empty database: queued demo job %d", job["id"])
@@ -101,6 +135,7 @@ def worker(
     """Run a trainer worker against EMBEDLAB_DATABASE_URL."""
     from trainer.worker import main
 
+    open_database(Settings())
     raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
 
 

@@ -62,6 +62,7 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 def init_db(engine: Engine) -> None:
-    from app.store.models import Base
+    """Create the schema on an empty database; raise SchemaBehind on an outdated one."""
+    from app.store.schema import ensure_current
 
-    Base.metadata.create_all(engine)
+    ensure_current(engine)

@@ -1,0 +1,55 @@
+"""Schema versions through Alembic: `embedlab db upgrade` applies them.
+
+An empty database is brought to the latest version on first start (so `make run` needs no
+extra step); a database with an older version is refused until someone upgrades it on
+purpose, because a migration on a shared database is a decision, not a side effect.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class SchemaBehind(RuntimeError):
+    pass
+
+
+def _config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head(engine: Engine) -> str:
+    return ScriptDirectory.from_config(_config(engine)).get_current_head()
+
+
+def current(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = _config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def ensure_current(engine: Engine) -> None:
+    """Create the schema on an empty database; refuse one that is behind."""
+    now = current(engine)
+    if now is None and not inspect(engine).has_table("jobs"):
+        upgrade(engine)
+        return
+    if now != head(engine):
+        raise SchemaBehind(f"the database schema is at {now or 'an unversioned state'}, this embedlab needs {head(engine)}: run `embedlab db upgrade`")
