@@ -95,6 +95,41 @@ def db_upgrade() -> None:
     typer.echo(f"database schema: {before or 'empty'} -> {schema.current(engine)}")
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+user_cli = typer.Typer(help="Accounts and API tokens (for EMBEDLAB_AUTH=on).", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
+
+
+@user_cli.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="User name")],
+    admin: Annotated[bool, typer.Option("--admin", help="May cancel anyone's jobs")] = False,
+    password: Annotated[bool, typer.Option("--password", help="Also set a password for the browser (asked for)")] = False,
+) -> None:
+    """Create a user; prints the API token last (it is shown only once)."""
+    from app.auth import create_user
+
+    engine = open_database(Settings())
+    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    try:
+        user, token = create_user(engine, name, password=secret, is_admin=admin)
+    except ValueError as e:
+        typer.echo(f"embedlab: {e}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"created {'admin ' if user['is_admin'] else ''}user {user['name']}; API token (shown once):")
+    typer.echo(token)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -110,6 +145,10 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
+    if settings.auth == "off" and not is_loopback(host):
+        typer.echo(f"embedlab: refusing to serve {host} without accounts: anyone on the network could run jobs and read files. "
+                   "Create an admin with `embedlab user add NAME --admin`, then start with EMBEDLAB_AUTH=on.", err=True)
+        raise typer.Exit(1)
     settings.home_path.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
     if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:

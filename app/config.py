@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     demo: bool = True
     # Threads per training process; 0 picks cores // embedded workers.
     threads: int = 0
+    # "on": accounts and tokens (a shared server); "off": one local user, loopback only.
+    auth: Literal["off", "on"] = "off"
+    # Running jobs one user may hold at once (0: no limit), so one person cannot take every GPU.
+    max_running_per_user: int = 0
 
     @cached_property
     def home_path(self) -> Path:

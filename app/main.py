@@ -6,15 +6,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.api import datasets as datasets_api
+from app.api import deps
 from app.api import diagnostics as diagnostics_api
 from app.api import errors
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
+from app.api import session as session_api
 from app.api import sweeps as sweeps_api
 from app.config import Settings
 from app.store import jobs
@@ -40,11 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         task.cancel()
 
-    app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.")
+    app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.",
+                  dependencies=[Depends(deps.require_identity)])
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api):
         app.include_router(module.router)
     from app import pages
 

@@ -121,7 +121,8 @@ class Worker:
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
                 jobs.requeue_expired(self.engine)
-                claim = jobs.claim(self.engine, self.id, devices=self.accepts, lease_seconds=self.settings.lease_seconds, run_device=str(self.device))
+                claim = jobs.claim(self.engine, self.id, devices=self.accepts, lease_seconds=self.settings.lease_seconds,
+                                   run_device=str(self.device), max_running_per_user=self.settings.max_running_per_user)
                 if claim is None:
                     workers.beat(self.engine, self.id, None)
                     if exit_when_idle:

@@ -1,10 +1,13 @@
 """Every refused request answers JSON that names the field and the reason."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from app.api.deps import SignInRequired
 from app.spec import SpecError
 
 
@@ -42,6 +45,12 @@ def install(app: FastAPI) -> None:
             return field_error("body", "the request body must be a JSON object", 400)
         detail = [{"field": _field_of(e), "reason": _reason_of(e)} for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(SignInRequired)
+    async def on_sign_in_required(request: Request, _exc: SignInRequired) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "sign in: send Authorization: Bearer <token>"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(SpecError)
     async def on_spec_error(_request: Request, exc: SpecError) -> JSONResponse:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import EngineDep, SettingsDep, job_or_404
+from app.api.deps import EngineDep, IdentityDep, SettingsDep, job_or_404, may_change
 from app.api.schemas import ErrorOut, JobList, JobOut, LogLine, job_out
 from app.config import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.spec import JobSpec, check_spec
@@ -20,9 +20,9 @@ DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embed
 
 
 @router.post("", status_code=201, response_model=JobOut, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
-async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep) -> JobOut:
+async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> JobOut:
     await run_in_threadpool(check_spec, spec, settings)
-    row = await run_in_threadpool(jobs.submit, engine, spec, max_attempts=settings.max_attempts)
+    row = await run_in_threadpool(jobs.submit, engine, spec, owner=identity.name, max_attempts=settings.max_attempts)
     return job_out(row)
 
 
@@ -45,9 +45,10 @@ def get_job(job_id: int, engine: EngineDep) -> JobOut:
     return job_out(job_or_404(engine, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
-def cancel_job(job_id: int, engine: EngineDep) -> JobOut:
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+def cancel_job(job_id: int, engine: EngineDep, identity: IdentityDep) -> JobOut:
     job = job_or_404(engine, job_id)
+    may_change(identity, job["owner"], "job")
     if job["status"] in jobs.TERMINAL:
         raise HTTPException(409, f"job {job_id} has already ended ({job['status']})")
     return job_out(jobs.cancel(engine, job_id))

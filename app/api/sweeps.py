@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.advisor import recommend_from_sweep
-from app.api.deps import EngineDep, SettingsDep
+from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
 from app.api.schemas import ErrorOut, JobOut, job_out
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
@@ -63,9 +63,9 @@ def _summary(row: dict, counts: dict[str, int]) -> dict:
 
 
 @router.post("", status_code=201, response_model=SweepCreated, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
-async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep) -> SweepCreated:
+async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
-    row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner="local", max_attempts=settings.max_attempts)
+    row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
     return SweepCreated(id=row["id"], name=row["name"], job_ids=job_ids)
 
 
@@ -96,8 +96,9 @@ def get_sweep(sweep_id: int, engine: EngineDep) -> SweepDetail:
     return SweepDetail(**summary, spec=row["spec"], job_list=job_list, recommendations=[Recommendation(**r) for r in recs])
 
 
-@router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={404: {"model": ErrorOut}})
-def cancel_sweep(sweep_id: int, engine: EngineDep) -> SweepSummary:
+@router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+def cancel_sweep(sweep_id: int, engine: EngineDep, identity: IdentityDep) -> SweepSummary:
     row = _sweep_or_404(engine, sweep_id)
+    may_change(identity, row["owner"], "sweep")
     sweeps.cancel(engine, sweep_id)
     return SweepSummary(**_summary(row, sweeps.status_counts(engine, [sweep_id])[sweep_id]))

@@ -93,7 +93,7 @@ class Claim:
     step: int  # the step the job had reached (0 unless a previous attempt checkpointed)
 
 
-def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str) -> Claim | None:
+def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str, max_running_per_user: int = 0) -> Claim | None:
     """Take the next queued job (priority, then age) in one atomic statement.
 
     On PostgreSQL the subquery locks with FOR UPDATE SKIP LOCKED so concurrent claims
@@ -102,9 +102,13 @@ def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_sec
     """
     now = utcnow()
     token = secrets.token_hex(16)
+    eligible = [Job.status == "queued", Job.device.in_(devices), or_(Job.not_before.is_(None), Job.not_before <= now)]
+    if max_running_per_user > 0:  # owners already at their limit wait
+        busy = select(Job.owner).where(Job.status == "running").group_by(Job.owner).having(func.count() >= max_running_per_user)
+        eligible.append(Job.owner.not_in(busy))
     next_id = (
         select(Job.id)
-        .where(Job.status == "queued", Job.device.in_(devices), or_(Job.not_before.is_(None), Job.not_before <= now))
+        .where(*eligible)
         .order_by(Job.priority.desc(), Job.id.asc())
         .limit(1)
         .with_for_update(skip_locked=True)
