@@ -18,6 +18,7 @@ from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
 from app.api import session as session_api
 from app.api import sweeps as sweeps_api
+from app.api import workers as workers_api
 from app.config import Settings
 from app.store import jobs
 from app.store.db import get_engine, init_db
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api):
         app.include_router(module.router)
     from app import pages
 

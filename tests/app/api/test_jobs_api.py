@@ -131,3 +131,14 @@ def test_datasets_lists_bundled_with_counts(client):
     assert by_name["digits"]["classes"] == 10 and by_name["digits"]["images"] == 1797
     assert by_name["mnist5k"]["images"] == 5000
     assert data["roots"]
+
+
+def test_workers_are_listed_with_liveness(client, engine):
+    from app.store import workers
+
+    workers.register(engine, "host:1:a", host="host", pid=1, device="cpu", version="0.1.0")
+    workers.register(engine, "host:2:b", host="host", pid=2, device="cuda:0", version="0.1.0")
+    workers.stopped(engine, "host:2:b")
+    listed = {w["id"]: w for w in client.get("/api/workers").json()}
+    assert listed["host:1:a"]["alive"] and not listed["host:2:b"]["alive"]
+    assert listed["host:2:b"]["device"] == "cuda:0"
