@@ -70,7 +70,12 @@ def open_database(settings: Settings, *, create: bool = True):
     from app.store.db import get_engine, init_db
     from app.store.schema import SchemaBehind
 
+    from app.store.db import sqlite_location_problem
+
     safe_url = settings.db_url.split("@")[-1] if "@" in settings.db_url else settings.db_url
+    if problem := sqlite_location_problem(settings.db_url):
+        typer.echo(f"embedlab: {problem}", err=True)
+        raise typer.Exit(1)
     try:
         engine = get_engine(settings.db_url)
         if create:

@@ -22,7 +22,7 @@ import torch
 from app.config import Settings
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics, workers
-from app.store.db import get_engine, init_db
+from app.store.db import get_engine, init_db, is_sqlite
 from trainer.errors import JobFailed, StopRequested
 from trainer.train import train
 
@@ -31,8 +31,12 @@ FLUSH_SECONDS = 0.5  # metric points reach the dashboard within this, plus the s
 
 
 def resolve_device(requested: str) -> torch.device:
+    """`auto` takes CUDA when present; workers started by `serve --workers N` spread over the visible GPUs."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        index = int(os.environ.get("EMBEDLAB_WORKER_INDEX", "0")) % torch.cuda.device_count()
+        return torch.device(f"cuda:{index}")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"device {requested!r} asked for, but this machine has no CUDA device")
     return torch.device(requested)
@@ -116,6 +120,9 @@ class Worker:
         """Work until stopped; returns how many jobs ran."""
         from importlib.metadata import version
 
+        if is_sqlite(self.engine) and (others := workers.other_hosts_alive(self.engine, socket.gethostname(), self.settings.lease_seconds)):
+            raise SystemExit(f"SQLite is already used by workers on {', '.join(others)}: SQLite needs all workers on one host; "
+                             "use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) for several hosts")
         workers.register(self.engine, self.id, host=socket.gethostname(), pid=os.getpid(), device=str(self.device), version=version("embedlab"))
         done = 0
         try:

@@ -45,6 +45,37 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "ceph", "glusterfs", "lustre", "gpfs", "afs"}
+
+
+def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the filesystem holding `path` (longest matching mount point)."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    resolved = str(path.resolve())
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and (resolved == parts[1] or resolved.startswith(parts[1].rstrip("/") + "/")) and len(parts[1]) >= len(best):
+            best, kind = parts[1], parts[2]
+    return kind
+
+
+def sqlite_location_problem(url: str) -> str | None:
+    """SQLite's locking needs one host and a local disk; say why a location will not do."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    kind = filesystem_type(Path(parsed.database).parent)
+    if kind in NETWORK_FILESYSTEMS:
+        return (f"the SQLite database {parsed.database} is on a network filesystem ({kind}); SQLite's locks do not work there. "
+                "Keep EMBEDLAB_HOME's database on a local disk, or use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) "
+                "for several hosts")
+    return None
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

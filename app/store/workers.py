@@ -27,3 +27,13 @@ def stopped(engine: Engine, worker_id: str) -> None:
 def list_workers(engine: Engine) -> list[dict]:
     with reading(engine) as conn:
         return [dict(r) for r in conn.execute(select(Worker.__table__).order_by(Worker.started_at.desc())).mappings()]
+
+
+def other_hosts_alive(engine: Engine, host: str, within_seconds: float) -> list[str]:
+    """Hosts other than `host` with a worker that beat recently (SQLite must stay on one host)."""
+    from datetime import timedelta
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    stmt = select(Worker.host).where(Worker.host != host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since).distinct()
+    with reading(engine) as conn:
+        return list(conn.execute(stmt).scalars())

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from pathlib import Path
 import time
 from collections import Counter
+
+import pytest
 
 from app.spec import JobSpec
 from app.store import jobs, metrics
@@ -132,3 +135,28 @@ def test_release_requeues_without_failing(engine):
     row = jobs.get(engine, job_id)
     assert row["status"] == "queued" and row["step"] == 42 and row["error"] is None
     assert claim(engine).attempt == 2
+
+
+def test_sqlite_on_a_network_filesystem_is_refused(tmp_path):
+    from app.store.db import filesystem_type, sqlite_location_problem
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\nserver:/export /mnt/share nfs4 rw 0 0\n")
+    assert filesystem_type(Path("/mnt/share/embedlab"), str(mounts)) == "nfs4"
+    assert filesystem_type(Path("/mnt/shared"), str(mounts)) == "ext4"
+    assert sqlite_location_problem(f"sqlite:///{tmp_path}/x.db") is None
+    assert sqlite_location_problem("postgresql+psycopg://h/db") is None
+
+
+def test_sqlite_refuses_a_second_host(engine, settings):
+    from app.store import workers
+    from app.store.db import is_sqlite
+
+    from trainer.worker import Worker
+
+    worker = Worker(settings)
+    workers.register(engine, "elsewhere:1:x", host="elsewhere", pid=1, device="cpu", version="0")
+    assert workers.other_hosts_alive(engine, "here", 30) == ["elsewhere"]
+    if is_sqlite(engine):
+        with pytest.raises(SystemExit, match="several hosts"):
+            worker.run(max_jobs=1, exit_when_idle=True)
