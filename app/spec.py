@@ -146,7 +146,7 @@ NOT_AXES = {"name", "seed"}  # the name is generated per run; seeds have their o
 class SweepSpec(BaseModel):
     """A base job spec, grid axes over any of its fields, and the seeds each grid point runs with."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("", max_length=200)
     base: dict[str, Any] = Field(default_factory=dict, description="Job spec fields shared by every run.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import Engine
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,9 @@ def get_engine(request: Request) -> Engine:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Ids in paths: bounded, so an absurd number is a 422, not a database overflow.
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Job id")]
+SweepId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Sweep id")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from app.advisor import margin_lines, suggest_from_distances
-from app.api.deps import EngineDep, SettingsDep, job_or_404
+from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
 from app.config import DISTANCES_FILE
 
@@ -43,7 +43,7 @@ class DistancesOut(BaseModel):
 
 
 @router.get("/{job_id}/distances", response_model=DistancesOut, responses={404: {"model": ErrorOut}})
-def get_distances(job_id: int, engine: EngineDep, settings: SettingsDep) -> DistancesOut:
+def get_distances(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> DistancesOut:
     """Histograms of positive- and negative-pair distances on the validation split, at each evaluation."""
     job = job_or_404(engine, job_id)
     path = settings.job_dir(job_id) / DISTANCES_FILE

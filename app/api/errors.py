@@ -11,8 +11,13 @@ from app.api.deps import SignInRequired
 from app.spec import SpecError
 
 
+def error_item(field: str, reason: str, loc: list | None = None, kind: str = "value_error") -> dict:
+    """`field` and `reason` for people; `loc`, `msg` and `type` keep FastAPI's documented 422 shape."""
+    return {"field": field, "reason": reason, "loc": loc or ["body", *field.split(".")], "msg": reason, "type": kind}
+
+
 def field_error(field: str, reason: str, status: int = 422) -> JSONResponse:
-    return JSONResponse({"detail": [{"field": field, "reason": reason}]}, status_code=status)
+    return JSONResponse({"detail": [error_item(field, reason)]}, status_code=status)
 
 
 def _field_of(error: dict) -> str:
@@ -43,7 +48,7 @@ def install(app: FastAPI) -> None:
             return field_error("body", "the request body is not valid JSON", 400)
         if any(e.get("type") in ("model_attributes_type", "dict_type") and tuple(e.get("loc", ())) == ("body",) for e in errors):
             return field_error("body", "the request body must be a JSON object", 400)
-        detail = [{"field": _field_of(e), "reason": _reason_of(e)} for e in errors]
+        detail = [error_item(_field_of(e), _reason_of(e), list(e.get("loc", ())), e.get("type", "value_error")) for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(SignInRequired)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import EngineDep, IdentityDep, SettingsDep, job_or_404, may_change
-from app.api.schemas import ErrorOut, JobList, JobOut, LogLine, job_out
+from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
+from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
 from app.config import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embeddings": (EMBEDDINGS_FILE, "application/octet-stream")}
 
 
-@router.post("", status_code=201, response_model=JobOut, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+@router.post("", status_code=201, response_model=JobOut, responses=BODY_ERRORS)
 async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> JobOut:
     await run_in_threadpool(check_spec, spec, settings)
     row = await run_in_threadpool(jobs.submit, engine, spec, owner=identity.name, max_attempts=settings.max_attempts)
@@ -41,12 +41,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
-def get_job(job_id: int, engine: EngineDep) -> JobOut:
+def get_job(job_id: JobId, engine: EngineDep) -> JobOut:
     return job_out(job_or_404(engine, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
-def cancel_job(job_id: int, engine: EngineDep, identity: IdentityDep) -> JobOut:
+def cancel_job(job_id: JobId, engine: EngineDep, identity: IdentityDep) -> JobOut:
     job = job_or_404(engine, job_id)
     may_change(identity, job["owner"], "job")
     if job["status"] in jobs.TERMINAL:
@@ -55,13 +55,13 @@ def cancel_job(job_id: int, engine: EngineDep, identity: IdentityDep) -> JobOut:
 
 
 @router.get("/{job_id}/logs", response_model=list[LogLine], responses={404: {"model": ErrorOut}})
-def get_job_logs(job_id: int, engine: EngineDep) -> list[LogLine]:
+def get_job_logs(job_id: JobId, engine: EngineDep) -> list[LogLine]:
     job_or_404(engine, job_id)
     return [LogLine(**line) for line in joblogs.lines(engine, job_id)]
 
 
 @router.get("/{job_id}/download/{artifact}", response_class=FileResponse, responses={404: {"model": ErrorOut}})
-def download_artifact(job_id: int, artifact: Literal["checkpoint", "embeddings"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
+def download_artifact(job_id: JobId, artifact: Literal["checkpoint", "embeddings"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
     job_or_404(engine, job_id)
     filename, media_type = DOWNLOADS[artifact]
     path = settings.job_dir(job_id) / filename

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import EngineDep, job_or_404
+from app.api.deps import EngineDep, JobId, job_or_404
 from app.api.schemas import ErrorOut, MetricsOut, job_out
 from app.store import jobs, metrics
 
@@ -21,7 +21,7 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses={404: {"model": ErrorOut}})
 def get_metrics(
-    job_id: int,
+    job_id: JobId,
     engine: EngineDep,
     names: Annotated[str | None, Query(max_length=2000, description="Comma-separated metric names; all when empty")] = None,
     max_points: Annotated[int, Query(ge=10, le=100_000)] = metrics.DEFAULT_MAX_POINTS,
@@ -42,7 +42,7 @@ def _sse(event: str, data: dict, event_id: int | None = None) -> str:
 
 @router.get("/{job_id}/stream", responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorOut}})
 async def stream_job(
-    job_id: int,
+    job_id: JobId,
     request: Request,
     engine: EngineDep,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="Resume after this event id (as Last-Event-ID)")] = None,

@@ -79,6 +79,9 @@ class DatasetList(BaseModel):
 class FieldError(BaseModel):
     field: str
     reason: str
+    loc: list[str | int] = []
+    msg: str = ""
+    type: str = ""
 
 
 class ErrorOut(BaseModel):
@@ -96,3 +99,7 @@ def job_out(row: dict) -> JobOut:
         error=row["error"], cancel_requested=row["cancel_requested"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"],
     )
+
+
+# A JSON body can be refused as not JSON (400), not sent as JSON (415) or invalid (422).
+BODY_ERRORS: dict[int | str, dict] = {400: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}}

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import auth
 from app.api.deps import EngineDep, IdentityDep, SettingsDep
-from app.api.schemas import ErrorOut
+from app.api.schemas import BODY_ERRORS, ErrorOut
 from app.store import users
 
 router = APIRouter(prefix="/api", tags=["session"])
@@ -27,7 +27,7 @@ class Me(BaseModel):
     csrf_token: str | None
 
 
-@router.post("/session", response_model=Me, responses={401: {"model": ErrorOut}})
+@router.post("/session", response_model=Me, responses={401: {"model": ErrorOut}, **BODY_ERRORS})
 async def create_session(body: SignIn, response: Response, request: Request, engine: EngineDep, settings: SettingsDep) -> Me:
     if settings.auth != "on":
         return Me(name=auth.LOCAL.name, is_admin=True, auth=False, csrf_token=None)

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.advisor import recommend_from_sweep
-from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
-from app.api.schemas import ErrorOut, JobOut, job_out
+from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
+from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
 
@@ -62,7 +62,7 @@ def _summary(row: dict, counts: dict[str, int]) -> dict:
                 seeds=spec.get("seeds", [0]), jobs=sum(counts.values()), status_counts=counts)
 
 
-@router.post("", status_code=201, response_model=SweepCreated, responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+@router.post("", status_code=201, response_model=SweepCreated, responses=BODY_ERRORS)
 async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
     row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
@@ -84,7 +84,7 @@ def _sweep_or_404(engine, sweep_id: int) -> dict:
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses={404: {"model": ErrorOut}})
-def get_sweep(sweep_id: int, engine: EngineDep) -> SweepDetail:
+def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
     row = _sweep_or_404(engine, sweep_id)
     rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
     job_list = [job_out(r) for r in reversed(rows)]  # in creation order
@@ -97,7 +97,7 @@ def get_sweep(sweep_id: int, engine: EngineDep) -> SweepDetail:
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
-def cancel_sweep(sweep_id: int, engine: EngineDep, identity: IdentityDep) -> SweepSummary:
+def cancel_sweep(sweep_id: SweepId, engine: EngineDep, identity: IdentityDep) -> SweepSummary:
     row = _sweep_or_404(engine, sweep_id)
     may_change(identity, row["owner"], "sweep")
     sweeps.cancel(engine, sweep_id)
