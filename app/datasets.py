@@ -51,7 +51,32 @@ def _bundled(name: str) -> Catalog:
 
 
 def bundled_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (int64) and uint8 images (N, H, W) of a bundled dataset; no download."""
+    """Labels (int64) and uint8 images (N, H, W) of a bundled dataset; no download.
+
+    Parsing the packages' CSV files takes seconds, so the arrays are kept once per user
+    under ~/.cache/embedlab (the same data for everyone; safe to delete).
+    """
+    if name not in BUNDLED:
+        raise DatasetError("dataset", f"unknown bundled dataset {name!r}")
+    cached = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "embedlab" / f"{name}-v1.npz"
+    try:
+        with np.load(cached) as z:
+            return z["labels"], z["images"]
+    except (OSError, KeyError, ValueError):
+        pass
+    labels, images = _parse_bundled(name)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, labels=labels, images=images)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home only costs the parsing time
+    return labels, images
+
+
+def _parse_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -63,7 +88,7 @@ def bundled_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
         x, y = mnist_data()
         return y.astype(np.int64), x.reshape(-1, 28, 28).astype(np.uint8)
-    raise DatasetError("dataset", f"unknown bundled dataset {name!r}")
+    raise AssertionError(name)
 
 
 def resolve_inside_roots(path: str, roots: list[Path]) -> Path:

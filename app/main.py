@@ -20,6 +20,7 @@ from app.api import session as session_api
 from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
+from app.datasets import BUNDLED, load_catalog
 from app.store import jobs
 from app.store.db import get_engine, init_db
 
@@ -40,8 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.sleep(max(1.0, settings.lease_seconds / 3))
 
         task = asyncio.create_task(sweep_expired())
+        # Read the bundled datasets now, so the first submission does not wait for them.
+        warm = asyncio.create_task(run_in_threadpool(lambda: [load_catalog(name, None, []) for name in BUNDLED]))
         yield
         task.cancel()
+        warm.cancel()
 
     app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.",
                   dependencies=[Depends(deps.require_identity)])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+logging.getLogger("alembic").setLevel(logging.WARNING)  # before importing alembic: it logs its plugins at import
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -16,7 +18,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class SchemaBehind(RuntimeError):
