@@ -14,6 +14,7 @@ from app.api import datasets as datasets_api
 from app.api import deps
 from app.api import diagnostics as diagnostics_api
 from app.api import errors
+from app.api.feeds import Feeds
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
 from app.api import session as session_api
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   dependencies=[Depends(deps.require_identity)])
     app.state.settings = settings
     app.state.engine = engine
+    app.state.feeds = Feeds(engine)
     errors.install(app)
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api):
         app.include_router(module.router)

@@ -11,12 +11,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, JobId, job_or_404
+from app.api.feeds import Feeds
 from app.api.schemas import ErrorOut, MetricsOut, job_out
 from app.store import jobs, metrics
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
-POLL_SECONDS = 0.25  # the stream reads the database, so points from any worker host arrive
 KEEPALIVE_SECONDS = 15.0
+STATUS_FIELDS = {"status", "progress", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "finished_at", "cancel_requested"}
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses={404: {"model": ErrorOut}})
@@ -54,30 +55,37 @@ async def stream_job(
     if last_event_id and last_event_id.isdigit():
         cursor = max(cursor, int(last_event_id))
 
+    feeds: Feeds = request.app.state.feeds
+
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
+        feed = await feeds.join(job_id)
         last_status: dict | None = None
-        idle = 0.0
-        yield "retry: 1000\n\n"
-        while not await request.is_disconnected():
-            row = await run_in_threadpool(jobs.get, engine, job_id)
-            points = await run_in_threadpool(metrics.since, engine, job_id, cursor)
-            while points:
-                cursor = points[-1]["id"]
-                yield _sse("metrics", {"points": [{k: p[k] for k in ("name", "step", "value", "attempt")} for p in points]}, cursor)
-                points = await run_in_threadpool(metrics.since, engine, job_id, cursor)
-                idle = 0.0
-            status = job_out(row).model_dump(mode="json", include={"status", "progress", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "finished_at", "cancel_requested"})
-            if status != last_status:
-                yield _sse("status", status)
-                last_status, idle = status, 0.0
-            if row["status"] in jobs.TERMINAL:
-                yield _sse("end", {"status": row["status"]}, cursor)
-                return
-            await asyncio.sleep(POLL_SECONDS)
-            idle += POLL_SECONDS
-            if idle >= KEEPALIVE_SECONDS:
-                yield ": keepalive\n\n"
-                idle = 0.0
+        try:
+            yield "retry: 1000\n\n"
+            while not await request.is_disconnected():
+                ticked = feed.tick
+                points = feed.points_after(cursor)
+                if points is None:  # behind the feed: catch up from the database
+                    points = await run_in_threadpool(metrics.since, engine, job_id, cursor)
+                if points:
+                    cursor = points[-1]["id"]
+                    yield _sse("metrics", {"points": [{k: p[k] for k in ("name", "step", "value", "attempt")} for p in points]}, cursor)
+                    continue
+                row = feed.job
+                if row is not None:
+                    status = job_out(row).model_dump(mode="json", include=STATUS_FIELDS)
+                    if status != last_status:
+                        yield _sse("status", status)
+                        last_status = status
+                    if row["status"] in jobs.TERMINAL and cursor >= feed.cursor:
+                        yield _sse("end", {"status": row["status"]}, cursor)
+                        return
+                try:
+                    await asyncio.wait_for(ticked.wait(), KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    yield ": keepalive\n\n"
+        finally:
+            feeds.leave(feed)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -41,8 +41,10 @@ def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attem
         )
         for s in specs
     ]
-    ids = [conn.execute(Job.__table__.insert().values(**r).returning(Job.id)).scalar_one() for r in rows]
-    return [dict(conn.execute(select(Job.__table__).where(Job.id == i)).mappings().one()) for i in ids]
+    # Bound parameters (not .values(**row)) so SQLAlchemy reuses one compiled statement.
+    ids = list(conn.execute(Job.__table__.insert().returning(Job.id, sort_by_parameter_order=True), rows).scalars())
+    by_id = {r["id"]: dict(r) for r in conn.execute(select(Job.__table__).where(Job.id.in_(ids))).mappings()}
+    return [by_id[i] for i in ids]
 
 
 def get(engine: Engine, job_id: int) -> dict | None:
