@@ -163,6 +163,9 @@ def serve(
     if workers:
         pool.start()
     typer.echo(f"embedlab on http://{host}:{port}  (home {settings.home_path}, {workers} worker(s))")
+    # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
+    # place that becomes a normal exit, so the workers below are stopped (and requeue their jobs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     finally:
