@@ -11,16 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from pytorch_metric_learning.samplers import MPerClassSampler
 
 from app.config import Settings
 from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE, bundled_arrays, load_catalog
 from app.spec import JobSpec
-from trainer.errors import JobFailed
+from trainer.image_cache import decode_image, decoded_folder  # noqa: F401 (decode_image: the one preprocessing)
 
-# Decompression bombs and absurd images are refused rather than decoded.
-Image.MAX_IMAGE_PIXELS = 64_000_000
 
 
 @dataclass
@@ -42,33 +39,13 @@ def image_size(spec: JobSpec) -> int:
     return spec.image_size or NATIVE_SIZE.get(spec.dataset, DEFAULT_FOLDER_SIZE)
 
 
-def decode_image(path_or_file, size: int) -> np.ndarray:
-    """Any mode and size -> RGB uint8 (3, size, size)."""
-    with Image.open(path_or_file) as im:
-        im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
-
-
 def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], None]) -> ImageData:
     size = image_size(spec)
     catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
     if spec.dataset == "imagefolder":
-        decoded, kept = [], []
-        for i, path in enumerate(catalog.files):
-            try:
-                decoded.append(decode_image(path, size))
-                kept.append(i)
-            except FileNotFoundError:
-                raise JobFailed(f"image folder changed while loading: {path.name} is gone") from None
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-                log("warning", f"skipped unreadable image {path.relative_to(catalog.root)}: {type(e).__name__}")
-        skipped = len(catalog.files) - len(kept)
-        if skipped:
-            log("warning", f"skipped {skipped} unreadable file(s) of {len(catalog.files)}")
-        if not kept:
-            raise JobFailed("no readable image in the folder")
-        images = torch.from_numpy(np.stack(decoded))
-        indices = np.asarray(kept, dtype=np.int64)
+        decoded, kept = decoded_folder(catalog, size, settings.home_path / "cache", log)
+        images = torch.from_numpy(decoded)
+        indices = kept
     else:
         _, raw = bundled_arrays(spec.dataset)
         images = torch.from_numpy(raw).unsqueeze(1)
