@@ -159,7 +159,7 @@ def serve(
     if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:
         job = jobs.submit(engine, JobSpec.model_validate(DEMO_SPEC), max_attempts=settings.max_attempts)
         log.info("empty database: queued demo job %d", job["id"])
-    pool = WorkerPool(workers, settings.threads or max(1, (os.cpu_count() or 1) // max(1, workers)))
+    pool = WorkerPool(workers, settings.threads)  # 0: workers share the cores among the busy ones
     if workers:
         pool.start()
     typer.echo(f"embedlab on http://{host}:{port}  (home {settings.home_path}, {workers} worker(s))")
@@ -175,7 +175,7 @@ def serve(
 @cli.command()
 def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
-    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default)", min=0)] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0: a fair share of the cores among the busy workers of this host)", min=0)] = 0,
     max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: never)", min=0)] = 0,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:

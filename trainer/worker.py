@@ -55,6 +55,7 @@ class JobRun:
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
+        self.threads: int | None = None  # set by the heartbeat when threads are shared automatically
 
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
@@ -66,6 +67,8 @@ class JobRun:
 
     def check(self, step: int) -> None:
         self.step = step
+        if self.threads and self.threads != torch.get_num_threads():
+            torch.set_num_threads(self.threads)
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
         if self.worker.stopping.is_set() and self.stop_reason is None:
@@ -101,6 +104,9 @@ class Worker:
         self.engine = get_engine(settings.db_url)
         init_db(self.engine)
         self.device = resolve_device(device)
+        # Fixed threads, or (None) a fair share of the host's cores among the workers busy on it,
+        # revised at each heartbeat: one job alone gets every core, a packed sweep one each.
+        self.fixed_threads = threads
         if threads:
             torch.set_num_threads(threads)
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -142,15 +148,26 @@ class Worker:
             workers.stopped(self.engine, self.id)
         return done
 
+    def share_of_cores(self) -> int:
+        if self.fixed_threads:
+            return self.fixed_threads
+        busy = workers.busy_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds)
+        return max(1, (os.cpu_count() or 1) // max(1, busy))
+
     def run_one(self, claim: jobs.Claim) -> None:
         run = JobRun(self, claim)
         beating = threading.Event()
+
+        workers.beat(self.engine, self.id, claim.job_id)
+        run.threads = self.share_of_cores()
+        torch.set_num_threads(run.threads)
 
         def heartbeat_loop() -> None:
             while not beating.wait(self.settings.heartbeat_seconds):
                 try:
                     run.heartbeat()
                     workers.beat(self.engine, self.id, claim.job_id)
+                    run.threads = self.share_of_cores()
                 except Exception:  # a missed beat is retried; the lease has slack for it
                     log.exception("heartbeat failed")
 

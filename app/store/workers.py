@@ -37,3 +37,17 @@ def other_hosts_alive(engine: Engine, host: str, within_seconds: float) -> list[
     stmt = select(Worker.host).where(Worker.host != host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since).distinct()
     with reading(engine) as conn:
         return list(conn.execute(stmt).scalars())
+
+
+def busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
+    """Workers on `host` running a job now: they share its cores."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    stmt = select(func.count()).select_from(Worker).where(
+        Worker.host == host, Worker.current_job_id.is_not(None), Worker.stopped_at.is_(None), Worker.last_heartbeat > since
+    )
+    with reading(engine) as conn:
+        return conn.execute(stmt).scalar_one()

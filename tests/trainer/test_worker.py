@@ -130,3 +130,23 @@ def test_submit_cli_waits_and_exits_by_outcome(procs, tmp_path):
     assert ok.returncode == 0, ok.stderr
     job_id = int(ok.stdout.strip())
     assert job(url, job_id)["status"] == "succeeded" and "succeeded" in ok.stderr
+
+
+def test_busy_workers_on_a_host_share_its_cores(settings, engine, monkeypatch):
+    import socket
+
+    from app.store import workers
+    from trainer.worker import Worker
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    worker = Worker(settings)
+    host = socket.gethostname()
+    assert worker.share_of_cores() == 8  # alone: every core
+    for i in range(3):
+        workers.register(engine, f"{host}:{i}", host=host, pid=i, device="cpu", version="0")
+        workers.beat(engine, f"{host}:{i}", current_job_id=i + 1)
+    workers.register(engine, "idle", host=host, pid=9, device="cpu", version="0")
+    workers.register(engine, "far:1", host="far", pid=1, device="cpu", version="0")
+    workers.beat(engine, "far:1", current_job_id=7)
+    assert worker.share_of_cores() == 2  # 8 cores, 3 busy here (the idle one and the other host don't count)
+    assert Worker(settings, threads=3).share_of_cores() == 3
