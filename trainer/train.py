@@ -6,6 +6,7 @@ metrics and log lines go, the device, and whether to stop (cancel, SIGTERM, leas
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -26,6 +27,7 @@ from trainer.errors import JobFailed, StopRequested
 from trainer.evaluate import batch_loss, embed, retrieval_metrics
 from trainer.losses import build_loss
 from trainer.nets import build_net
+from trainer.project import project_for_explorer
 
 
 class Run(Protocol):
@@ -63,6 +65,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast(spec: JobSpec, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the forward pass (the loss runs in fp32 on the cast-back embeddings)."""
+    wanted = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    return torch.autocast(device.type, dtype=torch.bfloat16) if wanted else contextlib.nullcontext()
+
+
 def make_optimizer(spec: JobSpec, params) -> torch.optim.Optimizer:
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
@@ -94,6 +102,8 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
 
     # Model, optimizer, loss; resume from the last checkpoint of an earlier attempt.
     model = build_net(spec, data.images.shape[1], settings).to(device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # faster convolutions on GPUs
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(spec, model.parameters())
     loss_fn, miner = build_loss(spec)
     start = 0
@@ -134,6 +144,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         save_checkpoint(step)
         if step == spec.steps:
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
+            project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
         speed.resume()
 
     if start == 0:
@@ -141,8 +152,10 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     model.train()
     for step in range(start + 1, spec.steps + 1):
         rows = torch.from_numpy(next(batches))
-        x, y = to_float(train_images[rows], device), train.labels[rows].to(device, non_blocking=True)
-        emb = model(x)
+        x = to_float(train_images[rows], device).contiguous(memory_format=memory_format)
+        y = train.labels[rows].to(device, non_blocking=True)
+        with autocast(spec, device):
+            emb = model(x).float()
         tuples = miner(emb, y) if miner else None
         loss = loss_fn(emb, y, tuples) if tuples is not None else loss_fn(emb, y)
         value = loss.item()

@@ -150,3 +150,16 @@ def test_busy_workers_on_a_host_share_its_cores(settings, engine, monkeypatch):
     workers.beat(engine, "far:1", current_job_id=7)
     assert worker.share_of_cores() == 2  # 8 cores, 3 busy here (the idle one and the other host don't count)
     assert Worker(settings, threads=3).share_of_cores() == 3
+
+
+def test_bf16_autocast_path_trains_on_cpu(settings, engine):
+    """The mixed-precision path GPUs take by default, exercised on the CPU."""
+    from app.spec import JobSpec
+    from app.store import jobs
+    from trainer.worker import Worker
+
+    created = jobs.submit(engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8, precision="bf16"))
+    Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
+    done = jobs.get(engine, created["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["summary"]["val/precision_at_1"] > 0.5
