@@ -1,0 +1,32 @@
+"""The fast kNN gives pytorch-metric-learning's metric values."""
+from __future__ import annotations
+
+import torch
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+from trainer.evaluate import RETRIEVAL, ChunkedKNN, retrieval_metrics
+
+
+def data(normalize: bool):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (700,), generator=g)
+    e = torch.randn(700, 16, generator=g) + torch.nn.functional.one_hot(labels, 16) * 2
+    return (torch.nn.functional.normalize(e, dim=1) if normalize else e), labels
+
+
+def test_same_values_as_the_library_defaults():
+    for normalize in (True, False):
+        e, labels = data(normalize)
+        ours = retrieval_metrics(e, labels, normalized=normalize)
+        reference = AccuracyCalculator(include=RETRIEVAL).get_accuracy(e, labels)
+        for k in RETRIEVAL:
+            assert abs(ours[k] - reference[k]) < 1e-6, (normalize, k)
+
+
+def test_knn_excludes_the_query_and_is_sorted():
+    e, _ = data(True)
+    sims, idx = ChunkedKNN(cosine=True, rows_per_block=64)(e, 5, e, True)
+    assert not (idx == torch.arange(len(e))[:, None]).any()
+    assert torch.all(sims[:, :-1] >= sims[:, 1:])
+    brute = (e @ e.T).fill_diagonal_(-2).topk(5).indices
+    assert torch.equal(idx, brute)
