@@ -59,3 +59,32 @@ def test_non_finite_values_are_stored_as_gaps_and_val_metrics_summarised(engine)
     metrics.append(engine, job_id, c.attempt, c.token, [Point("val/loss", 1, float("nan"), 0), Point("val/precision_at_1", 1, 0.75, 0)])
     assert metrics.series(engine, job_id, ["val/loss"])["val/loss"]["value"] == [None]
     assert jobs.get(engine, job_id)["summary"] == {"val/loss": None, "val/precision_at_1": 0.75}
+
+
+def _write_points(url: str, job_id: int, attempt: int, token: str, n: int) -> None:
+    from app.store.db import get_engine
+
+    engine = get_engine(url)
+    for start in range(1, n + 1, 50):
+        assert metrics.append(engine, job_id, attempt, token, [Point("train/loss", s, float(s), 0) for s in range(start, min(start + 50, n + 1))])
+
+
+def test_four_writers_and_readers_lose_no_point(engine, settings):
+    import multiprocessing as mp
+
+    claims = []
+    for _ in range(4):
+        jobs.submit(engine, JobSpec(dataset="digits"))
+        claims.append(jobs.claim(engine, "w", devices=("auto",), lease_seconds=60, run_device="cpu"))
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_write_points, args=(settings.db_url, c.job_id, c.attempt, c.token, 3000)) for c in claims]
+    for p in procs:
+        p.start()
+    while any(p.is_alive() for p in procs):  # the dashboard reading meanwhile
+        for c in claims:
+            metrics.series(engine, c.job_id, ["train/loss"])
+            metrics.since(engine, c.job_id, 0, limit=100)
+    assert all(p.exitcode == 0 for p in procs)
+    for c in claims:
+        s = metrics.series(engine, c.job_id, ["train/loss"], max_points=10_000)["train/loss"]
+        assert s["step"] == list(range(1, 3001))
