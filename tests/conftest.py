@@ -1,11 +1,13 @@
 """Shared fixtures: a fresh EMBEDLAB_HOME per test, the app, real server and worker processes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,36 @@ from app.store.db import get_engine, init_db
 
 # Short leases so lease-expiry tests take seconds, not minutes.
 TEST_ENV = {"EMBEDLAB_LEASE_SECONDS": "4", "EMBEDLAB_HEARTBEAT_SECONDS": "0.5", "EMBEDLAB_DEMO": "false", "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5"}
+
+
+POSTGRES_ADMIN_URL = os.environ.get("EMBEDLAB_TEST_POSTGRES_URL", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped after. Skips when there is no server,
+    except in CI (CI=true), where .ci/run starts one and its absence is a failure."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"embedlab_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
+        reason = f"PostgreSQL not reachable: {type(e).__name__}: {str(e).splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):

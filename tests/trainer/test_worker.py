@@ -10,7 +10,7 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import wait_for
+from tests.conftest import postgres_database, wait_for
 
 TINY = {"dataset": "digits", "steps": 30, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
 
@@ -103,8 +103,20 @@ def test_sigterm_requeues_and_the_next_worker_resumes_from_the_checkpoint(procs)
     assert len(series["step"]) == len(set(series["step"]))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, procs):
+    """Run the processes of a test on SQLite, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield
+        return
+    with postgres_database() as url:
+        procs.env["EMBEDLAB_DATABASE_URL"] = url
+        yield
+        procs.stop_all()  # before the database is dropped
+
+
 @pytest.mark.slow
-def test_a_killed_worker_loses_its_lease_and_another_finishes_the_job(procs):
+def test_a_killed_worker_loses_its_lease_and_another_finishes_the_job(procs, store):
     url = procs.server()
     doomed = procs.worker()
     created = submit(url, steps=150, eval_every=50)
