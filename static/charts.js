@@ -1,0 +1,92 @@
+// Metric series kept in the browser, and the arithmetic the charts need (no DOM here).
+
+/** Points of one metric, sorted by step: x = steps, y = values (null for NaN / inf). */
+export class Series {
+  constructor(x = [], y = []) {
+    this.x = x;
+    this.y = y;
+  }
+
+  /** First index whose step is >= `step` (binary search). */
+  indexOf(step) {
+    let lo = 0;
+    let hi = this.x.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.x[mid] < step) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** A live point. A step at or before the last one means a newer attempt (or a point the
+   *  first load already had): it replaces every point from that step on, latest attempt wins. */
+  push(step, value) {
+    const n = this.x.length;
+    if (n && step <= this.x[n - 1]) {
+      const at = this.indexOf(step);
+      this.x.length = at;
+      this.y.length = at;
+    }
+    this.x.push(step);
+    this.y.push(value);
+  }
+
+  /** Replace the points of steps lo..hi with a finer read of that range (after a zoom). */
+  replaceRange(lo, hi, steps, values) {
+    const start = this.indexOf(lo);
+    const end = this.indexOf(hi + 1);
+    this.x.splice(start, end - start, ...steps);
+    this.y.splice(start, end - start, ...values);
+  }
+
+  /** Keep at most `maxPoints` (min and max of each bucket, first and last), as the server thins. */
+  thin(maxPoints) {
+    const n = this.x.length;
+    if (n <= maxPoints) return;
+    const buckets = Math.max(1, Math.floor((maxPoints - 2) / 2));
+    const keep = new Uint8Array(n);
+    keep[0] = 1;
+    keep[n - 1] = 1;
+    for (let b = 0; b < buckets; b++) {
+      const start = Math.floor((b * n) / buckets);
+      const end = Math.floor(((b + 1) * n) / buckets);
+      let lo = -1;
+      let hi = -1;
+      for (let i = start; i < end; i++) {
+        const v = this.y[i];
+        if (v === null) continue;
+        if (lo < 0 || v < this.y[lo]) lo = i;
+        if (hi < 0 || v > this.y[hi]) hi = i;
+      }
+      if (lo >= 0) keep[lo] = 1;
+      if (hi >= 0) keep[hi] = 1;
+    }
+    this.x = this.x.filter((_, i) => keep[i]);
+    this.y = this.y.filter((_, i) => keep[i]);
+  }
+}
+
+/** Trailing moving average over a window of `window` steps (not points: the series may be thinned).
+ *  Nulls are skipped; a window of 1 returns the values as they are. */
+export function movingAverage(x, y, window) {
+  const out = new Array(x.length);
+  let sum = 0;
+  let count = 0;
+  let start = 0;
+  for (let i = 0; i < x.length; i++) {
+    if (y[i] !== null) {
+      sum += y[i];
+      count += 1;
+    }
+    while (x[start] <= x[i] - window) {
+      if (y[start] !== null) {
+        sum -= y[start];
+        count -= 1;
+      }
+      start += 1;
+    }
+    out[i] = count ? sum / count : null;
+  }
+  return out;
+}

@@ -1,0 +1,110 @@
+// Shared by every page: JSON calls to the API, DOM building with text only, formatting.
+
+/** An API answer that was not 2xx; `detail` is FastAPI's list of {field, reason} or a sentence. */
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : (detail || []).map((d) => `${d.field}: ${d.reason}`).join("; ") || `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** fetch + JSON both ways; writes carry the session's CSRF token (the server ignores it without accounts). */
+export async function api(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const csrf = document.body.dataset.csrfToken;
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, credentials: "same-origin" });
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : text || response.statusText);
+  return data;
+}
+
+/** el("a", {href: "/x", class: "y"}, "text", child): children are text nodes or elements, never HTML. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function badge(status) {
+  return el("span", { class: `badge status-${status}` }, status);
+}
+
+export function setBadge(node, status) {
+  node.className = `badge status-${status}`;
+  node.textContent = status;
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${String(m % 60).padStart(2, "0")} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+/** "3 min ago" for recent times, the date after a day; the exact local time goes in a tooltip. */
+export function fmtAgo(iso, now = Date.now()) {
+  if (!iso) return "";
+  const then = Date.parse(iso);
+  const seconds = (now - then) / 1000;
+  if (seconds < 5) return "just now";
+  if (seconds < 86400) return `${fmtDuration(seconds).replace(/ \d+ s$/, "")} ago`;
+  return new Date(then).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+export function fmtDateTime(iso) {
+  return iso ? new Date(Date.parse(iso)).toLocaleString() : "";
+}
+
+/** A time cell: relative text, exact time on hover. */
+export function timeNode(iso) {
+  return el("time", { datetime: iso || null, title: fmtDateTime(iso) || null }, fmtAgo(iso));
+}
+
+export function fmtMetric(value, digits = 3) {
+  return value === null || value === undefined || !Number.isFinite(value) ? "–" : value.toFixed(digits);
+}
+
+export function fmtInt(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+/** "step 120 / 300 · 4.2 steps/s · ETA 43 s": what a running job's progress says. */
+export function progressText(job) {
+  const parts = [`${fmtInt(job.progress.step)} / ${fmtInt(job.progress.total)}`];
+  if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
+  return parts.join(" · ");
+}
+
+export function progressFraction(job) {
+  return job.progress.total ? Math.min(1, job.progress.step / job.progress.total) : 0;
+}
+
+const signOut = document.getElementById("sign-out");
+if (signOut) {
+  signOut.addEventListener("click", async () => {
+    await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
+    window.location.href = "/login";
+  });
+}

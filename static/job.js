@@ -1,0 +1,266 @@
+// One job: its state, log and live charts. Series come from GET /metrics, then new points
+// from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
+import { Series, movingAverage } from "/static/charts.js";
+import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
+
+const root = document.getElementById("job");
+const jobId = Number(root.dataset.jobId);
+const $ = (id) => document.getElementById(id);
+
+const LOSS = ["train/loss", "val/loss"];
+const RETRIEVAL = [
+  ["val/precision_at_1", "precision@1", "#0b62c4"],
+  ["val/r_precision", "R-precision", "#2da44e"],
+  ["val/mean_average_precision_at_r", "MAP@R", "#8250df"],
+];
+const WANTED = [...LOSS, ...RETRIEVAL.map(([name]) => name)];
+const LIVE_MAX_POINTS = 20000; // a long live run is thinned in the browser beyond this
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const LATEST = [
+  ["val/mean_average_precision_at_r", "MAP@R"],
+  ["val/precision_at_1", "Precision@1"],
+  ["val/r_precision", "R-precision"],
+  ["val/loss", "Validation loss"],
+];
+
+let job = null;
+const series = Object.fromEntries(WANTED.map((name) => [name, new Series()]));
+let stream = null;
+
+// -- job state ---------------------------------------------------------------
+
+function renderJob() {
+  setBadge($("status"), job.status);
+  $("job-name").textContent = job.name;
+  document.title = `Job ${job.id}: ${job.name} · embedlab`;
+  const fill = $("progress-bar");
+  fill.style.width = `${(progressFraction(job) * 100).toFixed(1)}%`;
+  fill.className = `bar-fill status-${job.status}`;
+  $("progress-text").textContent = `step ${progressText(job)}`;
+  const rate = job.status === "running" && job.steps_per_second ? `${job.steps_per_second.toFixed(1)} steps/s` : "";
+  $("eta").textContent = rate;
+  $("attempts").textContent = `${job.attempts} of ${job.max_attempts}`;
+  $("device").textContent = job.device || "–";
+  $("worker").textContent = job.worker || "–";
+  $("created").textContent = fmtDateTime(job.created_at);
+  $("started").textContent = fmtDateTime(job.started_at) || "–";
+  $("finished").textContent = job.finished_at
+    ? `${fmtDateTime(job.finished_at)}${job.started_at ? ` (ran ${fmtDuration((Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000)})` : ""}`
+    : "–";
+  $("error").hidden = !job.error;
+  $("error").textContent = job.error || "";
+  $("latest").replaceChildren(
+    ...LATEST.filter(([name]) => job.metrics[name] !== undefined).map(([name, label]) => el("div", { title: name }, el("dt", {}, label), el("dd", {}, fmtMetric(job.metrics[name])))),
+  );
+  const cancel = $("cancel");
+  cancel.hidden = TERMINAL.has(job.status);
+  cancel.disabled = job.cancel_requested;
+  cancel.textContent = job.cancel_requested ? "Cancelling…" : "Cancel job";
+  const succeeded = job.status === "succeeded";
+  $("explore").hidden = !succeeded;
+  $("downloads").hidden = !succeeded;
+  $("downloads-pending").hidden = succeeded;
+  $("downloads-pending").textContent = TERMINAL.has(job.status)
+    ? `No downloads: the job ${job.status} before writing its final checkpoint and embeddings.`
+    : "Downloads appear when the job has succeeded.";
+  if (!$("spec").textContent) $("spec").textContent = JSON.stringify(job.spec, null, 2);
+}
+
+async function loadLog() {
+  const lines = await api(`/api/jobs/${jobId}/logs`);
+  const box = $("log");
+  const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+  if (!lines.length) return;
+  box.replaceChildren(
+    ...lines.map((line) =>
+      el("div", { class: `log-line level-${line.level}` },
+        el("span", { class: "log-time", title: fmtDateTime(line.created_at) }, new Date(Date.parse(line.created_at)).toLocaleTimeString()),
+        el("span", { class: "log-attempt muted", title: "attempt" }, `#${line.attempt}`),
+        el("span", { class: "log-level" }, line.level),
+        el("span", { class: "log-message" }, line.message)),
+    ),
+  );
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+$("cancel").addEventListener("click", async () => {
+  if (!window.confirm(`Cancel job ${jobId} (${job.name})?`)) return;
+  $("action-error").hidden = true;
+  try {
+    job = await api(`/api/jobs/${jobId}/cancel`, { method: "POST" });
+    renderJob();
+  } catch (err) {
+    $("action-error").hidden = false;
+    $("action-error").textContent = `Could not cancel: ${err.message}`;
+  }
+});
+
+// -- charts ------------------------------------------------------------------
+
+const smoothing = $("smoothing");
+const logScale = $("log-scale");
+const BASE_LAYOUT = {
+  margin: { l: 56, r: 16, t: 8, b: 40 },
+  font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
+  xaxis: { title: { text: "step" }, zeroline: false, gridcolor: "#eef0f2" },
+  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
+  hovermode: "x unified",
+  paper_bgcolor: "#fff",
+  plot_bgcolor: "#fff",
+  uirevision: "keep", // redraws keep the user's zoom
+};
+const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+let revision = 0;
+let drawPending = false;
+
+function lossTraces() {
+  const train = series["train/loss"];
+  const val = series["val/loss"];
+  const window = Number(smoothing.value);
+  return [
+    // data[0] is the raw training loss (the e2e tests count its points).
+    { name: "train/loss", x: train.x, y: train.y, type: "scatter", mode: "lines", line: { color: "rgba(11, 98, 196, 0.22)", width: 1 }, hoverinfo: "skip", showlegend: window > 1 },
+    { name: window > 1 ? `train/loss, mean of ${window} steps` : "train/loss", x: train.x, y: window > 1 ? movingAverage(train.x, train.y, window) : train.y,
+      type: "scatter", mode: "lines", line: { color: "#0b62c4", width: 2 } },
+    { name: "val/loss", x: val.x, y: val.y, type: "scatter", mode: "lines+markers", line: { color: "#d1453b", width: 1.5 }, marker: { size: 6 } },
+  ];
+}
+
+function retrievalTraces() {
+  return RETRIEVAL.map(([name, label, color]) => ({
+    name: label, x: series[name].x, y: series[name].y, type: "scatter", mode: "lines+markers", line: { color, width: 2 }, marker: { size: 6 },
+    hovertemplate: `${name}: %{y:.4f}<extra></extra>`,
+  }));
+}
+
+function draw() {
+  drawPending = false;
+  revision += 1;
+  const hasLoss = series["train/loss"].x.length || series["val/loss"].x.length;
+  Plotly.react("loss-chart", lossTraces(), {
+    ...BASE_LAYOUT, datarevision: revision,
+    yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear", gridcolor: "#eef0f2", zeroline: false },
+    ...(hasLoss ? {} : emptyLayout()),
+  }, CONFIG);
+  const hasRetrieval = RETRIEVAL.some(([name]) => series[name].x.length);
+  Plotly.react("retrieval-chart", retrievalTraces(), {
+    ...BASE_LAYOUT, datarevision: revision,
+    yaxis: { title: { text: "score" }, range: [0, 1.02], gridcolor: "#eef0f2", zeroline: false },
+    ...(hasRetrieval ? {} : emptyLayout()),
+  }, CONFIG);
+}
+
+/** A chart with no points: no axes, one line saying why. */
+function emptyLayout() {
+  const text = job && job.status === "queued" ? "waiting for a worker to start this job" : job && TERMINAL.has(job.status) ? "no points were logged" : "no points yet";
+  return {
+    xaxis: { visible: false }, yaxis: { visible: false },
+    annotations: [{ text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#5d6670", size: 14 } }],
+  };
+}
+
+function scheduleDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  setTimeout(draw, 200);
+}
+
+function loadSeries(data) {
+  for (const name of WANTED) {
+    const s = data.series[name];
+    if (s) series[name] = new Series(s.step, s.value);
+  }
+}
+
+function limitSmoothing() {
+  // A window longer than half the run says little; keep the default of 50 where it fits.
+  const max = Math.max(10, Math.min(1000, Math.floor(job.progress.total / 2)));
+  smoothing.max = max;
+  if (Number(smoothing.value) > max) smoothing.value = max;
+  $("smoothing-value").textContent = `${smoothing.value} step${smoothing.value === "1" ? "" : "s"}`;
+}
+
+smoothing.addEventListener("input", () => {
+  $("smoothing-value").textContent = `${smoothing.value} step${smoothing.value === "1" ? "" : "s"}`;
+  scheduleDraw();
+});
+logScale.addEventListener("change", draw);
+
+// Zoom: read the visible steps again at full detail (the first load is thinned for long runs).
+let zoomTimer = null;
+function onRelayout(event) {
+  const lo = event["xaxis.range[0]"] ?? (event["xaxis.range"] || [])[0];
+  const hi = event["xaxis.range[1]"] ?? (event["xaxis.range"] || [])[1];
+  if (lo === undefined || hi === undefined) return;
+  clearTimeout(zoomTimer);
+  zoomTimer = setTimeout(async () => {
+    const from = Math.max(0, Math.floor(lo) - Number(smoothing.value)); // the moving average at `lo` needs the window before it
+    const to = Math.max(from, Math.ceil(hi));
+    const query = new URLSearchParams({ names: LOSS.join(","), step_min: from, step_max: to });
+    const data = await api(`/api/jobs/${jobId}/metrics?${query}`);
+    for (const name of LOSS) {
+      const s = data.series[name];
+      if (s) series[name].replaceRange(from, to, s.step, s.value);
+    }
+    scheduleDraw();
+  }, 250);
+}
+
+// -- live updates --------------------------------------------------------------
+
+function setLive(text) {
+  $("live").textContent = text;
+}
+
+function openStream(after) {
+  stream = new EventSource(`/api/jobs/${jobId}/stream?after=${after}`);
+  stream.addEventListener("open", () => setLive("live"));
+  stream.addEventListener("error", () => setLive(stream.readyState === EventSource.CLOSED ? "" : "reconnecting…"));
+  stream.addEventListener("metrics", (event) => {
+    for (const p of JSON.parse(event.data).points) {
+      const s = series[p.name];
+      if (!s) continue;
+      s.push(p.step, p.value);
+      if (s.x.length > LIVE_MAX_POINTS) s.thin(LIVE_MAX_POINTS / 2);
+    }
+    scheduleDraw();
+  });
+  stream.addEventListener("status", (event) => {
+    const changed = JSON.parse(event.data);
+    const logWorthy = !job || changed.status !== job.status || changed.attempts !== job.attempts || changed.error !== job.error;
+    job = { ...job, ...changed };
+    renderJob();
+    if (logWorthy) loadLog();
+  });
+  stream.addEventListener("end", async () => {
+    stream.close(); // otherwise EventSource reconnects when the server closes the stream
+    setLive("");
+    job = await api(`/api/jobs/${jobId}`);
+    renderJob();
+    scheduleDraw();
+    loadLog();
+  });
+}
+
+async function start() {
+  job = await api(`/api/jobs/${jobId}`);
+  renderJob();
+  limitSmoothing();
+  // The job before its points: a job read as ended comes with all of them (workers write points first).
+  const data = await api(`/api/jobs/${jobId}/metrics?names=${encodeURIComponent(WANTED.join(","))}`);
+  loadSeries(data);
+  draw();
+  $("loss-chart").on("plotly_relayout", onRelayout);
+  await loadLog();
+  if (!TERMINAL.has(job.status)) openStream(data.last_event_id);
+  // The log has no stream of its own: read it again now and then while the job may still write.
+  const poll = setInterval(() => {
+    if (TERMINAL.has(job.status)) clearInterval(poll);
+    else if (document.visibilityState === "visible") loadLog();
+  }, 5000);
+}
+
+start().catch((err) => {
+  $("action-error").hidden = false;
+  $("action-error").textContent = `Could not load the job: ${err.message}`;
+});

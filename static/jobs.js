@@ -1,0 +1,169 @@
+// The jobs page: one page of GET /api/jobs, polled every 2 s; rows are updated in place.
+import { api, el, fmtInt, fmtMetric, progressFraction, progressText, setBadge, timeNode } from "/static/common.js";
+
+const PAGE_SIZE = 50;
+const POLL_MS = 2000;
+
+const body = document.getElementById("jobs-body");
+const statusSelect = document.getElementById("filter-status");
+const search = document.getElementById("filter-q");
+const live = document.getElementById("live");
+const empty = document.getElementById("empty");
+const pageInfo = document.getElementById("page-info");
+const prev = document.getElementById("prev");
+const next = document.getElementById("next");
+
+// Filters live in the URL, so a reload or a shared link shows the same list.
+const params = new URLSearchParams(window.location.search);
+const state = { status: params.get("status") || "", q: params.get("q") || "", offset: Math.max(0, Number(params.get("offset")) || 0) };
+statusSelect.value = state.status;
+search.value = state.q;
+
+const rows = new Map(); // job id -> {tr, cells, key}
+let timer = null;
+let inflight = null;
+
+function datasetLabel(job) {
+  if (job.dataset !== "imagefolder" || !job.spec.dataset_path) return job.dataset;
+  return job.spec.dataset_path.split(/[\\/]/).filter(Boolean).pop();
+}
+
+function newRow(job) {
+  const cells = {
+    id: el("td", { class: "num muted" }),
+    name: el("td", { class: "name-cell" }, el("a", { href: `/jobs/${job.id}` })),
+    dataset: el("td"),
+    loss: el("td"),
+    margin: el("td", { class: "num" }),
+    status: el("td", {}, el("span", { class: "badge" })),
+    progress: el("td", { class: "progress-cell" }, el("div", { class: "bar" }, el("div", { class: "bar-fill" })), el("small")),
+    map: el("td", { class: "num" }),
+    p1: el("td", { class: "num" }),
+    owner: el("td"),
+    created: el("td"),
+    finished: el("td"),
+    actions: el("td", {}, el("a", { class: "button small", href: `/jobs/new?clone=${job.id}`, title: "New job with this job's spec" }, "Clone")),
+  };
+  const tr = el("tr", { dataset: { jobId: job.id } }, Object.values(cells));
+  return { tr, cells, key: "" };
+}
+
+function updateRow(row, job) {
+  // Skip the DOM when nothing shown changed (most rows, most polls).
+  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.finished_at, Math.floor(Date.now() / 30000)]);
+  if (row.key === key) return;
+  row.key = key;
+  const c = row.cells;
+  c.id.textContent = job.id;
+  c.name.firstChild.textContent = job.name;
+  c.dataset.textContent = datasetLabel(job);
+  c.dataset.title = job.spec.dataset_path || "";
+  c.loss.textContent = job.loss;
+  c.margin.textContent = job.margin;
+  setBadge(c.status.firstChild, job.status);
+  const [bar, text] = c.progress.children;
+  bar.firstChild.style.width = `${(progressFraction(job) * 100).toFixed(1)}%`;
+  bar.firstChild.className = `bar-fill status-${job.status}`;
+  text.textContent = progressText(job);
+  c.map.textContent = fmtMetric(job.metrics["val/mean_average_precision_at_r"]);
+  c.p1.textContent = fmtMetric(job.metrics["val/precision_at_1"]);
+  c.owner.textContent = job.owner;
+  c.created.replaceChildren(timeNode(job.created_at));
+  c.finished.replaceChildren(job.finished_at ? timeNode(job.finished_at) : "");
+}
+
+function render(list) {
+  const seen = new Set();
+  list.jobs.forEach((job, i) => {
+    let row = rows.get(job.id);
+    if (!row) {
+      row = newRow(job);
+      rows.set(job.id, row);
+    }
+    updateRow(row, job);
+    seen.add(job.id);
+    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+  });
+  for (const [id, row] of rows) {
+    if (!seen.has(id)) {
+      row.tr.remove();
+      rows.delete(id);
+    }
+  }
+  const filtered = state.status || state.q;
+  empty.hidden = list.jobs.length > 0;
+  if (!list.jobs.length) {
+    empty.replaceChildren(
+      list.total && state.offset >= list.total ? "No jobs on this page." : filtered ? "No job matches these filters." : "No jobs yet. ",
+      !filtered && !list.total ? el("a", { href: "/jobs/new" }, "Submit the first one.") : "",
+    );
+  }
+  const first = list.jobs.length ? state.offset + 1 : 0;
+  pageInfo.textContent = list.total ? `${fmtInt(first)}–${fmtInt(state.offset + list.jobs.length)} of ${fmtInt(list.total)}` : "";
+  prev.disabled = state.offset === 0;
+  next.disabled = state.offset + PAGE_SIZE >= list.total;
+}
+
+async function refresh() {
+  clearTimeout(timer);
+  if (inflight) inflight.abort();
+  const controller = new AbortController();
+  inflight = controller;
+  const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
+  if (state.status) query.set("status", state.status);
+  if (state.q) query.set("q", state.q);
+  try {
+    const list = await api(`/api/jobs?${query}`, { signal: controller.signal });
+    render(list);
+    live.textContent = `live · updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    live.textContent = `could not refresh: ${err.message}`;
+  } finally {
+    if (inflight === controller) {
+      inflight = null;
+      if (document.visibilityState === "visible") timer = setTimeout(refresh, POLL_MS);
+    }
+  }
+}
+
+function filtersChanged() {
+  const query = new URLSearchParams();
+  if (state.status) query.set("status", state.status);
+  if (state.q) query.set("q", state.q);
+  if (state.offset) query.set("offset", state.offset);
+  const qs = query.toString();
+  history.replaceState(null, "", qs ? `?${qs}` : window.location.pathname);
+  refresh();
+}
+
+let typing = null;
+search.addEventListener("input", () => {
+  clearTimeout(typing);
+  typing = setTimeout(() => {
+    state.q = search.value.trim();
+    state.offset = 0;
+    filtersChanged();
+  }, 250);
+});
+statusSelect.addEventListener("change", () => {
+  state.status = statusSelect.value;
+  state.offset = 0;
+  filtersChanged();
+});
+document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+prev.addEventListener("click", () => {
+  state.offset = Math.max(0, state.offset - PAGE_SIZE);
+  filtersChanged();
+});
+next.addEventListener("click", () => {
+  state.offset += PAGE_SIZE;
+  filtersChanged();
+});
+// No polling while the tab is hidden; catch up at once when it shows again.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") refresh();
+  else clearTimeout(timer);
+});
+
+refresh();

@@ -1,0 +1,21 @@
+// Sign in with a name and password (or an API token); the server sets an HttpOnly session cookie.
+import { api } from "/static/common.js";
+
+const form = document.getElementById("login-form");
+if (form) {
+  const error = document.getElementById("login-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const data = new FormData(form);
+    const token = data.get("token");
+    const body = token ? { token } : { name: data.get("name"), password: data.get("password") };
+    try {
+      await api("/api/session", { method: "POST", body });
+      window.location.href = form.getAttribute("data-next") || "/";
+    } catch (err) {
+      error.hidden = false;
+      error.textContent = err.status === 401 ? "Wrong name, password or token." : err.message;
+    }
+  });
+}
