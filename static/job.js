@@ -191,6 +191,16 @@ let zoomTimer = null;
 function onRelayout(event) {
   const lo = event["xaxis.range[0]"] ?? (event["xaxis.range"] || [])[0];
   const hi = event["xaxis.range[1]"] ?? (event["xaxis.range"] || [])[1];
+  if (event["xaxis.autorange"]) {
+    // Zoomed out: back to the thinned overview of the whole run.
+    clearTimeout(zoomTimer);
+    zoomTimer = setTimeout(async () => {
+      const data = await api(`/api/jobs/${jobId}/metrics?names=${encodeURIComponent(LOSS.join(","))}`);
+      for (const name of LOSS) if (data.series[name]) series[name] = new Series(data.series[name].step, data.series[name].value);
+      scheduleDraw();
+    }, 250);
+    return;
+  }
   if (lo === undefined || hi === undefined) return;
   clearTimeout(zoomTimer);
   zoomTimer = setTimeout(async () => {
