@@ -56,8 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api):
         app.include_router(module.router)
-    from app import pages
+    from app import pages, sweep_pages
 
     app.include_router(pages.router)
+    app.include_router(sweep_pages.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

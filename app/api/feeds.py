@@ -17,6 +17,7 @@ from app.store import jobs, metrics
 
 POLL_SECONDS = 0.25
 KEPT_BATCHES = 256
+READ_LIMIT = 5000  # points per database read
 
 
 class Feed:
@@ -41,12 +42,16 @@ class Feed:
     async def run(self) -> None:
         while self.viewers > 0:
             # Job first, points second: a worker flushes its points before it records the end,
-            # so a terminal status read here comes with every point of the job.
-            self.job = await run_in_threadpool(jobs.get, self.engine, self.job_id)
-            points = await run_in_threadpool(metrics.since, self.engine, self.job_id, self.cursor)
-            if points:
+            # so a terminal status read here comes with every point of the job. Every point, so
+            # the read goes on past one `since` page; and the job is published only with them,
+            # since a stream ends as soon as it sees a terminal job and no newer point.
+            job = await run_in_threadpool(jobs.get, self.engine, self.job_id)
+            while points := await run_in_threadpool(metrics.since, self.engine, self.job_id, self.cursor, READ_LIMIT):
                 self.batches.append((self.cursor, points[-1]["id"], points))
                 self.cursor = points[-1]["id"]
+                if len(points) < READ_LIMIT:
+                    break
+            self.job = job
             self.tick.set()
             self.tick = asyncio.Event()
             await asyncio.sleep(POLL_SECONDS)
@@ -62,8 +67,9 @@ class Feeds:
     async def join(self, job_id: int) -> Feed:
         feed = self.by_job.get(job_id)
         if feed is None:
-            feed = Feed(self.engine, job_id, await run_in_threadpool(metrics.latest_id, self.engine, job_id))
-            self.by_job[job_id] = feed
+            start = await run_in_threadpool(metrics.latest_id, self.engine, job_id)
+            # Another viewer of the job may have created its feed during the read: share that one.
+            feed = self.by_job.setdefault(job_id, Feed(self.engine, job_id, start))
         feed.viewers += 1
         if feed.task is None or feed.task.done():
             feed.task = asyncio.create_task(feed.run())
@@ -71,5 +77,5 @@ class Feeds:
 
     def leave(self, feed: Feed) -> None:
         feed.viewers -= 1
-        if feed.viewers <= 0:
-            self.by_job.pop(feed.job_id, None)
+        if feed.viewers <= 0 and self.by_job.get(feed.job_id) is feed:
+            del self.by_job[feed.job_id]
