@@ -54,9 +54,9 @@ class JobSpec(BaseModel):
     miner: Miner = Field("semihard", description="Which tuples of a batch the loss sees.")
     classes_per_batch: int = Field(5, ge=2, le=1000, description="P: classes in each batch.")
     samples_per_class: int = Field(16, ge=2, le=1000, description="K: images of each class in each batch.")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimizer (sgd with momentum 0.9).")
     lr: PositiveFloat = Field(0.001, le=10, description="Learning rate.")
-    weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
