@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api import datasets as datasets_api
 from app.api import deps
 from app.api import diagnostics as diagnostics_api
+from app.api import embeddings as embeddings_api
 from app.api import errors
 from app.api.feeds import Feeds
 from app.api import jobs as jobs_api

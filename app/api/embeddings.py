@@ -1,0 +1,296 @@
+"""The embedding explorer: 2-D layout, nearest neighbours (stored point or uploaded image), thumbnails, exports, page.
+
+Thin routes over app.explore (the job's projection.npz and its neighbour index, cached
+per job) and, for uploads only, trainer.inference (imported lazily: it loads torch).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, Response
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from app import explore, projection
+from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
+from app.api.schemas import ErrorOut
+from app.config import Settings
+from app.datasets import DatasetError
+from app.projection import SPLITS
+
+router = APIRouter(tags=["embeddings"])
+
+MAX_K = 1000
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 25_000_000
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many neighbours (the query itself is left out)")]
+ImageIndex = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="Dataset index of the image (app.datasets numbering)")]
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+# Plotly's WebGL traces (regl) build their drawing code with `new Function`: the explorer page
+# alone allows eval; it still runs no inline script.
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+# -- response models ---------------------------------------------------------
+
+Split = Literal["val", "train"]
+
+
+class Point(BaseModel):
+    index: int = Field(description="Dataset index of the image")
+    x: float
+    y: float
+    label: int
+    class_name: str
+    split: Split
+
+
+class EmbeddingPoints(BaseModel):
+    points: list[Point]
+
+
+class EmbeddingColumns(BaseModel):
+    """The same points as parallel arrays (what the page loads: ~4x smaller for 50,000 points)."""
+
+    index: list[int]
+    x: list[float]
+    y: list[float]
+    label: list[int]
+    split: list[int] = Field(description="Position in `splits`")
+    nn_same_label: list[int] = Field(description="1 when the point's nearest neighbour (same split, full space) has its label")
+    splits: list[str]
+    class_names: list[str] = Field(description="Name of each label")
+
+
+class ClassQuality(BaseModel):
+    label: int
+    class_name: str
+    count: int
+    precision_at_1: float | None
+    r_precision: float | None
+    mean_average_precision_at_r: float | None
+
+
+class Preservation(BaseModel):
+    knn_recall_at_10: float = Field(description="Mean share of each point's 10 nearest neighbours (full space) kept among its 10 nearest in 2-D")
+    trustworthiness_at_10: float = Field(description="sklearn.manifold.trustworthiness on a sample of up to 2,000 points")
+
+
+class IndexInfo(BaseModel):
+    kind: Literal["exact", "hnsw"]
+    recall_at_10: float | None = Field(description="HNSW only: recall@10 against the exact search, measured at build")
+
+
+class EmbeddingSummary(BaseModel):
+    job_id: int
+    points: int
+    splits: dict[str, int]
+    fitted_points: int = Field(description="Points UMAP was fitted on; the others were placed with UMAP's transform")
+    space: Literal["cosine", "euclidean"] = Field(description="Distance of neighbours and of the layout: cosine distance (1 - cos) or L2")
+    umap: dict[str, Any]
+    preservation: Preservation
+    per_class: list[ClassQuality] = Field(description="Validation split, each image querying the others")
+    index: IndexInfo
+    seconds: dict[str, float]
+
+
+class QueryOut(BaseModel):
+    index: int | None = Field(description="Dataset index; null for an uploaded image")
+    label: int | None
+    class_name: str | None
+    split: Literal["val", "train", "upload"]
+    x: float
+    y: float
+    image_url: str | None
+
+
+class NeighborOut(BaseModel):
+    index: int
+    label: int
+    class_name: str
+    split: Split
+    distance: float
+    same_label: bool | None = Field(description="Whether the label equals the query's; null for an upload")
+    x: float
+    y: float
+    image_url: str
+
+
+class NeighborsOut(BaseModel):
+    query: QueryOut
+    neighbors: list[NeighborOut] = Field(description="Nearest first, in the full embedding space")
+    space: Literal["cosine", "euclidean"]
+
+
+# -- helpers -----------------------------------------------------------------
+
+def image_url(job_id: int, index: int) -> str:
+    return f"/api/jobs/{job_id}/images/{index}"
+
+
+def _embedding(engine: Any, settings: Settings, job_id: int) -> explore.JobEmbedding:
+    job = job_or_404(engine, job_id)
+    try:
+        return explore.job_embedding(settings.job_dir(job_id))
+    except explore.NoProjection:
+        if job["status"] in ("queued", "running"):
+            reason = f"job {job_id} has no embeddings yet: it is {job['status']}; the explorer's data is written when it finishes"
+        else:
+            reason = f"job {job_id} has no embeddings ({job['status']}); only jobs that finished training have them"
+        raise HTTPException(404, reason) from None
+
+
+def _neighbors(job_id: int, data: explore.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
+    out = []
+    for r, d in zip(rows.tolist(), dist.tolist()):
+        label = int(data.labels[r])
+        index = int(data.indices[r])
+        out.append(NeighborOut(index=index, label=label, class_name=data.class_name(label), split=data.split_name(r), distance=d,
+                               same_label=None if query_label is None else label == query_label,
+                               x=float(data.xy[r, 0]), y=float(data.xy[r, 1]), image_url=image_url(job_id, index)))
+    return out
+
+
+# -- API ---------------------------------------------------------------------
+
+@router.get("/api/jobs/{job_id}/embedding", response_model=EmbeddingPoints | EmbeddingColumns, responses=ERRORS)
+def get_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
+                  format: Annotated[Literal["points", "columns"], Query(description="`columns`: parallel arrays, compact for large sets")] = "points") -> Response:
+    """Every point of the 2-D layout: the validation split and a sample of training images."""
+    data = _embedding(engine, settings, job_id)
+    x = np.round(data.xy[:, 0].astype(np.float64), 4).tolist()
+    y = np.round(data.xy[:, 1].astype(np.float64), 4).tolist()
+    if format == "columns":
+        body: dict[str, Any] = {
+            "index": data.indices.tolist(), "x": x, "y": y, "label": data.labels.tolist(), "split": data.split.astype(int).tolist(),
+            "nn_same_label": data.nn_same_label.astype(int).tolist(), "splits": list(SPLITS), "class_names": data.class_names,
+        }
+    else:
+        names, splits = data.class_names, SPLITS
+        body = {"points": [{"index": i, "x": px, "y": py, "label": lab, "class_name": names[lab] if lab < len(names) else str(lab), "split": splits[s]}
+                           for i, px, py, lab, s in zip(data.indices.tolist(), x, y, data.labels.tolist(), data.split.tolist())]}
+    # Built by hand: validating 50,000 points through pydantic would cost more than the search.
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+@router.get("/api/jobs/{job_id}/embedding/summary", response_model=EmbeddingSummary, responses=ERRORS)
+def get_embedding_summary(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> EmbeddingSummary:
+    """Layout settings, neighbour preservation, per-class retrieval quality (validation split) and the index kind."""
+    data = _embedding(engine, settings, job_id)
+    m = data.meta
+    per_class = [ClassQuality(**c, class_name=data.class_name(c["label"])) for c in m["per_class"]]
+    index = IndexInfo(kind="exact" if data.index.exact else "hnsw", recall_at_10=data.index.recall_at_10)
+    return EmbeddingSummary(job_id=job_id, points=len(data), splits=m["splits"], fitted_points=m["fitted_points"], space=m["space"],
+                            umap=m["umap"], preservation=Preservation(**m["preservation"]), per_class=per_class, index=index,
+                            seconds=m.get("seconds", {}))
+
+
+@router.get("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses=ERRORS)
+def get_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
+                  index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Dataset index of a point of the explorer")], k: K = 10) -> NeighborsOut:
+    """The k nearest points of a shown point in the full embedding space (not the 2-D layout), nearest first."""
+    data = _embedding(engine, settings, job_id)
+    row = data.row_of(index)
+    if row is None:
+        raise HTTPException(404, f"image {index} is not among job {job_id}'s {len(data)} explorer points (its validation split and a training sample)")
+    rows, dist = data.neighbors(row, k)
+    label = int(data.labels[row])
+    query = QueryOut(index=index, label=label, class_name=data.class_name(label), split=data.split_name(row),
+                     x=float(data.xy[row, 0]), y=float(data.xy[row, 1]), image_url=image_url(job_id, index))
+    return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, label), space=data.meta["space"])
+
+
+def _read_upload(file: UploadFile) -> bytes:
+    blob = file.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(blob) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise HTTPException(415, "the upload is not an image (PNG, JPEG, GIF, BMP, WebP or TIFF)") from None
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise HTTPException(413, f"the image is {width}x{height} pixels; the limit is {MAX_UPLOAD_PIXELS:,} pixels")
+    return blob
+
+
+@router.post("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses={**ERRORS, 409: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}})
+def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
+                    file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")], k: K = 10) -> NeighborsOut:
+    """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""
+    data = _embedding(engine, settings, job_id)
+    blob = _read_upload(file)
+    from trainer import inference  # torch, only for this route
+    from trainer.errors import JobFailed
+
+    try:
+        vector = inference.embed_image(settings.job_dir(job_id), settings, io.BytesIO(blob))
+    except inference.NoCheckpoint:
+        raise HTTPException(404, f"job {job_id} has no checkpoint") from None
+    except JobFailed as e:  # e.g. pretrained weights needed to rebuild the net are not on this server
+        raise HTTPException(409, f"cannot rebuild job {job_id}'s network here: {e}") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise HTTPException(415, "the upload could not be decoded as an image") from None
+    if vector.shape[0] != data.embeddings.shape[1]:
+        raise HTTPException(409, f"job {job_id}'s checkpoint does not match its stored embeddings")
+    rows, dist = data.neighbors(vector[None], k)
+    state, fit_X, fit_xy = data.layout
+    x, y = projection.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
+    query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
+    return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, None), space=data.meta["space"])
+
+
+@router.get("/api/jobs/{job_id}/images/{index}", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "PNG thumbnail"}, **ERRORS})
+def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: SettingsDep) -> Response:
+    """A thumbnail of image `index` of the job's dataset (bundled images at native size); never any other file."""
+    job = job_or_404(engine, job_id)
+    try:
+        im = explore.dataset_image(job["spec"], settings.data_root_paths, index)
+    except explore.ImageNotServed as e:
+        raise HTTPException(404, str(e)) from None
+    except DatasetError as e:
+        raise HTTPException(404, f"job {job_id}'s dataset cannot be read: {e.reason}") from None
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
+    return Response(explore.png_bytes(im), media_type="image/png", headers=headers)
+
+
+EXPORTS = {"npy": ("application/octet-stream", "embeddings.npy"), "csv": ("text/csv; charset=utf-8", "embeddings.csv"),
+           "projector": ("application/zip", "projector.zip")}
+
+
+@router.get("/api/jobs/{job_id}/embedding/export", response_class=Response, responses={
+    200: {"content": {t: {} for t, _ in EXPORTS.values()}, "description": "npy: float32 (N, D) in the order of /embedding; "
+          "csv: index, label, class_name, split, x, y, e0...; projector: TensorBoard projector files (zip)"}, **ERRORS})
+def export_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
+                     format: Annotated[Literal["npy", "csv", "projector"], Query()] = "npy") -> Response:
+    """The explorer's points with their full embeddings: NumPy, CSV, or TensorBoard's projector format."""
+    data = _embedding(engine, settings, job_id)
+    media_type, filename = EXPORTS[format]
+    if format == "npy":
+        body = explore.export_npy(data)
+    elif format == "csv":
+        body = explore.export_csv(data)
+    else:
+        body = explore.export_projector(data, job_or_404(engine, job_id)["spec"], settings.data_root_paths)
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"',
+                                                          "X-Content-Type-Options": "nosniff"})
+
+
+# -- page --------------------------------------------------------------------
+
+@router.get("/jobs/{job_id}/explore", response_class=HTMLResponse, include_in_schema=False)
+def explore_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLResponse:
+    from app.pages import render
+
+    job = job_or_404(engine, job_id)
+    response = render(request, "explore.html", {"job": job, "max_k": MAX_K, "nav": "jobs"})
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    return response

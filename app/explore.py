@@ -1,0 +1,240 @@
+"""A finished job's explorer in the API process: its points, the neighbour index, thumbnails, exports.
+
+The worker writes everything into projection.npz (trainer/project.py). Here it is read
+with allow_pickle=False, its neighbour index is built once, and both are kept per job in
+a small LRU cache keyed by the file's modification time, so a job that ran again is read
+again. Torch-free.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from app.datasets import BUNDLED, bundled_arrays, load_catalog
+from app.neighbors import NeighborIndex
+from app.projection import PROJECTION_FILE, SPLITS, LayoutState
+
+MAX_CACHED_JOBS = 4
+THUMBNAIL_SIZE = 128  # longest side of an image-folder thumbnail; bundled images are served at their native 8 or 28 px
+MAX_SOURCE_PIXELS = 64_000_000  # as the trainer: a larger file is not decoded
+SPRITE_MAX = 8192  # TensorBoard's projector reads sprites up to 8192 x 8192
+SPRITE_CELL = 64
+
+
+class NoProjection(LookupError):
+    """The job has no projection.npz (not finished, failed, or older than the explorer)."""
+
+
+class ImageNotServed(LookupError):
+    """An image index that names no image of the job's dataset (or a file that left it)."""
+
+
+@dataclass
+class JobEmbedding:
+    embeddings: np.ndarray  # float32 (N, D): validation split first, then the training sample
+    labels: np.ndarray  # int64 (N,)
+    indices: np.ndarray  # int64 (N,): dataset index of each point
+    split: np.ndarray  # int8 (N,): position in SPLITS
+    xy: np.ndarray  # float32 (N, 2)
+    fitted: np.ndarray  # bool (N,): the points UMAP was fitted on
+    nn_same_label: np.ndarray  # bool (N,): nearest other point of the same split has the same label
+    meta: dict[str, Any]
+    index: NeighborIndex = field(repr=False)
+
+    @classmethod
+    def read(cls, path: Path) -> "JobEmbedding":
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        return cls(**arrays, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"]))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    def class_name(self, label: int) -> str:
+        names = self.class_names
+        return names[label] if 0 <= label < len(names) else str(label)
+
+    @cached_property
+    def _by_index(self) -> np.ndarray:
+        return np.argsort(self.indices, kind="stable")
+
+    def row_of(self, dataset_index: int) -> int | None:
+        """The point showing dataset image `dataset_index`, if the explorer shows it."""
+        order = self._by_index
+        pos = int(np.searchsorted(self.indices, dataset_index, sorter=order))
+        if pos < len(order) and self.indices[order[pos]] == dataset_index:
+            return int(order[pos])
+        return None
+
+    def split_name(self, row: int) -> str:
+        return SPLITS[int(self.split[row])]
+
+    @cached_property
+    def layout(self) -> tuple[LayoutState, np.ndarray, np.ndarray]:
+        """What UMAP's transform needs: the layout state, the fitted points' embeddings and their 2-D positions."""
+        return LayoutState.from_json(self.meta["layout"]), self.embeddings[self.fitted], self.xy[self.fitted]
+
+    def neighbors(self, query: np.ndarray | int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and distances of the k nearest points: of a stored row (itself left out) or of a vector."""
+        if isinstance(query, (int, np.integer)):
+            return self.index.neighbors_of_row(int(query), k)
+        rows, dist = self.index.search(query, k)
+        keep = rows[0] >= 0
+        return rows[0][keep], dist[0][keep]
+
+
+_cache: OrderedDict[Path, tuple[tuple[int, int], JobEmbedding]] = OrderedDict()
+_cache_lock = threading.Lock()
+_build_locks: dict[Path, threading.Lock] = {}
+
+
+def job_embedding(job_dir: Path) -> JobEmbedding:
+    """The job's explorer data, read and indexed once per version of its projection file (LRU over jobs)."""
+    path = job_dir / PROJECTION_FILE
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NoProjection(str(path)) from None
+    signature = (st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _cache.get(path)
+        if hit and hit[0] == signature:
+            _cache.move_to_end(path)
+            return hit[1]
+        build_lock = _build_locks.setdefault(path, threading.Lock())
+    with build_lock:  # one build per job at a time; other requests for it wait for the result
+        with _cache_lock:
+            hit = _cache.get(path)
+            if hit and hit[0] == signature:
+                return hit[1]
+        data = JobEmbedding.read(path)
+        with _cache_lock:
+            _cache[path] = (signature, data)
+            _cache.move_to_end(path)
+            while len(_cache) > MAX_CACHED_JOBS:
+                _cache.popitem(last=False)
+        return data
+
+
+# -- thumbnails --------------------------------------------------------------
+
+@lru_cache(maxsize=2)
+def _bundled_images(name: str) -> np.ndarray:
+    return bundled_arrays(name)[1]
+
+
+def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.Image:
+    """Image `index` of the job's dataset, and nothing else.
+
+    The index is looked up in the job's catalog (the dataset folder itself re-checked to
+    lie inside the allowed roots); for an image folder the file is resolved again (symlinks
+    followed) and must still be a file inside the dataset folder.
+    """
+    catalog = load_catalog(spec["dataset"], spec.get("dataset_path"), roots)
+    if not 0 <= index < catalog.num_images:
+        raise ImageNotServed(f"image {index} does not exist: dataset {spec['dataset']!r} has {catalog.num_images} images (0-{catalog.num_images - 1})")
+    if catalog.name in BUNDLED:
+        return Image.fromarray(_bundled_images(catalog.name)[index], "L")
+    root = catalog.root
+    assert root is not None
+    try:
+        real = catalog.files[index].resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise ImageNotServed(f"image {index} is no longer in the dataset folder") from None
+    if root not in real.parents or not real.is_file():
+        raise ImageNotServed(f"image {index} does not resolve to a file inside the dataset folder")
+    try:
+        with Image.open(real) as im:
+            if im.width * im.height > MAX_SOURCE_PIXELS:
+                raise ImageNotServed(f"image {index} is too large to show ({im.width}x{im.height})")
+            im.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at a reduced scale
+            im = im.convert("RGB")
+            im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            return im
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise ImageNotServed(f"image {index} cannot be decoded") from None
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    out = io.BytesIO()
+    im.save(out, format="PNG")
+    return out.getvalue()
+
+
+# -- exports -----------------------------------------------------------------
+
+def export_npy(data: JobEmbedding) -> bytes:
+    out = io.BytesIO()
+    np.save(out, data.embeddings.astype(np.float32), allow_pickle=False)
+    return out.getvalue()
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """A class name a spreadsheet would read as a formula is prefixed with a quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def export_csv(data: JobEmbedding) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    dims = data.embeddings.shape[1]
+    w.writerow(["index", "label", "class_name", "split", "x", "y", *(f"e{i}" for i in range(dims))])
+    for r in range(len(data)):
+        label = int(data.labels[r])
+        w.writerow([int(data.indices[r]), label, _spreadsheet_safe(data.class_name(label)), data.split_name(r),
+                    f"{data.xy[r, 0]:.6g}", f"{data.xy[r, 1]:.6g}", *(f"{v:.7g}" for v in data.embeddings[r])])
+    return out.getvalue().encode()
+
+
+def _tsv_field(text: str) -> str:
+    return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split()) or "_"
+
+
+def sprite(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]) -> tuple[Image.Image, int]:
+    """All points' images in one grid, row-major in point order (TensorBoard's sprite); and the cell size."""
+    per_row = int(np.ceil(np.sqrt(len(data))))
+    cell = max(1, min(SPRITE_CELL, SPRITE_MAX // per_row))
+    sheet = Image.new("RGB", (per_row * cell, per_row * cell))
+    for r, index in enumerate(data.indices):
+        try:
+            im = dataset_image(spec, roots, int(index))
+        except ImageNotServed:
+            continue  # left black
+        im = im.convert("RGB").resize((cell, cell), Image.NEAREST if max(im.size) < cell else Image.BILINEAR)
+        sheet.paste(im, ((r % per_row) * cell, (r // per_row) * cell))
+    return sheet, cell
+
+
+def export_projector(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]) -> bytes:
+    """TensorBoard projector files in a zip: embeddings.tsv, metadata.tsv, sprite.png and projector_config.pbtxt."""
+    emb = io.StringIO()
+    np.savetxt(emb, data.embeddings, delimiter="\t", fmt="%.7g")
+    meta = ["index\tlabel\tclass\tsplit"]
+    meta += [f"{int(data.indices[r])}\t{int(data.labels[r])}\t{_tsv_field(data.class_name(int(data.labels[r])))}\t{data.split_name(r)}"
+             for r in range(len(data))]
+    sheet, cell = sprite(data, spec, roots)
+    config = ('embeddings {\n  tensor_path: "embeddings.tsv"\n  metadata_path: "metadata.tsv"\n'
+              f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("embeddings.tsv", emb.getvalue())
+        z.writestr("metadata.tsv", "\n".join(meta) + "\n")
+        z.writestr("sprite.png", png_bytes(sheet))
+        z.writestr("projector_config.pbtxt", config)
+    return out.getvalue()

@@ -1,0 +1,135 @@
+"""The embedding explorer's data, computed once by the worker at the end of a job.
+
+`save_projection` embeds a seeded sample of training images (at most TRAIN_SAMPLE) beside
+the validation split, lays both out in 2-D with UMAP (app.projection: seeded, in the
+job's distance) and writes one file, projection.npz, atomically: the points (dataset
+index, label, split, full embedding, 2-D position), per-point and per-class retrieval
+quality, the neighbour preservation of the layout, and the state UMAP's transform needs
+to place uploaded queries. Everything is a plain array (loaded with allow_pickle=False);
+the metadata is a JSON string inside the same file, so a reader sees all or nothing.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_metric_learning.distances import CosineSimilarity
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
+
+from app import projection
+from app.neighbors import Space, knn
+from app.spec import JobSpec
+from trainer import artifacts
+from trainer.data import ImageData
+from trainer.diagnostics import distance_kind
+from trainer.evaluate import RETRIEVAL, embed
+
+
+def embedding_space(spec: JobSpec) -> Space:
+    """The loss's distance: cosine for normalised embeddings and for the cosine-similarity losses, else L2."""
+    return "cosine" if spec.normalize or distance_kind(spec.loss) == "cosine_similarity" else "euclidean"
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of row numbers (all rows when n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def nearest_same_label(X: np.ndarray, labels: np.ndarray, split: np.ndarray, space: Space) -> np.ndarray:
+    """Per point: does its nearest other point of the same split carry the same label? (P@1 per point.)"""
+    same = np.zeros(len(X), dtype=bool)
+    for s in np.unique(split):
+        rows = np.flatnonzero(split == s)
+        if len(rows) < 2:
+            continue
+        nn, _ = knn(X[rows], X[rows], 2, space)
+        # the point itself is usually first; with exact duplicates it may come second
+        first = np.where(nn[:, 0] == np.arange(len(rows)), nn[:, 1], nn[:, 0])
+        same[rows] = labels[rows][first] == labels[rows]
+    return same
+
+
+def per_class_metrics(emb: np.ndarray, labels: np.ndarray, space: Space) -> list[dict[str, Any]]:
+    """P@1, R-Precision and MAP@R of each class (every image querying the others), by pytorch-metric-learning.
+
+    Classes with a single image have nothing to retrieve: AccuracyCalculator leaves them
+    out, and so does the table (their metrics are null).
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    rows = [{"label": int(c), "count": int(n), **{m: None for m in RETRIEVAL}} for c, n in zip(classes, counts)]
+    kept = [r for r in rows if r["count"] >= 2]
+    if not kept:
+        return rows
+    knn_func = {"knn_func": CustomKNN(CosineSimilarity())} if space == "cosine" else {}
+    calc = AccuracyCalculator(include=RETRIEVAL, return_per_class=True, **knn_func)
+    result = calc.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
+    for name in RETRIEVAL:
+        for row, value in zip(kept, result[name]):
+            row[name] = None if value != value else float(value)  # NaN -> null
+    return rows
+
+
+def save_projection(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
+                    train: ImageData) -> dict[str, Any]:
+    """Compute and write the explorer's projection.npz; returns its metadata (timings included)."""
+    started = time.perf_counter()
+    space = embedding_space(spec)
+    rows = sample_rows(len(train), projection.TRAIN_SAMPLE, spec.seed)
+    train_emb = embed(model, train.images[torch.as_tensor(rows, dtype=torch.long)], run.device) if len(rows) else val_emb[:0]
+    X = torch.cat([val_emb, train_emb]).numpy().astype(np.float32)
+    labels = np.concatenate([val.labels.numpy(), train.labels.numpy()[rows]]).astype(np.int64)
+    indices = np.concatenate([val.indices, train.indices[rows]]).astype(np.int64)
+    split = np.concatenate([np.zeros(len(val), np.int8), np.ones(len(rows), np.int8)])
+    embedded = time.perf_counter()
+
+    xy, fitted, state = projection.fit(X, space, seed=spec.seed, home=settings.home_path)
+    laid_out = time.perf_counter()
+
+    val_rows = split == 0
+    meta = {
+        "version": projection.FORMAT_VERSION,
+        "space": space,
+        "class_names": list(val.class_names),
+        "points": len(X),
+        "splits": {"val": int(val_rows.sum()), "train": int((~val_rows).sum())},
+        "fitted_points": int(fitted.sum()),
+        "umap": {**projection.UMAP_SETTINGS, "n_neighbors": state.n_neighbors, "metric": space, "seed": spec.seed},
+        "layout": state.to_json(),
+        "preservation": {
+            "knn_recall_at_10": projection.knn_recall(X, xy, space, seed=spec.seed),
+            "trustworthiness_at_10": projection.trustworthiness(X, xy, space, seed=spec.seed),
+        },
+        "per_class": per_class_metrics(X[val_rows], labels[val_rows], space),
+        "step": spec.steps,
+    }
+    nn_same = nearest_same_label(X, labels, split, space)
+    meta["seconds"] = {"embed_train_sample": round(embedded - started, 3), "umap": round(laid_out - embedded, 3),
+                       "quality": round(time.perf_counter() - laid_out, 3)}
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, embeddings=X, labels=labels, indices=indices, split=split, xy=xy, fitted=fitted,
+                     nn_same_label=nn_same, meta=np.array(json.dumps(meta)))
+
+    artifacts.atomic_write(run.job_dir / projection.PROJECTION_FILE, write, run.still_owner)
+    return meta
+
+
+def project_for_explorer(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
+                         train: ImageData) -> None:
+    """save_projection for the training loop: a job whose model trained fine still succeeds if this fails (the log says why)."""
+    try:
+        meta = save_projection(run, spec, settings, model, val, val_emb, train)
+    except Exception as e:  # noqa: BLE001 - the explorer is an extra; the checkpoint and metrics are already saved
+        run.log("warning", f"no embedding explorer for this job: {type(e).__name__}: {e}")
+        return
+    s, p = meta["seconds"], meta["preservation"]
+    run.log("info", f"explorer: {meta['points']} points laid out with UMAP in {s['umap']:.1f}s (fitted on {meta['fitted_points']}), "
+                    f"kNN recall@10 2-D vs full {p['knn_recall_at_10']:.3f}")
