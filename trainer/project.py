@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,18 @@ def save_projection(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Modu
     meta["seconds"] = {"embed_train_sample": round(embedded - started, 3), "umap": round(laid_out - embedded, 3),
                        "quality": round(time.perf_counter() - laid_out, 3)}
 
+    arrays = {"embeddings": X, "labels": labels, "indices": indices, "split": split, "xy": xy, "fitted": fitted, "nn_same_label": nn_same}
+    write_projection(run.job_dir, arrays, meta, run.still_owner)
+    return meta
+
+
+def write_projection(job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    """projection.npz: the arrays app.explore.JobEmbedding reads, and the metadata as a JSON string (no pickle)."""
     def write(path: Path) -> None:
         with open(path, "wb") as f:
-            np.savez(f, embeddings=X, labels=labels, indices=indices, split=split, xy=xy, fitted=fitted,
-                     nn_same_label=nn_same, meta=np.array(json.dumps(meta)))
+            np.savez(f, **arrays, meta=np.array(json.dumps(meta)))
 
-    artifacts.atomic_write(run.job_dir / projection.PROJECTION_FILE, write, run.still_owner)
-    return meta
+    return artifacts.atomic_write(job_dir / projection.PROJECTION_FILE, write, commit_ok)
 
 
 def project_for_explorer(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np

@@ -1,0 +1,65 @@
+"""The explorer's 2-D layout: seeded, in the loss's space, fitted on a sample past a size."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from app import projection
+from app.neighbors import NeighborIndex, knn
+from app.spec import JobSpec
+from trainer.project import embedding_space, sample_rows
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
+
+
+def blobs(n: int = 300, d: int = 16, classes: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, d)) * 4
+    return (centres[rng.integers(0, classes, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_projection_is_reproducible_with_a_seed(tmp_path):
+    X = blobs()
+    fast = {"n_epochs": 30}
+    a, fa, sa = projection.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
+    b, fb, sb = projection.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
+    np.testing.assert_array_equal(a, b)
+    assert fa.all() and sa == sb and a.shape == (len(X), 2) and np.isfinite(a).all()
+
+
+def test_fit_on_a_sample_places_the_rest(tmp_path):
+    X = blobs(400)
+    xy, fitted, state = projection.fit(X, "euclidean", seed=0, home=tmp_path, fit_max=200, settings={"n_epochs": 30})
+    assert fitted.sum() == 200 and np.isfinite(xy).all()
+    # an added point lands near its own copy
+    placed = projection.place(state, X[fitted], xy[fitted], X[fitted][:1], tmp_path)
+    spread = np.ptp(xy, axis=0).max()
+    assert np.linalg.norm(placed[0] - xy[fitted][0]) < 0.2 * spread
+    assert 0.0 <= projection.knn_recall(X, xy, "euclidean") <= 1.0
+
+
+def test_exact_index_equals_brute_force():
+    X = blobs(500, 32)
+    index = NeighborIndex.build(X, "cosine")
+    rows, dist = index.neighbors_of_row(7, 10)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    d = 1 - Xn @ Xn[7]
+    d[7] = np.inf
+    np.testing.assert_allclose(dist, np.sort(d)[:10], atol=1e-5)
+    assert 7 not in rows.tolist()
+    r2, _ = knn(X, X[:3], 1, "euclidean")
+    assert r2[:, 0].tolist() == [0, 1, 2]
+
+
+def test_hnsw_past_the_exact_limit_keeps_recall():
+    X = blobs(3000, 32, classes=20)
+    index = NeighborIndex.build(X, "cosine", exact_max=1000)
+    assert not index.exact and index.recall_at_10 is not None and index.recall_at_10 >= 0.99
+
+
+def test_space_follows_the_loss_and_sample_is_seeded():
+    assert embedding_space(JobSpec(dataset="digits")) == "cosine"
+    assert sample_rows(10, 20, 0).tolist() == list(range(10))
+    assert sample_rows(1000, 20, 1).tolist() == sample_rows(1000, 20, 1).tolist()
