@@ -29,7 +29,11 @@ let stream = null;
 
 // -- job state ---------------------------------------------------------------
 
+let drawnStatus = null;
+
 function renderJob() {
+  if (drawnStatus !== null && drawnStatus !== job.status) scheduleDraw(); // an empty chart says why it is empty
+  drawnStatus = job.status;
   setBadge($("status"), job.status);
   $("job-name").textContent = job.name;
   document.title = `Job ${job.id}: ${job.name} · embedlab`;
@@ -240,7 +244,14 @@ function openStream(after) {
     const logWorthy = !job || changed.status !== job.status || changed.attempts !== job.attempts || changed.error !== job.error;
     job = { ...job, ...changed };
     renderJob();
-    if (logWorthy) loadLog();
+    if (logWorthy) {
+      loadLog();
+      // The stream sends the fields that change while a job runs; a new status or attempt also moves started_at.
+      api(`/api/jobs/${jobId}`).then((fresh) => {
+        job = fresh;
+        renderJob();
+      }, () => {});
+    }
   });
   stream.addEventListener("end", async () => {
     stream.close(); // otherwise EventSource reconnects when the server closes the stream

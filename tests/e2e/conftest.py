@@ -1,0 +1,100 @@
+"""Browser tests: a real server (and worker) process, driven through Chromium by Playwright."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    playwright = sync_api.sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    """A fresh browser context per test; a page error or a failed console call fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.errors = errors
+    yield page
+    context.close()
+
+
+class LiveServer:
+    """One server process for a module of browser tests, and one CPU worker started on first need."""
+
+    def __init__(self, procs):
+        self.procs = procs
+        self.url = procs.server(workers=0)
+        self.worker = None
+        self.ensure_worker()  # torch takes a while to import: start now, it idles until a job comes
+
+    def ensure_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            self.worker = self.procs.worker()
+
+    def submit(self, **spec) -> dict:
+        import httpx
+
+        r = httpx.post(f"{self.url}/api/jobs", json=spec, timeout=30)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def cancel(self, job_id: int) -> dict:
+        import httpx
+
+        return httpx.post(f"{self.url}/api/jobs/{job_id}/cancel", timeout=30).json()
+
+    def job(self, job_id: int) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/jobs/{job_id}", timeout=30).json()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[LiveServer]:
+    import os
+
+    from tests.conftest import TEST_ENV, Processes
+
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "home").mkdir()
+    env = {**os.environ, **TEST_ENV, "EMBEDLAB_HOME": str(root / "home"), "PYTHONUNBUFFERED": "1"}
+    env.pop("EMBEDLAB_DATABASE_URL", None)
+    procs = Processes(env, root)
+    try:
+        yield LiveServer(procs)
+    finally:
+        procs.stop_all()
+
+
+def screenshot(page, name: str) -> None:
+    """Saved when EMBEDLAB_SCREENSHOTS names a folder: for looking at the pages by eye."""
+    import os
+
+    folder = os.environ.get("EMBEDLAB_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=f"{folder}/{name}.png", full_page=True)

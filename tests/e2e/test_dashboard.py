@@ -1,0 +1,143 @@
+"""The dashboard in a real browser against a real server and worker: submit, watch, cancel, escape."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import screenshot
+
+pytestmark = pytest.mark.e2e
+
+XSS = "<img src=x onerror=alert(1)>"
+SMALL = {"dataset": "digits", "steps": 150, "eval_every": 50, "classes_per_batch": 4, "samples_per_class": 8}
+
+
+def real_errors(page) -> list[str]:
+    # A refused submission (4xx) is logged by Chromium as a failed resource: expected, not a bug.
+    return [e for e in page.errors if "Failed to load resource" not in e]
+
+
+def fill_form(page, values: dict) -> None:
+    for name, value in values.items():
+        field = page.locator(f"#f-{name}")
+        if field.evaluate("n => n.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(str(value))
+
+
+def wait_js(page, expression: str, timeout: float = 15) -> None:
+    """Poll a JavaScript expression from Python: page.wait_for_function evaluates strings with eval, which the CSP refuses."""
+    wait_for(lambda: page.evaluate(expression), timeout, 0.1, expression)
+
+
+def loss_points(page) -> int:
+    return page.evaluate("(() => { const c = document.getElementById('loss-chart'); return c && c.data ? c.data[0].x.length : -1; })()")
+
+
+def test_validation_error_shows_next_to_its_field(live, page):
+    page.goto(f"{live.url}/jobs/new")
+    fill_form(page, {**SMALL, "name": "bad margin", "margin": "-1"})
+    page.click("#submit")
+    error = page.locator('[data-error-for="margin"]')
+    error.wait_for(state="visible")
+    assert "greater than or equal to 0" in error.inner_text()
+    assert page.locator("#row-margin").get_attribute("class").split().count("invalid") == 1
+    assert "/jobs/new" in page.url  # nothing was submitted
+    screenshot(page, "job-new-error")
+    # Editing the field clears its error; a second refusal comes from the server's dataset check.
+    fill_form(page, {"margin": "0.2", "classes_per_batch": "9", "samples_per_class": "1000"})
+    assert error.is_hidden()
+    page.click("#submit")
+    page.locator('[data-error-for="classes_per_batch"]').wait_for(state="visible")
+    assert "training classes" in page.locator('[data-error-for="classes_per_batch"]').inner_text()
+    assert not real_errors(page)
+
+
+def test_job_name_is_shown_as_text(live, page):
+    job = live.submit(name=XSS, dataset="digits", steps=5, priority=-100)
+    live.cancel(job["id"])  # the worker has better things to do; the name is what counts here
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(live.url + "/")
+    link = page.locator(f'a[href="/jobs/{job["id"]}"]').first
+    link.wait_for()
+    assert link.inner_text() == XSS
+    assert page.locator("#jobs-body img").count() == 0
+    page.goto(f"{live.url}/jobs/{job['id']}")
+    assert page.locator("#job-name").inner_text() == XSS
+    assert page.title().startswith(f"Job {job['id']}: {XSS}")
+    wait_js(page, "document.getElementById('loss-chart').data !== undefined")
+    page.goto(f"{live.url}/jobs/new?clone={job['id']}")
+    page.locator(".notice").wait_for()
+    assert XSS in page.locator(".notice").inner_text()
+    assert page.locator("main img").count() == 0
+    assert dialogs == []
+    assert not real_errors(page)
+
+
+def test_cancel_a_running_job_from_its_page(live, page):
+    job = live.submit(name="long one", dataset="digits", steps=1_000_000, eval_every=1_000_000, classes_per_batch=4, samples_per_class=8, priority=50)
+    live.ensure_worker()
+    page.on("dialog", lambda d: d.accept())
+    page.goto(f"{live.url}/jobs/{job['id']}")
+    wait_js(page, "document.getElementById('status').textContent === 'running'", 60)
+    wait_js(page, "document.getElementById('loss-chart').data[0].x.length > 5", 30)
+    assert page.locator("#cancel").is_visible()
+    page.click("#cancel")
+    wait_js(page, "document.getElementById('status').textContent === 'cancelled'", 30)
+    assert page.locator("#cancel").is_hidden()
+    assert page.locator("#explore").is_hidden()
+    assert live.job(job["id"])["status"] == "cancelled"
+    screenshot(page, "job-cancelled")
+    assert not real_errors(page)
+
+
+def test_submit_through_the_form_and_watch_it_train(live, page):
+    page.goto(f"{live.url}/jobs/new")
+    wait_js(page, "document.querySelector('#f-dataset option[value=digits]').textContent.includes('classes')")
+    fill_form(page, {**SMALL, "name": "e2e digits"})
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    job = live.job(job_id)
+    assert job["spec"]["steps"] == 150 and job["spec"]["classes_per_batch"] == 4 and job["spec"]["image_size"] is None
+    assert page.locator("#status").inner_text() in ("queued", "running")
+    wait_js(page, "document.getElementById('loss-chart').data !== undefined")
+
+    # The jobs list shows it (in another tab, polled).
+    listing = page.context.new_page()
+    listing.goto(live.url + "/")
+    listing.locator(f'#jobs-body a[href="/jobs/{job_id}"]').wait_for()
+    row = listing.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
+
+    # A worker trains it; the chart grows from the stream while the page stays open.
+    live.ensure_worker()
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and loss_points(page) < 140:
+        seen.add(loss_points(page))
+        if len(seen) == 3:
+            screenshot(page, "job-running")
+            screenshot(listing, "jobs-running")
+        time.sleep(0.2)
+    assert len({n for n in seen if 0 < n < 140}) >= 2, f"the chart did not grow while the job ran: {sorted(seen)}"
+    # After the last step the worker writes the embeddings and the explorer's layout: that can take a while.
+    wait_js(page, "document.getElementById('status').textContent === 'succeeded'", 300)
+    wait_js(page, "document.getElementById('loss-chart').data[0].x.length === 150", 10)
+    retrieval = page.evaluate("document.getElementById('retrieval-chart').data.map(t => t.x.length)")
+    assert retrieval == [4, 4, 4]  # steps 0, 50, 100, 150
+    assert page.locator("#explore").is_visible()
+    assert page.locator("#download-checkpoint").get_attribute("href") == f"/api/jobs/{job_id}/download/checkpoint"
+    assert page.locator("#download-embeddings").is_visible()
+    page.locator("#log .log-line").first.wait_for()
+    screenshot(page, "job-succeeded")
+
+    # The list catches up by polling: badge and metrics.
+    wait_for(lambda: row.locator(".badge").inner_text() == "succeeded", 10, 0.2, "the list to show succeeded")
+    assert re.fullmatch(r"0\.\d{3}", row.locator("td.map").inner_text())
+    screenshot(listing, "jobs")
+    assert not real_errors(page)
