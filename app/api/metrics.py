@@ -17,7 +17,8 @@ from app.store import jobs, metrics
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
 KEEPALIVE_SECONDS = 15.0
-STATUS_FIELDS = {"status", "progress", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "finished_at", "cancel_requested"}
+STATUS_FIELDS = {"status", "progress", "steps_per_second", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "started_at", "finished_at",
+                 "cancel_requested"}
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses={404: {"model": ErrorOut}})

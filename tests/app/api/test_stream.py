@@ -117,6 +117,7 @@ def test_a_finished_job_streams_its_points_then_ends(base, engine):
     assert collected[-1] == {"event": "end", "id": str(metrics.latest_id(engine, job.id)), "data": {"status": "failed"}}
     status = next(e for e in collected if e["event"] == "status")["data"]
     assert status["status"] == "failed" and status["progress"]["total"] == 100_000
+    assert status["started_at"] and status["finished_at"] and "steps_per_second" in status  # what the job page shows
 
 
 def test_metrics_then_stream_from_its_last_event_id_misses_nothing(base, engine):
