@@ -18,6 +18,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -25,6 +26,9 @@ from app.datasets import BUNDLED, bundled_arrays, load_catalog
 from app.neighbors import NeighborIndex
 from app.projection import PROJECTION_FILE, SPLITS, LayoutState
 
+# One query per request: faiss's OpenMP threads only contend with each other and with the
+# server's other requests (a 100,000-point scan took 3x longer with 2 threads on a busy 2-core box).
+faiss.omp_set_num_threads(1)
 MAX_CACHED_JOBS = 4
 THUMBNAIL_SIZE = 128  # longest side of an image-folder thumbnail; bundled images are served at their native 8 or 28 px
 MAX_SOURCE_PIXELS = 64_000_000  # as the trainer: a larger file is not decoded
