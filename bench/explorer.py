@@ -1,0 +1,224 @@
+"""Explorer benchmarks: neighbour lookups through HTTP, exact vs HNSW, and the UMAP projection.
+
+    .venv/bin/python bench/explorer.py                       # everything (1,000,000 points for the ANN part)
+    .venv/bin/python bench/explorer.py --ann-size 300000     # a smaller ANN part
+    .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection
+
+1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
+   `embedlab serve` process; GET /api/jobs/{id}/neighbors?index=i&k=10 for random i,
+   one at a time over a kept-alive connection: p50/p95/p99 (target p95 < 50 ms).
+2. ann: exact flat search vs faiss HNSW (app.neighbors settings) on N points: build time,
+   efSearch chosen for recall@10 >= 0.99, per-query latency (one query at a time, as the API
+   asks), recall@10 on held-out queries.
+3. projection: 10,000 points laid out by app.projection.fit, in fresh processes: cold (empty
+   Numba cache) and warm (the cache from the cold run), against umap-learn's defaults
+   (UMAP(metric="cosine", random_state=0)) in a fresh process with the same cache; both
+   with kNN recall@10 (2-D vs full) and trustworthiness@10.
+
+The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
+directions each, so neighbourhoods have structure for a layout to keep.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def embeddings(n: int, dim: int = 128, classes: int = 20, latent: int = 4, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(size=(classes, dim))
+    directions = rng.normal(size=(classes, latent, dim)) * 0.35
+    X = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):  # chunks: the einsum temporary stays small at 1,000,000 points
+        lab = labels[start:start + 100_000]
+        z = rng.normal(size=(len(lab), latent))
+        chunk = centres[lab] + np.einsum("nl,nld->nd", z, directions[lab]) + rng.normal(scale=noise, size=(len(lab), dim))
+        X[start:start + len(lab)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return X, labels.astype(np.int64)
+
+
+def percentiles(ms: list[float]) -> str:
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms"
+
+
+# -- 1. lookups through HTTP ----------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux): unlike wall time, barely moved by other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_lookup(n: int, requests: int) -> None:
+    import httpx
+
+    from app.config import Settings
+    from app.projection import LayoutState
+    from app.spec import JobSpec
+    from app.store import jobs
+    from app.store.db import get_engine, init_db
+    from tests.conftest import free_port, wait_for
+    from trainer.project import write_projection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        settings = Settings(home=home, demo=False)
+        engine = get_engine(settings.db_url)
+        init_db(engine)
+        job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
+        X, labels = embeddings(n)
+        rng = np.random.default_rng(1)
+        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": np.zeros(n, np.int8),
+                  "xy": rng.normal(size=(n, 2)).astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": np.ones(n, bool)}
+        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n, "splits": {"val": n, "train": 0},
+                "fitted_points": n, "umap": {}, "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
+                "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0}, "per_class": [], "seconds": {}}
+        write_projection(settings.job_dir(job_id), arrays, meta)
+
+        port = free_port()
+        env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
+        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=url, timeout=120) as client:
+                def up() -> bool:
+                    try:
+                        return client.get("/api/jobs").status_code == 200
+                    except httpx.HTTPError:
+                        return False
+
+                wait_for(up, 60, 0.2, "the server")
+                t = time.perf_counter()
+                assert client.get(f"/api/jobs/{job_id}/neighbors", params={"index": 0, "k": 10}).status_code == 200
+                first = (time.perf_counter() - t) * 1000
+                ms = []
+                cpu_before = cpu_seconds(server.pid)
+                for i in rng.integers(0, n, requests).tolist():
+                    t = time.perf_counter()
+                    r = client.get(f"/api/jobs/{job_id}/neighbors", params={"index": i, "k": 10})
+                    ms.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
+                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / requests
+        finally:
+            server.terminate()
+            server.wait(20)
+    print(f"lookup: {n:,} x 128-d, exact index; first request (read + index build) {first:.0f} ms; "
+          f"{requests} requests k=10 through HTTP: {percentiles(ms)}; server CPU {cpu_ms:.1f} ms/request")
+
+
+# -- 2. exact vs HNSW -----------------------------------------------------------
+
+def bench_ann(n: int, queries: int) -> None:
+    from app import neighbors as nb
+
+    X, _ = embeddings(n + queries, seed=2)
+    base, held_out = nb.prepare(X[:n], "cosine"), nb.prepare(X[n:], "cosine")
+    t = time.perf_counter()
+    flat = nb.flat_index(base, "cosine")
+    flat_build = time.perf_counter() - t
+    t = time.perf_counter()
+    hnsw = nb.hnsw_index(base, "cosine")
+    hnsw_build = time.perf_counter() - t
+    ef, tuned_recall = nb.tune_hnsw(hnsw, flat, base, "cosine")
+
+    def one_at_a_time(index) -> tuple[np.ndarray, float]:
+        rows, start = [], time.perf_counter()
+        for q in held_out:
+            rows.append(nb.search_raw(index, q[None], 10, "cosine")[0][0])
+        return np.array(rows), (time.perf_counter() - start) * 1000 / len(held_out)
+
+    exact_rows, exact_ms = one_at_a_time(flat)
+    approx_rows, approx_ms = one_at_a_time(hnsw)
+    recall = nb.recall_at(approx_rows, exact_rows)
+    print(f"ann: {n:,} x 128-d; flat build {flat_build:.1f} s, HNSW (M={nb.HNSW_M}, efConstruction={nb.HNSW_EF_CONSTRUCTION}) build "
+          f"{hnsw_build:.0f} s; efSearch {ef} (recall@10 {tuned_recall:.4f} on indexed points)")
+    print(f"ann: {queries} held-out queries, one at a time: exact {exact_ms:.2f} ms/query, HNSW {approx_ms:.3f} ms/query "
+          f"({exact_ms / approx_ms:.1f}x faster), recall@10 {recall:.4f}")
+
+
+# -- 3. projection --------------------------------------------------------------
+
+def projection_child(mode: str, n: int) -> None:
+    """Runs in a fresh process: import umap (JIT or cache), lay out, measure preservation; prints one JSON line."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from app import projection
+
+    X, _ = embeddings(n, seed=3)
+    t0 = time.perf_counter()
+    if mode == "explorer":
+        projection.load_umap(Path(os.environ["NUMBA_CACHE_DIR"]))
+    else:
+        import umap
+    t1 = time.perf_counter()
+    if mode == "explorer":
+        xy, _, _ = projection.fit(X, "cosine", seed=0, home=Path(os.environ["NUMBA_CACHE_DIR"]))
+    else:
+        xy = umap.UMAP(metric="cosine", random_state=0).fit_transform(X)
+    t2 = time.perf_counter()
+    again = None
+    if mode == "default":  # the same fit again in the same process: the JIT is paid, only the work is left
+        umap.UMAP(metric="cosine", random_state=0).fit_transform(X)
+        again = time.perf_counter() - t2
+    print(json.dumps({"import": t1 - t0, "fit": t2 - t1, "fit_again": again,
+                      "recall": projection.knn_recall(X, xy, "cosine"), "trust": projection.trustworthiness(X, xy, "cosine")}))
+
+
+def bench_projection(n: int) -> None:
+    def run(mode: str, cache: str) -> dict:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out = subprocess.run([sys.executable, __file__, "--projection-child", mode, "--projection-size", str(n)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as cache:
+        results = {"explorer, cold": run("explorer", cache), "explorer, warm": run("explorer", cache), "umap-learn defaults": run("default", cache)}
+    print(f"projection: {n:,} x 128-d embeddings, fresh process each (seconds; import = umap import incl. Numba cache load or JIT)")
+    for name, r in results.items():
+        again = f", same fit again in-process {r['fit_again']:.1f}" if r["fit_again"] is not None else ""
+        print(f"  {name:20s} import {r['import']:5.1f}  layout {r['fit']:5.1f}  total {r['import'] + r['fit']:5.1f}{again}  "
+              f"kNN recall@10 {r['recall']:.3f}  trustworthiness@10 {r['trust']:.3f}")
+    warm, default = results["explorer, warm"], results["umap-learn defaults"]
+    print(f"  warm explorer layout vs defaults: {default['fit'] / warm['fit']:.1f}x faster per process, "
+          f"{(default['fit_again'] or default['fit']) / warm['fit']:.1f}x against the defaults' JIT-free second fit")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["lookup", "ann", "projection"])
+    parser.add_argument("--lookup-size", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--ann-size", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--projection-size", type=int, default=10_000)
+    parser.add_argument("--projection-child", choices=["explorer", "default"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.projection_child:
+        projection_child(args.projection_child, args.projection_size)
+        return
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    if args.only in (None, "lookup"):
+        bench_lookup(args.lookup_size, args.requests)
+    if args.only in (None, "ann"):
+        bench_ann(args.ann_size, args.queries)
+    if args.only in (None, "projection"):
+        bench_projection(args.projection_size)
+
+
+if __name__ == "__main__":
+    main()
