@@ -19,6 +19,10 @@ from app.config import Settings
 from app.main import create_app
 from app.store.db import get_engine, init_db
 
+# Numba's compile cache (UMAP projections at the end of every job) shared by all tests and the
+# processes they start: each test has its own EMBEDLAB_HOME, and a cold compile costs minutes.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "embedlab" / "numba-tests"))
+
 # Short leases so lease-expiry tests take seconds, not minutes.
 TEST_ENV = {"EMBEDLAB_LEASE_SECONDS": "4", "EMBEDLAB_HEARTBEAT_SECONDS": "0.5", "EMBEDLAB_DEMO": "false", "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5"}
 
