@@ -67,24 +67,30 @@ export class Series {
   }
 }
 
-/** Trailing moving average over a window of `window` steps (not points: the series may be thinned).
- *  Nulls are skipped; a window of 1 returns the values as they are. */
+/** Centred moving average over a window of `window` steps (not points: the series may be thinned).
+ *  Centred, so the smoothed curve does not lag the raw one; near the ends the window holds what
+ *  there is. Nulls are skipped; a window of 1 returns the values as they are. */
 export function movingAverage(x, y, window) {
   const out = new Array(x.length);
+  const half = window / 2;
   let sum = 0;
   let count = 0;
-  let start = 0;
+  let lo = 0; // first index inside the window
+  let hi = 0; // first index past the window
   for (let i = 0; i < x.length; i++) {
-    if (y[i] !== null) {
-      sum += y[i];
-      count += 1;
+    while (hi < x.length && x[hi] <= x[i] + half) {
+      if (y[hi] !== null) {
+        sum += y[hi];
+        count += 1;
+      }
+      hi += 1;
     }
-    while (x[start] <= x[i] - window) {
-      if (y[start] !== null) {
-        sum -= y[start];
+    while (x[lo] <= x[i] - half) {
+      if (y[lo] !== null) {
+        sum -= y[lo];
         count -= 1;
       }
-      start += 1;
+      lo += 1;
     }
     out[i] = count ? sum / count : null;
   }
