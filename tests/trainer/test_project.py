@@ -63,3 +63,30 @@ def test_space_follows_the_loss_and_sample_is_seeded():
     assert embedding_space(JobSpec(dataset="digits")) == "cosine"
     assert sample_rows(10, 20, 0).tolist() == list(range(10))
     assert sample_rows(1000, 20, 1).tolist() == sample_rows(1000, 20, 1).tolist()
+
+
+def test_place_matches_umaps_own_transform(tmp_path):
+    """`place` re-runs UMAP.transform's steps from stored arrays (no pickle): same placements, up to float noise."""
+    import scipy.sparse as sp
+
+    umap = projection.load_umap(tmp_path)
+    from umap.umap_ import init_graph_transform
+
+    graph = sp.random(60, 40, density=0.1, random_state=0, format="csr")
+    graph.data[::7] = 1.0  # identical points snap onto their neighbour
+    fit_xy = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    np.testing.assert_allclose(np.nan_to_num(projection._initial_positions(graph.copy(), fit_xy), nan=9),
+                               np.nan_to_num(init_graph_transform(graph.copy(), fit_xy), nan=9), atol=1e-5)
+
+    X = blobs(260, 16)
+    reducer = umap.UMAP(metric="cosine", n_neighbors=10, init="pca", n_epochs=60, random_state=0).fit(X[:200])
+    theirs = reducer.transform(X[200:])
+    ours = projection.place(projection.LayoutState.of(reducer, "cosine"), X[:200], reducer.embedding_, X[200:], tmp_path)
+    span = np.ptp(reducer.embedding_, axis=0).max()
+    # The layout SGD amplifies 1e-7 differences in distances, so compare positions loosely and neighbourhoods tightly.
+    assert np.median(np.linalg.norm(ours - theirs, axis=1)) < 0.02 * span
+    nearest = lambda P: np.argmin(((P[:, None, :] - reducer.embedding_[None]) ** 2).sum(-1), axis=1)  # noqa: E731
+    rng = np.random.default_rng(0)  # the blobs' classes, drawn as `blobs` draws them
+    rng.normal(size=(5, 16))
+    classes = rng.integers(0, 5, 260)
+    assert np.mean(classes[:200][nearest(ours)] == classes[:200][nearest(theirs)]) >= 0.95
