@@ -17,6 +17,7 @@ from app.store import jobs, metrics
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
 KEEPALIVE_SECONDS = 15.0
+MAX_EVENT_ID = 2**62
 STATUS_FIELDS = {"status", "progress", "steps_per_second", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "started_at", "finished_at",
                  "cancel_requested"}
 
@@ -47,14 +48,15 @@ async def stream_job(
     job_id: JobId,
     request: Request,
     engine: EngineDep,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="Resume after this event id (as Last-Event-ID)")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id (as Last-Event-ID)")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `metrics` (new points, id = last point's id), `status` (on change) and `end`."""
     await run_in_threadpool(job_or_404, engine, job_id)
     cursor = after or 0
-    if last_event_id and last_event_id.isdigit():
-        cursor = max(cursor, int(last_event_id))
+    # A short run of ASCII digits ("²".isdigit() is true and int("²") raises), bounded like `after`; anything else is ignored.
+    if last_event_id and len(last_event_id) <= 20 and last_event_id.isascii() and last_event_id.isdigit():
+        cursor = max(cursor, min(int(last_event_id), MAX_EVENT_ID))
 
     feeds: Feeds = request.app.state.feeds
 

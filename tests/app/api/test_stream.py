@@ -6,6 +6,7 @@ lease token, finish), so each test controls exactly what was written and when.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -174,3 +175,23 @@ def test_two_watchers_see_the_same_points(base, engine):
 def test_unknown_job_is_404(base):
     r = httpx.get(f"{base}/api/jobs/999999/stream", timeout=5)
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("header", [b"\xb2", b"12x", b"-5", b"9" * 5000, b"9" * 20])
+def test_an_odd_last_event_id_is_ignored_or_bounded(base, engine, header):
+    """Latin-1 digits such as '²' pass str.isdigit() but not int(): the stream must not answer 500."""
+    job = Lease(engine)
+    job.write(1, 4)
+    job.finish()
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT) as s:
+        s.sendall(b"GET /api/jobs/%d/stream HTTP/1.1\r\nHost: test\r\nLast-Event-ID: %s\r\nConnection: close\r\n\r\n" % (job.id, header))
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"event: end" in answer
+    if header.isdigit() and len(header) <= 20:
+        assert b"event: metrics" not in answer  # an id past every point: nothing to resend
+    else:
+        assert b'"step":3' in answer  # ignored: the stream starts from the beginning
