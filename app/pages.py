@@ -194,9 +194,18 @@ async def job_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLRe
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> HTMLResponse:
-    # Only a path on this site: never an open redirect to another host.
-    target = next if next.startswith("/") and not next.startswith("//") and "\\" not in next else "/"
-    return render(request, "login.html", {"next": target})
+    return render(request, "login.html", {"next": local_path(next)})
+
+
+def local_path(target: str) -> str:
+    """`target` when it is a path on this site, else "/": never an open redirect to another host.
+
+    Browsers read a backslash as a slash and drop tabs and newlines from URLs, so
+    "/\\evil.example" and "/<tab>/evil.example" would both lead to //evil.example.
+    """
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " or c == "\x7f" for c in target):
+        return "/"
+    return target
 
 
 # -- vendored JavaScript -------------------------------------------------------
