@@ -48,7 +48,7 @@ DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     identity = getattr(request.state, "identity", None)
     settings = request.app.state.settings
-    context = {"user": identity, "auth_on": settings.auth == "on", "csrf_token": getattr(identity, "csrf_token", None) or "", **context}
+    context = {"user": identity, "auth_on": settings.auth == "on", **context}
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -9,12 +9,24 @@ export class ApiError extends Error {
   }
 }
 
-/** fetch + JSON both ways; writes carry the session's CSRF token (the server ignores it without accounts). */
-export async function api(path, { method = "GET", body, signal } = {}) {
+let me = null;
+
+/** The session's CSRF token from GET /api/me, asked once per page on the first write; null without accounts. */
+export function csrfToken() {
+  me = me || fetch("/api/me", { headers: { Accept: "application/json" }, credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((data) => (data && data.csrf_token) || null, () => null);
+  return me;
+}
+
+/** fetch + JSON both ways; writes carry the session's CSRF token (`csrf: false` for the sign-in call, made before there is a session). */
+export async function api(path, { method = "GET", body, signal, csrf = true } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const csrf = document.body.dataset.csrfToken;
-  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (method !== "GET" && csrf) {
+    const token = await csrfToken();
+    if (token) headers["X-CSRF-Token"] = token;
+  }
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, credentials: "same-origin" });
   const text = await response.text();
   let data = null;
@@ -104,7 +116,7 @@ export function progressFraction(job) {
 const signOut = document.getElementById("sign-out");
 if (signOut) {
   signOut.addEventListener("click", async () => {
-    await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
+    await api("/api/session", { method: "DELETE" }).catch(() => {}); // signed out either way: the cookie goes with the answer
     window.location.href = "/login";
   });
 }

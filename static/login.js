@@ -11,7 +11,7 @@ if (form) {
     const token = data.get("token");
     const body = token ? { token } : { name: data.get("name"), password: data.get("password") };
     try {
-      await api("/api/session", { method: "POST", body });
+      await api("/api/session", { method: "POST", body, csrf: false });
       window.location.href = form.getAttribute("data-next") || "/";
     } catch (err) {
       error.hidden = false;
