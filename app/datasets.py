@@ -62,9 +62,8 @@ def bundled_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(cached) as z:
             return z["labels"], z["images"]
-    except (OSError, KeyError, ValueError):
-        pass
-    labels, images = _parse_bundled(name)
+    except (OSError, KeyError, ValueError):  # not cached yet (or unreadable): parse the package's file
+        labels, images = _parse_bundled(name)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")

@@ -31,7 +31,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The metadata every table below registers with (Alembic compares against it)."""
 
 
 class Job(Base):

@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class SchemaBehind(RuntimeError):
-    pass
+    """The database's schema is older than this embedlab: `embedlab db upgrade` first."""
 
 
 def _config(engine: Engine) -> Config:
