@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.api import datasets as datasets_api
+from app.api.body_limit import BodyLimit, MiB
 from app.api import deps
 from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.feeds = Feeds(engine)
     errors.install(app)
+    app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api):
         app.include_router(module.router)
     from app import pages, sweep_pages

@@ -38,6 +38,7 @@ class Run(Protocol):
     def metric(self, name: str, step: int, value: float) -> None: ...
     def check(self, step: int) -> None: ...  # raises StopRequested
     def still_owner(self) -> bool: ...
+    def flush(self) -> None: ...  # write buffered metric points now
 
 
 @dataclass
@@ -143,6 +144,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         artifacts.save_json(run.job_dir / artifacts.DISTANCES, distances, run.still_owner)
         save_checkpoint(step)
         if step == spec.steps:
+            run.flush()  # the last points reach the charts now, not after the layout below
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
             project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
         speed.resume()

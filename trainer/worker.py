@@ -79,12 +79,13 @@ class JobRun:
     def still_owner(self) -> bool:
         return self.stop_reason != "lost" and jobs.owns(self.engine, self.claim.job_id, self.claim.token)
 
-    # -- called by the worker --
     def flush(self) -> None:
         points, self._points = self._points, []
         self._last_flush = time.monotonic()
         if points and not metrics.append(self.engine, self.claim.job_id, self.claim.attempt, self.claim.token, points):
             self.stop_reason = "lost"
+
+    # -- called by the worker --
 
     def heartbeat(self) -> None:
         now = time.monotonic()

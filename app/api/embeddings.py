@@ -220,7 +220,11 @@ def _read_upload(file: UploadFile) -> bytes:
     return blob
 
 
-@router.post("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses={**ERRORS, 409: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}})
+# 400: a body that is not well-formed multipart (refused by Starlette's parser before the route runs).
+UPLOAD_ERRORS = {**ERRORS, **{code: {"model": ErrorOut} for code in (400, 409, 413, 415)}}
+
+
+@router.post("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses=UPLOAD_ERRORS)
 def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
                     file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")], k: K = 10) -> NeighborsOut:
     """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""

@@ -35,7 +35,8 @@ def wait_js(page, expression: str, timeout: float = 15) -> None:
 
 
 def loss_points(page) -> int:
-    return page.evaluate("(() => { const c = document.getElementById('loss-chart'); return c && c.data ? c.data[0].x.length : -1; })()")
+    """Points on the loss chart's first trace; the chart has no traces until the first points arrive."""
+    return page.evaluate("(() => { const c = document.getElementById('loss-chart'); return c && c.data && c.data[0] ? c.data[0].x.length : 0; })()")
 
 
 def test_validation_error_shows_next_to_its_field(live, page):
@@ -84,11 +85,14 @@ def test_cancel_a_running_job_from_its_page(live, page):
     live.ensure_worker()
     page.on("dialog", lambda d: d.accept())
     page.goto(f"{live.url}/jobs/{job['id']}")
-    wait_js(page, "document.getElementById('status').textContent === 'running'", 60)
-    wait_js(page, "document.getElementById('loss-chart').data[0].x.length > 5", 30)
-    assert page.locator("#cancel").is_visible()
-    page.click("#cancel")
-    wait_js(page, "document.getElementById('status').textContent === 'cancelled'", 30)
+    try:
+        wait_js(page, "document.getElementById('status').textContent === 'running'", 60)
+        wait_for(lambda: loss_points(page) > 5, 30, 0.1, "more than 5 loss points")
+        assert page.locator("#cancel").is_visible()
+        page.click("#cancel")
+        wait_js(page, "document.getElementById('status').textContent === 'cancelled'", 30)
+    finally:  # a million steps would hold the module's one worker for the tests after this one
+        live.cancel(job["id"])
     assert page.locator("#cancel").is_hidden()
     assert page.locator("#explore").is_hidden()
     assert live.job(job["id"])["status"] == "cancelled"
@@ -127,7 +131,7 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
     assert len({n for n in seen if 0 < n < 140}) >= 2, f"the chart did not grow while the job ran: {sorted(seen)}"
     # After the last step the worker writes the embeddings and the explorer's layout: that can take a while.
     wait_js(page, "document.getElementById('status').textContent === 'succeeded'", 300)
-    wait_js(page, "document.getElementById('loss-chart').data[0].x.length === 150", 10)
+    wait_for(lambda: loss_points(page) == 150, 10, 0.1, "all 150 loss points")
     retrieval = page.evaluate("document.getElementById('retrieval-chart').data.map(t => t.x.length)")
     assert retrieval == [4, 4, 4]  # steps 0, 50, 100, 150
     assert page.locator("#explore").is_visible()
