@@ -134,7 +134,9 @@ def test_job_without_embeddings_is_a_clear_404(api, finished):
 
 @pytest.mark.parametrize("path, ok", [("/images/0", True), ("/images/1796", True), ("/images/1797", False), ("/images/-1", False),
                                       ("/images/..%2F..%2Fcheckpoint.pt", False), ("/images/%2e%2e", False),
-                                      ("/images/../checkpoint.pt", False), ("/images/0%2F..%2F..%2Fetc%2Fpasswd", False)])
+                                      ("/images/../checkpoint.pt", False), ("/images/0%2F..%2F..%2Fetc%2Fpasswd", False),
+                                      ("/images/%252e%252e%252fcheckpoint.pt", False), ("/images/..%5C..%5Cembedlab.db", False),
+                                      ("/images/%2Fetc%2Fpasswd", False), ("/images/C:%5Cwindows", False), ("/images/0%00", False)])
 def test_images_only_of_the_dataset(api, finished, path, ok):
     _, job_id = finished
     r = api.get(f"/api/jobs/{job_id}{path}")

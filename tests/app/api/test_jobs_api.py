@@ -125,6 +125,18 @@ def test_list_get_cancel(client):
     assert client.get(f"/api/jobs/{ids[1]}/download/..%2Fembedlab.db").status_code in (404, 422)
 
 
+@pytest.mark.parametrize("name", ["..%2Fembedlab.db", "%2e%2e%2fembedlab.db", "%252e%252e%252fembedlab.db", "..%5C..%5Cembedlab.db",
+                                  "%2Fetc%2Fpasswd", "C:%5Cwindows%5Cwin.ini", "checkpoint.pt%00.png", "%2E%2E", "checkpoint%2F..%2F..%2Fembedlab.db"])
+def test_downloads_are_a_fixed_list_of_names(client, settings, name):
+    job_id = post(client, {"dataset": "digits"}).json()["id"]
+    (settings.job_dir(job_id)).mkdir(parents=True, exist_ok=True)
+    (settings.job_dir(job_id) / "checkpoint.pt").write_bytes(b"weights")
+    assert client.get(f"/api/jobs/{job_id}/download/checkpoint").content == b"weights"
+    r = client.get(f"/api/jobs/{job_id}/download/{name}")
+    assert r.status_code in (404, 422), (name, r.status_code)
+    assert b"SQLite format" not in r.content and b"root:" not in r.content
+
+
 def test_datasets_lists_bundled_with_counts(client):
     data = client.get("/api/datasets").json()
     by_name = {d["name"]: d for d in data["datasets"]}
