@@ -1,6 +1,7 @@
 // One job: its state, log and live charts. Series come from GET /metrics, then new points
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
 import { Series, movingAverage } from "/static/charts.js";
+import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
 import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
 
 const root = document.getElementById("job");
@@ -13,7 +14,8 @@ const RETRIEVAL = [
   ["val/r_precision", "R-precision", "#2da44e"],
   ["val/mean_average_precision_at_r", "MAP@R", "#8250df"],
 ];
-const WANTED = [...LOSS, ...RETRIEVAL.map(([name]) => name)];
+const WANTED = [...LOSS, ...RETRIEVAL.map(([name]) => name), ...HARDNESS.map(([name]) => name), ACTIVE];
+const NEW_EVALUATION = "val/distance_overlap"; // written with each evaluation's distance histograms
 const LIVE_MAX_POINTS = 20000; // a long live run is thinned in the browser beyond this
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const LATEST = [
@@ -26,6 +28,7 @@ const LATEST = [
 let job = null;
 const series = Object.fromEntries(WANTED.map((name) => [name, new Series()]));
 let stream = null;
+const distances = new DistanceView(jobId);
 
 // -- job state ---------------------------------------------------------------
 
@@ -152,6 +155,7 @@ function draw() {
     yaxis: { title: { text: "score" }, range: [0, 1.02], gridcolor: "#eef0f2", zeroline: false },
     ...(hasRetrieval ? {} : emptyLayout()),
   }, CONFIG);
+  drawHardness(series, Number(smoothing.value), revision);
 }
 
 /** A chart with no points: no axes, one line saying why. */
@@ -232,6 +236,7 @@ function openStream(after) {
   stream.addEventListener("error", () => setLive(stream.readyState === EventSource.CLOSED ? "" : "reconnecting…"));
   stream.addEventListener("metrics", (event) => {
     for (const p of JSON.parse(event.data).points) {
+      if (p.name === NEW_EVALUATION) distances.load().catch(() => {});
       const s = series[p.name];
       if (!s) continue;
       s.push(p.step, p.value);
@@ -260,6 +265,7 @@ function openStream(after) {
     renderJob();
     scheduleDraw();
     loadLog();
+    distances.load(); // the margin suggestion comes with success
   });
 }
 
@@ -272,7 +278,7 @@ async function start() {
   loadSeries(data);
   draw();
   $("loss-chart").on("plotly_relayout", onRelayout);
-  await loadLog();
+  await Promise.all([loadLog(), distances.load()]);
   if (!TERMINAL.has(job.status)) openStream(data.last_event_id);
   // The log has no stream of its own: read it again now and then while the job may still write.
   const poll = setInterval(() => {

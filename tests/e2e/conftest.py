@@ -68,10 +68,15 @@ class LiveServer:
 
         return httpx.post(f"{self.url}/api/jobs/{job_id}/cancel", timeout=30).json()
 
-    def job(self, job_id: int) -> dict:
+    def get(self, path: str) -> dict:
         import httpx
 
-        return httpx.get(f"{self.url}/api/jobs/{job_id}", timeout=30).json()
+        r = httpx.get(f"{self.url}{path}", timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def job(self, job_id: int) -> dict:
+        return self.get(f"/api/jobs/{job_id}")
 
 
 @pytest.fixture(scope="module")

@@ -140,6 +140,23 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
     page.locator("#log .log-line").first.wait_for()
     screenshot(page, "job-succeeded")
 
+    # Margin diagnostics: hardness shares per step, the last evaluation's histograms with the margin line, the suggestion.
+    hardness = page.evaluate("document.getElementById('hardness-chart').data.map(t => [t.name, t.x.length])")
+    assert hardness == [["easy", 150], ["semi-hard", 150], ["hard", 150]]
+    distances = live.get(f"/api/jobs/{job_id}/distances")
+    last = distances["evaluations"][-1]
+    wait_js(page, "document.getElementById('distance-step').max === '3'")  # evaluations at steps 0, 50, 100, 150
+    assert page.locator("#distance-step-value").inner_text() == "step 150 (4 of 4)"
+    assert page.locator("#distance-overlap").inner_text() == f"{last['overlap']:.3f}"
+    line_x = page.evaluate("document.getElementById('distance-chart').layout.shapes.map(s => s.x0)")
+    assert line_x == pytest.approx([last["positive_median"] + 0.2])  # triplet: the median positive distance + the margin
+    suggestion = page.locator("#margin-suggestion").inner_text()
+    assert f"Suggested margin: {distances['suggestion']['margin']}" in suggestion and "Rule: median negative distance" in suggestion
+    page.fill("#distance-step", "0")
+    page.locator("#distance-step").dispatch_event("input")
+    assert page.locator("#distance-step-value").inner_text() == "step 0 (1 of 4)"
+    screenshot(page, "job-margin")
+
     # The list catches up by polling: badge and metrics.
     wait_for(lambda: row.locator(".badge").inner_text() == "succeeded", 10, 0.2, "the list to show succeeded")
     assert re.fullmatch(r"0\.\d{3}", row.locator("td.map").inner_text())

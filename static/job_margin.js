@@ -1,0 +1,115 @@
+// The job page's margin diagnostics: triplet hardness per step (stacked) and the validation
+// distance histograms with the margin drawn on, one evaluation at a time (slider).
+import { movingAverage } from "/static/charts.js";
+import { api, el, fmtMetric } from "/static/common.js";
+
+export const HARDNESS = [
+  ["train/triplets_easy", "easy", "#2da44e"],
+  ["train/triplets_semihard", "semi-hard", "#d4a72c"],
+  ["train/triplets_hard", "hard", "#d1453b"],
+];
+export const ACTIVE = "train/active_pairs";
+
+const $ = (id) => document.getElementById(id);
+const LAYOUT = {
+  margin: { l: 56, r: 16, t: 8, b: 40 },
+  font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
+  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
+  paper_bgcolor: "#fff",
+  plot_bgcolor: "#fff",
+  uirevision: "keep",
+};
+const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
+/** Stacked shares of easy / semi-hard / hard triplets (moving average), and active pairs for pair losses. */
+export function drawHardness(series, window, revision) {
+  const traces = HARDNESS.filter(([name]) => series[name].x.length).map(([name, label, color]) => ({
+    name: label, x: series[name].x, y: movingAverage(series[name].x, series[name].y, window), type: "scatter", mode: "lines",
+    stackgroup: "hardness", line: { color, width: 0.5 }, fillcolor: color, hovertemplate: `${label}: %{y:.2f}<extra></extra>`,
+  }));
+  const active = series[ACTIVE];
+  if (active.x.length) {
+    traces.push({ name: "active pairs", x: active.x, y: movingAverage(active.x, active.y, window), type: "scatter", mode: "lines",
+      line: { color: "#8250df", width: 2 }, hovertemplate: "active pairs: %{y:.2f}<extra></extra>" });
+  }
+  $("hardness-card").hidden = !traces.length;
+  if (!traces.length) return;
+  Plotly.react("hardness-chart", traces, {
+    ...LAYOUT, datarevision: revision, hovermode: "x unified",
+    xaxis: { title: { text: "step" }, zeroline: false, gridcolor: "#eef0f2" },
+    yaxis: { title: { text: "share of the batch" }, range: [0, 1], gridcolor: "#eef0f2", zeroline: false },
+  }, CONFIG);
+}
+
+/** The distance histograms of each evaluation; read again when the worker has written a new one. */
+export class DistanceView {
+  constructor(jobId) {
+    this.jobId = jobId;
+    this.data = null;
+    this.follow = true; // the slider stays on the latest evaluation until the user moves it
+    $("distance-step").addEventListener("input", () => {
+      this.follow = Number($("distance-step").value) === this.data.evaluations.length - 1;
+      this.draw();
+    });
+  }
+
+  async load() {
+    try {
+      this.data = await api(`/api/jobs/${this.jobId}/distances`);
+    } catch (err) {
+      if (err.status === 404) return; // no evaluation yet
+      throw err;
+    }
+    const slider = $("distance-step");
+    const last = this.data.evaluations.length - 1;
+    slider.max = String(Math.max(0, last));
+    if (this.follow || Number(slider.value) > last) slider.value = String(last);
+    $("distances-card").hidden = last < 0;
+    slider.disabled = last < 1;
+    this.draw();
+    this.drawSuggestion();
+  }
+
+  draw() {
+    const { evaluations, kind } = this.data;
+    const e = evaluations[Number($("distance-step").value)];
+    if (!e) return;
+    const centres = e.edges.slice(0, -1).map((lo, i) => (lo + e.edges[i + 1]) / 2);
+    const width = e.edges[1] - e.edges[0];
+    const share = (counts) => {
+      const total = counts.reduce((a, b) => a + b, 0) || 1;
+      return counts.map((c) => c / total);
+    };
+    const bars = (name, counts, color) => ({
+      name, x: centres, y: share(counts), type: "bar", width, marker: { color, opacity: 0.55 },
+      hovertemplate: `${name}: %{y:.3f} at %{x:.3f}<extra></extra>`,
+    });
+    const shapes = e.margin_lines.map((line) => ({ type: "line", xref: "x", yref: "paper", x0: line.x, x1: line.x, y0: 0, y1: 1, line: { color: "#1b1f24", width: 2, dash: "dash" } }));
+    const annotations = e.margin_lines.map((line, i) => ({ x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: line.label, showarrow: false, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" }));
+    Plotly.react("distance-chart", [bars("positive pairs", e.positive, "#0b62c4"), bars("negative pairs", e.negative, "#d1453b")], {
+      ...LAYOUT, barmode: "overlay", bargap: 0, shapes, annotations,
+      xaxis: { title: { text: kind === "cosine_similarity" ? "cosine similarity" : "L2 distance (normalised embeddings)" }, zeroline: false, gridcolor: "#eef0f2" },
+      yaxis: { title: { text: "share of pairs" }, gridcolor: "#eef0f2", zeroline: false },
+    }, CONFIG);
+    $("distance-step-value").textContent = `step ${e.step} (${Number($("distance-step").value) + 1} of ${evaluations.length})`;
+    $("distance-facts").replaceChildren(
+      el("div", {}, el("dt", {}, "Overlap"), el("dd", { id: "distance-overlap", title: "shared area of the two normalised histograms: 0 = separated, 1 = identical" }, fmtMetric(e.overlap, 3))),
+      el("div", {}, el("dt", {}, "Median positive"), el("dd", {}, fmtMetric(e.positive_median, 3))),
+      el("div", {}, el("dt", {}, "Median negative"), el("dd", {}, fmtMetric(e.negative_median, 3))),
+    );
+  }
+
+  drawSuggestion() {
+    const box = $("margin-suggestion");
+    const s = this.data.suggestion;
+    box.hidden = !s;
+    if (!s) return;
+    const evidence = Object.entries(s.evidence).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${k.replaceAll("_", " ")} ${fmtMetric(v, 3)}`).join(", ");
+    box.replaceChildren(
+      el("strong", {}, s.margin === null ? "No margin suggested" : `Suggested margin: ${s.margin}`),
+      ` (this job used ${this.data.margin}). `,
+      el("span", { class: "muted" }, `Rule: ${s.rule}.`),
+      evidence ? el("span", { class: "muted" }, ` Evidence from the last evaluation: ${evidence}.`) : null,
+    );
+  }
+}
