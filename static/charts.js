@@ -1,5 +1,16 @@
 // Metric series kept in the browser, and the arithmetic the charts need (no DOM here).
 
+/** The job page's Plotly look, shared by its charts. */
+export const CHART_LAYOUT = {
+  margin: { l: 56, r: 16, t: 8, b: 40 },
+  font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
+  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
+  paper_bgcolor: "#fff",
+  plot_bgcolor: "#fff",
+  uirevision: "keep", // redraws keep the user's zoom
+};
+export const CHART_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
 /** Points of one metric, sorted by step: x = steps, y = values (null for NaN / inf). */
 export class Series {
   constructor(x = [], y = []) {

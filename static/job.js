@@ -1,6 +1,6 @@
 // One job: its state, log and live charts. Series come from GET /metrics, then new points
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
-import { Series, movingAverage } from "/static/charts.js";
+import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, movingAverage } from "/static/charts.js";
 import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
 import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
 
@@ -106,17 +106,7 @@ $("cancel").addEventListener("click", async () => {
 
 const smoothing = $("smoothing");
 const logScale = $("log-scale");
-const BASE_LAYOUT = {
-  margin: { l: 56, r: 16, t: 8, b: 40 },
-  font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
-  xaxis: { title: { text: "step" }, zeroline: false, gridcolor: "#eef0f2" },
-  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
-  hovermode: "x unified",
-  paper_bgcolor: "#fff",
-  plot_bgcolor: "#fff",
-  uirevision: "keep", // redraws keep the user's zoom
-};
-const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+const BASE_LAYOUT = { ...CHART_LAYOUT, xaxis: { title: { text: "step" }, zeroline: false, gridcolor: "#eef0f2" }, hovermode: "x unified" };
 let revision = 0;
 let drawPending = false;
 

@@ -1,6 +1,6 @@
 // The job page's margin diagnostics: triplet hardness per step (stacked) and the validation
 // distance histograms with the margin drawn on, one evaluation at a time (slider).
-import { movingAverage } from "/static/charts.js";
+import { CHART_CONFIG as CONFIG, CHART_LAYOUT as LAYOUT, movingAverage } from "/static/charts.js";
 import { api, el, fmtMetric } from "/static/common.js";
 
 export const HARDNESS = [
@@ -11,15 +11,6 @@ export const HARDNESS = [
 export const ACTIVE = "train/active_pairs";
 
 const $ = (id) => document.getElementById(id);
-const LAYOUT = {
-  margin: { l: 56, r: 16, t: 8, b: 40 },
-  font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
-  legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0 },
-  paper_bgcolor: "#fff",
-  plot_bgcolor: "#fff",
-  uirevision: "keep",
-};
-const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 /** Stacked shares of easy / semi-hard / hard triplets (moving average), and active pairs for pair losses. */
 export function drawHardness(series, window, revision) {

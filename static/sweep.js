@@ -1,4 +1,5 @@
 // Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
+import { movingAverage } from "/static/charts.js";
 import { api, el, badge, fmtMetric } from "/static/common.js";
 
 const root = document.getElementById("sweep");
@@ -8,19 +9,6 @@ const DASHES = ["solid", "dash", "dot", "dashdot", "longdash"];
 const SMOOTH = 50;
 const series = new Map(); // job id -> {name: {step, value}}
 let sortKey = "id", sortDir = 1;
-
-function movingAverage(values, window) {
-  const out = [];
-  let sum = 0, n = 0;
-  const queue = [];
-  for (const v of values) {
-    queue.push(v);
-    if (v !== null) { sum += v; n++; }
-    if (queue.length > window) { const old = queue.shift(); if (old !== null) { sum -= old; n--; } }
-    out.push(n ? sum / n : null);
-  }
-  return out;
-}
 
 function colourOf(margins, m) {
   const i = margins.indexOf(m), t = margins.length > 1 ? i / (margins.length - 1) : 0.5;
@@ -44,9 +32,9 @@ function drawCurves(sweep, margins, losses) {
     const s = series.get(j.id) || {};
     const style = { color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length], width: 1.5 };
     const name = label(j, sweep.axes);
-    if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].value, SMOOTH), name, mode: "lines", line: style, legendgroup: String(j.id) });
+    if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].step, s["train/loss"].value, SMOOTH), name, mode: "lines", line: style, legendgroup: String(j.id) });
     if (s["val/loss"]) loss.push({ x: s["val/loss"].step, y: s["val/loss"].value, name: `${name} (val)`, mode: "markers", marker: { color: style.color, size: 6 }, legendgroup: String(j.id), showlegend: false });
-    if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].value, SMOOTH), name, mode: "lines", line: style });
+    if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].step, s["train/triplets_semihard"].value, SMOOTH), name, mode: "lines", line: style });
   }
   const layout = (y) => ({ margin: { t: 10, r: 10, b: 40, l: 55 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: y } }, legend: { font: { size: 11 } }, height: 360 });
   Plotly.react("loss-overlay", loss, layout("loss"), { responsive: true, displaylogo: false });
