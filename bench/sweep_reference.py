@@ -10,43 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "pml_loop.py"
-# The reference mines semi-hard triplets for triplet loss and uses no miner for circle loss.
-MINER = {"triplet": "semihard", "circle": "none", "contrastive": "none"}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import REFERENCE_MINER, reference, run_sweeps  # noqa: E402
 
 
 def run_sweep(losses: list[str], margins: list[float], seeds: list[int], steps: int, workers: int) -> tuple[float, list[dict]]:
+    sweeps = [{"base": {"dataset": "mnist5k", "steps": steps, "eval_every": steps, "loss": loss, "miner": REFERENCE_MINER[loss]},
+               "grid": {"margin": margins}, "seeds": seeds} for loss in losses]
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false"}
-        specs = [{"base": {"dataset": "mnist5k", "steps": steps, "eval_every": steps, "loss": loss, "miner": MINER[loss]},
-                  "grid": {"margin": margins}, "seeds": seeds} for loss in losses]
-        code = (
-            "import json,sys; from app.config import Settings; from app.spec import SweepSpec, check_sweep; from app.store import sweeps;"
-            "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e)\n"
-            "for raw in json.loads(sys.argv[1]):\n"
-            "    sw=SweepSpec.model_validate(raw); sweeps.create(e, sw, check_sweep(sw, s), owner='bench', max_attempts=1)"
-        )
-        subprocess.run([sys.executable, "-c", code, json.dumps(specs)], env=env, check=True, cwd=ROOT)
-        t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--exit-when-idle"], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
-        for p in procs:
-            p.wait()
-        took = time.perf_counter() - t0
-        out = subprocess.run([sys.executable, "-c", "import json; from app.config import Settings; from app.store import jobs; "
-                              "from app.store.db import get_engine; print(json.dumps([{'spec': j['spec'], 'status': j['status'], 'summary': j['summary']} "
-                              "for j in jobs.list_jobs(get_engine(Settings().db_url), limit=1000)[0]]))"],
-                             env=env, capture_output=True, text=True, check=True, cwd=ROOT)
-        return took, json.loads(out.stdout)
+        return run_sweeps(home, sweeps, workers)
 
 
 def main() -> None:
@@ -59,12 +36,10 @@ def main() -> None:
     margins = [float(m) for m in args.margins.split(",")]
     losses, seeds = args.losses.split(","), [int(s) for s in args.seeds.split(",")]
 
-    reference = {}
+    plain = {}
     for loss in losses:
         for m in margins:
-            out = subprocess.run([sys.executable, str(REFERENCE), loss, str(m), str(args.steps), "cnn"], capture_output=True, text=True,
-                                 check=True, cwd=tempfile.gettempdir())
-            reference[(loss, m)] = json.loads(out.stdout.strip().splitlines()[-1])["mean_average_precision_at_r"]
+            plain[(loss, m)] = reference(loss, m, args.steps)["mean_average_precision_at_r"]
     one_worker_s, _ = run_sweep(losses, margins, seeds, args.steps, workers=1)
     two_workers_s, jobs = run_sweep(losses, margins, seeds, args.steps, workers=2)
 
@@ -73,7 +48,7 @@ def main() -> None:
         for m in margins:
             values = [j["summary"]["val/mean_average_precision_at_r"] for j in jobs
                       if j["spec"]["loss"] == loss and j["spec"]["margin"] == m and j["status"] == "succeeded"]
-            print(f"{loss:8s} {m:6.2f} {reference[(loss, m)]:10.4f} {statistics.fmean(values):14.4f} {min(values):7.4f} {max(values):7.4f}")
+            print(f"{loss:8s} {m:6.2f} {plain[(loss, m)]:10.4f} {statistics.fmean(values):14.4f} {min(values):7.4f} {max(values):7.4f}")
     print(json.dumps({"jobs": len(jobs), "sweep_1_worker_s": round(one_worker_s, 1), "sweep_2_workers_s": round(two_workers_s, 1),
                       "failed": sum(j["status"] != "succeeded" for j in jobs)}))
 

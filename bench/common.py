@@ -1,0 +1,74 @@
+"""What the benchmarks share: the plain reference loop run as it is, and embedlab jobs run by real workers.
+
+Every embedlab side runs in fresh processes against a throwaway EMBEDLAB_HOME, like the
+reference script, so both pay their own start-up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "pml_loop.py"
+# The reference mines semi-hard triplets for triplet loss and uses no miner for the others.
+REFERENCE_MINER = {"triplet": "semihard", "circle": "none", "contrastive": "none"}
+
+
+def reference(loss: str = "triplet", margin: float = 0.2, steps: int = 300, arch: str = "cnn") -> dict:
+    """../shared/reference/pml_loop.py as it is; its JSON line (train_img_per_s, MAP@R, ...)."""
+    out = subprocess.run([sys.executable, str(REFERENCE), loss, str(margin), str(steps), arch], capture_output=True, text=True,
+                         check=True, cwd=tempfile.gettempdir())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def home_env(home: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", **extra}
+
+
+def run_python(code: str, env: dict[str, str], *args: str) -> str:
+    """A snippet in a fresh interpreter in the checkout; its last line of output."""
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return out.stdout.strip().splitlines()[-1]
+
+
+def run_in_worker(home: str, spec: dict, **extra_env: str) -> dict:
+    """One job through the real worker in a fresh process: status, train/images_per_second, peak RSS and the summary metrics."""
+    code = (
+        "import json,sys,resource; from app.config import Settings; from app.spec import JobSpec; from app.store import jobs, metrics;"
+        "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e);"
+        "j=jobs.submit(e, JobSpec.model_validate(json.loads(sys.argv[1])));"
+        "from trainer.worker import Worker; Worker(s).run(max_jobs=1, exit_when_idle=True);"
+        "r=jobs.get(e, j['id']); ser=metrics.series(e, j['id'], ['train/images_per_second']);"
+        "print(json.dumps({'status': r['status'], 'error': r['error'], 'train_img_per_s': (ser['train/images_per_second']['value'] or [0])[-1],"
+        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r['summary']}))"
+    )
+    return json.loads(run_python(code, home_env(home, EMBEDLAB_DATA_ROOTS="/", **extra_env), json.dumps(spec)))
+
+
+def run_sweeps(home: str, sweeps: list[dict], workers: int) -> tuple[float, list[dict]]:
+    """Queue the sweeps, start `workers` worker processes that exit when the queue is empty; seconds taken and the jobs."""
+    env = home_env(home)
+    run_python(
+        "import json,sys; from app.config import Settings; from app.spec import SweepSpec, check_sweep; from app.store import sweeps;"
+        "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e)\n"
+        "for raw in json.loads(sys.argv[1]):\n"
+        "    sw=SweepSpec.model_validate(raw); sweeps.create(e, sw, check_sweep(sw, s), owner='bench', max_attempts=1)\n"
+        "print('queued')", env, json.dumps(sweeps))
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--exit-when-idle"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+    for p in procs:
+        p.wait()
+    took = time.perf_counter() - t0
+    jobs = json.loads(run_python(
+        "import json; from app.config import Settings; from app.store import jobs; from app.store.db import get_engine;"
+        "print(json.dumps([{'spec': j['spec'], 'status': j['status'], 'error': j['error'], 'summary': j['summary']} "
+        "for j in jobs.list_jobs(get_engine(Settings().db_url), limit=1000)[0]]))", env))
+    return took, jobs
