@@ -14,7 +14,10 @@ const RETRIEVAL = [
   ["val/r_precision", "R-precision", "#2da44e"],
   ["val/mean_average_precision_at_r", "MAP@R", "#8250df"],
 ];
-const WANTED = [...LOSS, ...RETRIEVAL.map(([name]) => name), ...HARDNESS.map(([name]) => name), ACTIVE];
+// Read in two parts: the loss and retrieval charts first, the per-step diagnostics right after.
+const FIRST = [...LOSS, ...RETRIEVAL.map(([name]) => name)];
+const DIAGNOSTICS = [...HARDNESS.map(([name]) => name), ACTIVE];
+const WANTED = [...FIRST, ...DIAGNOSTICS];
 const NEW_EVALUATION = "val/distance_overlap"; // written with each evaluation's distance histograms
 const LIVE_MAX_POINTS = 20000; // a long live run is thinned in the browser beyond this
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -163,11 +166,13 @@ function scheduleDraw() {
   setTimeout(draw, 200);
 }
 
-function loadSeries(data) {
-  for (const name of WANTED) {
+async function loadSeries(names) {
+  const data = await api(`/api/jobs/${jobId}/metrics?names=${encodeURIComponent(names.join(","))}`);
+  for (const name of names) {
     const s = data.series[name];
     if (s) series[name] = new Series(s.step, s.value);
   }
+  return data.last_event_id;
 }
 
 function limitSmoothing() {
@@ -192,11 +197,7 @@ function onRelayout(event) {
   if (event["xaxis.autorange"]) {
     // Zoomed out: back to the thinned overview of the whole run.
     clearTimeout(zoomTimer);
-    zoomTimer = setTimeout(async () => {
-      const data = await api(`/api/jobs/${jobId}/metrics?names=${encodeURIComponent(LOSS.join(","))}`);
-      for (const name of LOSS) if (data.series[name]) series[name] = new Series(data.series[name].step, data.series[name].value);
-      scheduleDraw();
-    }, 250);
+    zoomTimer = setTimeout(() => loadSeries(LOSS).then(scheduleDraw), 250);
     return;
   }
   if (lo === undefined || hi === undefined) return;
@@ -264,12 +265,13 @@ async function start() {
   renderJob();
   limitSmoothing();
   // The job before its points: a job read as ended comes with all of them (workers write points first).
-  const data = await api(`/api/jobs/${jobId}/metrics?names=${encodeURIComponent(WANTED.join(","))}`);
-  loadSeries(data);
+  const lastEventId = await loadSeries(FIRST);
   draw();
   $("loss-chart").on("plotly_relayout", onRelayout);
-  await Promise.all([loadLog(), distances.load()]);
-  if (!TERMINAL.has(job.status)) openStream(data.last_event_id);
+  // The stream opens after the second read and resumes from the first one's id: the points
+  // written in between arrive again, and Series.push keeps one per step.
+  await Promise.all([loadSeries(DIAGNOSTICS).then(scheduleDraw), loadLog(), distances.load()]);
+  if (!TERMINAL.has(job.status)) openStream(lastEventId);
   // The log has no stream of its own: read it again now and then while the job may still write.
   const poll = setInterval(() => {
     if (TERMINAL.has(job.status)) clearInterval(poll);

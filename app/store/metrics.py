@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.store.db import reading, writing
+from app.store.db import fetch_tuples, reading, writing
 from app.store.models import Job, Metric
 
 DEFAULT_MAX_POINTS = 2500
@@ -89,8 +89,7 @@ def series(
             if step_max is not None:
                 where.append(Metric.step <= step_max)
             stmt = select(Metric.step, Metric.attempt, Metric.value).where(*where).order_by(Metric.step, Metric.attempt)
-            rows = conn.execute(stmt).all()
-            steps, values = latest_attempt(rows)
+            steps, values = latest_attempt(fetch_tuples(conn, stmt))
             keep = downsample(values, max_points)
             out[name] = {"step": steps[keep].tolist(), "value": [None if math.isnan(v) else v for v in values[keep].tolist()]}
     return out
@@ -100,8 +99,8 @@ def latest_attempt(rows: Sequence[tuple[int, int, float | None]]) -> tuple[np.nd
     """Rows sorted by (step, attempt) -> one value per step, from the highest attempt."""
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    values = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows))
+    table = np.array(rows, dtype=np.float64)  # NULL (a NaN or inf written) becomes NaN
+    steps, values = table[:, 0].astype(np.int64), table[:, 2]
     last_of_step = np.append(steps[1:] != steps[:-1], True)
     return steps[last_of_step], values[last_of_step]
 
