@@ -20,7 +20,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# `db upgrade` first: a ./var made by an older checkout gets the new schema (a no-op when current).
 run: install
+	$(BIN)/embedlab db upgrade
 	$(BIN)/embedlab serve
 
 test: install-test
