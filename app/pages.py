@@ -39,7 +39,7 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Data": ("dataset", "dataset_path", "split", "val_fraction", "split_seed", "image_size"),
     "Loss": ("loss", "margin", "loss_params", "miner"),
     "Model": ("backbone", "pretrained", "embedding_dim", "normalize"),
-    "Training": ("steps", "eval_every", "classes_per_batch", "samples_per_class", "optimizer", "lr", "weight_decay", "seed"),
+    "Training": ("steps", "eval_every", "classes_per_batch", "samples_per_class", "optimizer", "lr", "weight_decay", "seed", "explorer"),
     "Where it runs": ("device", "precision", "priority"),
 }
 DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")

@@ -60,6 +60,8 @@ class JobSpec(BaseModel):
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
+    explorer: bool = Field(True, description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
+                                             "(seconds per job); off saves that time in a big sweep.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast for the forward pass; auto: bf16 on CUDA, fp32 on CPU.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")

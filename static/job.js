@@ -67,7 +67,7 @@ function renderJob() {
   cancel.disabled = job.cancel_requested;
   cancel.textContent = job.cancel_requested ? "Cancelling…" : "Cancel job";
   const succeeded = job.status === "succeeded";
-  $("explore").hidden = !succeeded;
+  $("explore").hidden = !succeeded || job.spec.explorer === false;
   $("downloads").hidden = !succeeded;
   $("downloads-pending").hidden = succeeded;
   $("downloads-pending").textContent = TERMINAL.has(job.status)

@@ -146,7 +146,8 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         if step == spec.steps:
             run.flush()  # the last points reach the charts now, not after the layout below
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
-            project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
+            if spec.explorer:
+                project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
         speed.resume()
 
     if start == 0:

@@ -139,7 +139,9 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> explore.JobEmbed
     try:
         return explore.job_embedding(settings.job_dir(job_id))
     except explore.NoProjection:
-        if job["status"] in ("queued", "running"):
+        if not job["spec"].get("explorer", True):
+            reason = f"job {job_id} was run with explorer: false, so it has no layout to explore (its embeddings are in its downloads)"
+        elif job["status"] in ("queued", "running"):
             reason = f"job {job_id} has no embeddings yet: it is {job['status']}; the explorer's data is written when it finishes"
         else:
             reason = f"job {job_id} has no embeddings ({job['status']}); only jobs that finished training have them"
