@@ -54,3 +54,7 @@ class Settings(BaseSettings):
 
     def job_dir(self, job_id: int) -> Path:
         return self.home_path / "jobs" / str(job_id)
+
+    def sweep_dir(self, sweep_id: int) -> Path:
+        """What the API derives from a sweep's jobs (the aligned layouts), under EMBEDLAB_HOME/sweeps/<id>/."""
+        return self.home_path / "sweeps" / str(sweep_id)

@@ -73,6 +73,7 @@ def load_umap(home: Path) -> ModuleType:
         if "numba" in sys.modules:
             sys.modules["numba"].core.config.CACHE_DIR = cache
         import umap
+        import umap.aligned_umap
         import umap.distances
         import umap.layouts
         import umap.spectral
@@ -81,8 +82,8 @@ def load_umap(home: Path) -> ModuleType:
         from numba.core.caching import NullCache
         from numba.core.dispatcher import Dispatcher
 
-        # umap compiles its layout and fuzzy-set kernels without cache=True: ~30 s per process.
-        for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances):
+        # umap compiles its layout, fuzzy-set and alignment kernels without cache=True: ~30 s per process.
+        for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances, umap.aligned_umap):
             for obj in vars(module).values():
                 if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
                     obj.enable_caching()

@@ -29,6 +29,8 @@ LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 # Losses whose behaviour the `margin` field sets (the others ignore it, and the job log says so).
 MARGIN_LOSSES = {"contrastive", "triplet", "circle"}
+# Losses on cosine similarity: their embeddings live in the cosine space even when not normalised.
+COSINE_LOSSES = {"circle", "multisimilarity", "ntxent"}
 PRETRAINED_FILES = {"resnet18": "resnet18-f37072fd.pth"}
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -140,6 +142,11 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
                 f"in {settings.home_path / 'weights'} (embedlab never downloads)",
             )
     return catalog
+
+
+def embedding_space(spec: JobSpec) -> Literal["cosine", "euclidean"]:
+    """The loss's distance: cosine for normalised embeddings and for the cosine-similarity losses, else L2."""
+    return "cosine" if spec.normalize or spec.loss in COSINE_LOSSES else "euclidean"
 
 
 MAX_SWEEP_JOBS = 200

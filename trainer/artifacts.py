@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,30 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.atomic import atomic_write
 from app.config import CHECKPOINT_FILE as CHECKPOINT
 from app.config import DISTANCES_FILE as DISTANCES
 from app.config import EMBEDDINGS_FILE as EMBEDDINGS
-
-
-def atomic_write(path: Path, write: Callable[[Path], None], commit_ok: Callable[[], bool] = lambda: True) -> bool:
-    """Write to a temp file beside `path`, then rename over it if `commit_ok()` still holds.
-
-    A failed write (full disk) or a refused commit (lease lost) leaves the previous file intact.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        if not commit_ok():
-            return False
-        os.replace(tmp_path, path)
-        return True
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def save_checkpoint(job_dir: Path, state: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from app.spec import COSINE_LOSSES
+
 # The distance each loss measures with, as pytorch-metric-learning defaults it:
-# L2 on normalised embeddings, or cosine similarity (higher = closer).
-COSINE_LOSSES = {"circle", "multisimilarity", "ntxent"}
+# L2 on normalised embeddings, or cosine similarity (COSINE_LOSSES; higher = closer).
 HIST_BINS = 60
 MAX_HIST_POINTS = 4000  # above this, pairs come from a fixed random subset of the validation set
 

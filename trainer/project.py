@@ -24,16 +24,10 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 
 from app import projection
 from app.neighbors import Space, knn
-from app.spec import JobSpec
+from app.spec import JobSpec, embedding_space
 from trainer import artifacts
 from trainer.data import ImageData
-from trainer.diagnostics import distance_kind
 from trainer.evaluate import RETRIEVAL, embed
-
-
-def embedding_space(spec: JobSpec) -> Space:
-    """The loss's distance: cosine for normalised embeddings and for the cosine-similarity losses, else L2."""
-    return "cosine" if spec.normalize or distance_kind(spec.loss) == "cosine_similarity" else "euclidean"
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:

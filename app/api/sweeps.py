@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from app import sweep_layout
 from app.advisor import recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
@@ -49,6 +51,32 @@ class SweepDetail(SweepSummary):
     spec: dict[str, Any]
     job_list: list[JobOut]
     recommendations: list[Recommendation]
+
+
+class LayoutPoints(BaseModel):
+    index: list[int] = Field(description="Dataset index of each point: row i is the same image in every job's layout")
+    label: list[int]
+
+
+class JobLayout(BaseModel):
+    x: list[float]
+    y: list[float]
+
+
+class SweepLayouts(BaseModel):
+    status: Literal["ready"]
+    job_ids: list[int] = Field(description="The succeeded jobs laid out, by id")
+    points: LayoutPoints
+    layouts: dict[int, JobLayout] = Field(description="Per job id, the 2-D position of every point")
+    class_names: list[str] = Field(description="Name of each label")
+    common_points: int = Field(description=f"Validation images all these jobs share; `points` is a seeded sample of at most "
+                                           f"{sweep_layout.MAX_POINTS} of them (fewer in a sweep of many jobs)")
+    skipped: list[int] = Field(description="Succeeded jobs left out: they stored no embeddings")
+    seconds: float = Field(description="How long the aligned layout took")
+
+
+class LayoutsComputing(BaseModel):
+    status: Literal["computing"]
 
 
 class SweepList(BaseModel):
@@ -102,3 +130,23 @@ def cancel_sweep(sweep_id: SweepId, engine: EngineDep, identity: IdentityDep) ->
     may_change(identity, row["owner"], "sweep")
     sweeps.cancel(engine, sweep_id)
     return SweepSummary(**_summary(row, sweeps.status_counts(engine, [sweep_id])[sweep_id]))
+
+
+@router.get("/{sweep_id}/layouts", response_model=SweepLayouts, responses={
+    202: {"model": LayoutsComputing, "description": "The layouts are being computed (in the background): ask again in a few seconds"},
+    404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "Fewer than 2 succeeded jobs with embeddings, or jobs that share no images"},
+    500: {"model": ErrorOut, "description": "The last computation failed (reported once; the next call tries again)"}})
+def get_layouts(sweep_id: SweepId, engine: EngineDep, settings: SettingsDep) -> SweepLayouts | JSONResponse:
+    """The succeeded jobs' validation embeddings in 2-D, aligned (umap's AlignedUMAP) so that an image sits in about the
+    same place in every job's layout. Computed once per set of succeeded jobs and kept under the sweep's folder."""
+    _sweep_or_404(engine, sweep_id)
+    rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
+    try:
+        payload, found = sweep_layout.layouts(settings, sweep_id, rows)
+    except sweep_layout.NotComparable as e:
+        raise HTTPException(409, str(e)) from None
+    except sweep_layout.LayoutFailed as e:
+        raise HTTPException(e.status, str(e)) from None
+    if payload is None:
+        return JSONResponse({"status": "computing"}, status_code=202)
+    return SweepLayouts(**{**payload, "status": "ready", "skipped": found.skipped})
