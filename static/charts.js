@@ -78,6 +78,13 @@ export class Series {
   }
 }
 
+/** The smoothing window to draw with: early in a run, a window wider than a third of the steps
+ *  logged so far would flatten the curve into its mean, so it shrinks until the run is longer. */
+export function effectiveWindow(x, window) {
+  if (x.length < 2) return 1;
+  return Math.max(1, Math.min(window, Math.floor((x[x.length - 1] - x[0] + 1) / 3)));
+}
+
 /** Centred moving average over a window of `window` steps (not points: the series may be thinned).
  *  Centred, so the smoothed curve does not lag the raw one; near the ends the window holds what
  *  there is. Nulls are skipped; a window of 1 returns the values as they are. */

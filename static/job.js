@@ -1,6 +1,6 @@
 // One job: its state, log and live charts. Series come from GET /metrics, then new points
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
-import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, movingAverage } from "/static/charts.js";
+import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, effectiveWindow, movingAverage } from "/static/charts.js";
 import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
 import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
 
@@ -116,7 +116,7 @@ let drawPending = false;
 function lossTraces() {
   const train = series["train/loss"];
   const val = series["val/loss"];
-  const window = Number(smoothing.value);
+  const window = effectiveWindow(train.x, Number(smoothing.value));
   return [
     // data[0] is the raw training loss (the e2e tests count its points).
     { name: "train/loss", x: train.x, y: train.y, type: "scatter", mode: "lines", line: { color: "rgba(11, 98, 196, 0.22)", width: 1 }, hoverinfo: "skip", showlegend: window > 1 },

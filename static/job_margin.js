@@ -1,6 +1,6 @@
 // The job page's margin diagnostics: triplet hardness per step (stacked) and the validation
 // distance histograms with the margin drawn on, one evaluation at a time (slider).
-import { CHART_CONFIG as CONFIG, CHART_LAYOUT as LAYOUT, movingAverage } from "/static/charts.js";
+import { CHART_CONFIG as CONFIG, CHART_LAYOUT as LAYOUT, effectiveWindow, movingAverage } from "/static/charts.js";
 import { api, el, fmtMetric } from "/static/common.js";
 
 export const HARDNESS = [
@@ -15,12 +15,12 @@ const $ = (id) => document.getElementById(id);
 /** Stacked shares of easy / semi-hard / hard triplets (moving average), and active pairs for pair losses. */
 export function drawHardness(series, window, revision) {
   const traces = HARDNESS.filter(([name]) => series[name].x.length).map(([name, label, color]) => ({
-    name: label, x: series[name].x, y: movingAverage(series[name].x, series[name].y, window), type: "scatter", mode: "lines",
+    name: label, x: series[name].x, y: movingAverage(series[name].x, series[name].y, effectiveWindow(series[name].x, window)), type: "scatter", mode: "lines",
     stackgroup: "hardness", line: { color, width: 0.5 }, fillcolor: color, hovertemplate: `${label}: %{y:.2f}<extra></extra>`,
   }));
   const active = series[ACTIVE];
   if (active.x.length) {
-    traces.push({ name: "active pairs", x: active.x, y: movingAverage(active.x, active.y, window), type: "scatter", mode: "lines",
+    traces.push({ name: "active pairs", x: active.x, y: movingAverage(active.x, active.y, effectiveWindow(active.x, window)), type: "scatter", mode: "lines",
       line: { color: "#8250df", width: 2 }, hovertemplate: "active pairs: %{y:.2f}<extra></extra>" });
   }
   $("hardness-card").hidden = !traces.length;
@@ -77,9 +77,13 @@ export class DistanceView {
     });
     const shapes = e.margin_lines.map((line) => ({ type: "line", xref: "x", yref: "paper", x0: line.x, x1: line.x, y0: 0, y1: 1, line: { color: "#1b1f24", width: 2, dash: "dash" } }));
     const annotations = e.margin_lines.map((line, i) => ({ x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: line.label, showarrow: false, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" }));
+    // Zoom on the occupied bins and the margin lines: the bins span every possible value, pairs rarely do.
+    const used = centres.filter((_, i) => e.positive[i] || e.negative[i]);
+    const xs = [...used, ...e.margin_lines.map((line) => line.x)];
+    const range = xs.length ? [Math.min(...xs) - 2 * width, Math.max(...xs) + 2 * width] : undefined;
     Plotly.react("distance-chart", [bars("positive pairs", e.positive, "#0b62c4"), bars("negative pairs", e.negative, "#d1453b")], {
       ...LAYOUT, barmode: "overlay", bargap: 0, shapes, annotations,
-      xaxis: { title: { text: kind === "cosine_similarity" ? "cosine similarity" : "L2 distance (normalised embeddings)" }, zeroline: false, gridcolor: "#eef0f2" },
+      xaxis: { range, title: { text: kind === "cosine_similarity" ? "cosine similarity" : "L2 distance (normalised embeddings)" }, zeroline: false, gridcolor: "#eef0f2" },
       yaxis: { title: { text: "share of pairs" }, gridcolor: "#eef0f2", zeroline: false },
     }, CONFIG);
     $("distance-step-value").textContent = `step ${e.step} (${Number($("distance-step").value) + 1} of ${evaluations.length})`;
