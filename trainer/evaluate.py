@@ -50,8 +50,13 @@ class ChunkedKNN:
 
 
 def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, normalized: bool) -> dict[str, float]:
-    """P@1, R-Precision and MAP@R (pytorch-metric-learning's definitions), each image querying all the others."""
-    calc = AccuracyCalculator(include=RETRIEVAL, knn_func=ChunkedKNN(cosine=normalized))
+    """P@1, R-Precision and MAP@R (pytorch-metric-learning's definitions), each image querying all the others.
+
+    k="max_bin_count": these three metrics read only the first R neighbours (R = the query's class
+    size), so searching further (the library's default k is every reference) changes no value and
+    costs a full sort plus float64 tensors of N x N: 6.7 GB at 10,000 images, against 1.3 GB.
+    """
+    calc = AccuracyCalculator(include=RETRIEVAL, k="max_bin_count", knn_func=ChunkedKNN(cosine=normalized))
     return {k: float(v) for k, v in calc.get_accuracy(embeddings, labels).items()}
 
 
