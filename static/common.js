@@ -55,6 +55,19 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Plotly renders names as pseudo-HTML: escape so a class name is shown as written.
+export function plotlyText(s) {
+  return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+/** The colour of the class at `position` of `count` classes: Plotly's ten, then golden-angle hues. */
+export function classColor(position, count) {
+  if (count <= PALETTE.length) return PALETTE[position];
+  return `hsl(${Math.round((position * 137.508) % 360)}, 65%, ${45 + (position % 3) * 8}%)`;
+}
+
 export function badge(status) {
   return el("span", { class: `badge status-${status}` }, status);
 }

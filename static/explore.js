@@ -1,6 +1,6 @@
 // The embedding explorer (templates/explore.html). Data from the JSON API; every text from
 // the data goes through textContent (or is entity-escaped for Plotly's SVG text).
-import { api, ApiError, el } from "/static/common.js";
+import { api, ApiError, classColor, el, plotlyText } from "/static/common.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
@@ -8,7 +8,6 @@ const jobId = root.dataset.jobId;
 const maxK = Number(root.dataset.maxK) || 1000;
 const base = `/api/jobs/${jobId}`;
 const gd = $("plot");
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const RIGHT = "#9aa5b1";
 const WRONG = "#d62728";
 
@@ -26,16 +25,6 @@ function setStatus(text, isError) {
   const s = $("ex-status");
   s.textContent = text || "";
   s.classList.toggle("ex-error", !!isError);
-}
-
-// Plotly renders names as pseudo-HTML: escape so a class name is shown as written.
-function plotlyText(s) {
-  return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-function classColor(position, count) {
-  if (count <= PALETTE.length) return PALETTE[position];
-  return `hsl(${Math.round((position * 137.508) % 360)}, 65%, ${45 + (position % 3) * 8}%)`;
 }
 
 function className(label) {

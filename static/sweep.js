@@ -1,6 +1,7 @@
 // Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
 import { movingAverage } from "/static/charts.js";
 import { api, el, badge, fmtMetric } from "/static/common.js";
+import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
 const sweepId = root.dataset.sweepId;
@@ -112,6 +113,7 @@ async function refresh() {
   drawMetricVsMargin(sweep, margins, losses);
   drawTable(sweep);
   drawRecommendations(sweep);
+  showLayouts(sweep, (job) => label(job, sweep.axes));
   const live = sweep.job_list.some((j) => ["queued", "running"].includes(j.status));
   document.getElementById("cancel-sweep").disabled = !live;
   if (live) setTimeout(refresh, 3000);

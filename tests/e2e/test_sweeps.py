@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.conftest import wait_for
+from tests.e2e.conftest import screenshot
 from trainer.worker import Worker
 
 BASE = {"dataset": "digits", "steps": 20, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
@@ -37,4 +39,52 @@ def test_sweep_form_range_entry(procs, page):
     sweep_id = page.url.rsplit("/", 1)[-1]
     detail = httpx.get(f"{url}/api/sweeps/{sweep_id}").json()
     assert sorted({j["spec"]["margin"] for j in detail["job_list"]}) == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert page.errors == []
+
+
+def poll(page, expression: str, timeout: float = 30.0):
+    """Evaluate from Python until truthy (page.wait_for_function would need eval, which the CSP refuses)."""
+    return wait_for(lambda: page.evaluate(expression), timeout, 0.2, expression)
+
+
+def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
+    url = procs.server()
+    base = {**BASE, "eval_every": 20, "explorer": False}  # the comparison reads every job's stored validation embeddings
+    made = httpx.post(f"{url}/api/sweeps", json={"name": "aligned", "base": base, "grid": {"margin": [0.1, 0.4, 0.8]}}).json()
+    Worker(settings, threads=2).run(max_jobs=3, exit_when_idle=True)
+
+    page.goto(f"{url}/sweeps/{made['id']}")
+    poll(page, "(document.getElementById('layouts').data || []).length === 3", timeout=240)  # the aligned fit runs meanwhile
+    layouts = httpx.get(f"{url}/api/sweeps/{made['id']}/layouts").json()
+    n = len(layouts["points"]["index"])
+    panels = page.evaluate("document.getElementById('layouts').data.map(t => [t.x.length, t.customdata.length])")
+    assert panels == [[n, n]] * 3 and n == 896
+    titles = page.evaluate("document.getElementById('layouts').layout.annotations.map(a => a.text)")
+    assert titles == ["margin=0.1 seed=0", "margin=0.4 seed=0", "margin=0.8 seed=0"]
+    assert page.locator("#layouts-legend .legend-item").count() == 5  # digits 5-9, one colour map for all panels
+    screenshot(page, "sweep-small-multiples")
+
+    # A box drag in the first panel, around its middle.
+    page.locator("#layouts").scroll_into_view_if_needed()
+    x0, y0, x1, y1 = page.evaluate("""() => {
+        const gd = document.getElementById("layouts"), t = gd.data[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect(), median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
+        const cx = median(t.x), cy = median(t.y), wx = (xa.range[1] - xa.range[0]) / 6, wy = (ya.range[1] - ya.range[0]) / 6;
+        const px = (x) => box.left + xa._offset + xa.l2p(x), py = (y) => box.top + ya._offset + ya.l2p(y);
+        return [px(cx - wx), py(cy + wy), px(cx + wx), py(cy - wy)];
+    }""")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+    poll(page, "document.getElementById('layouts').data.every(t => Array.isArray(t.selectedpoints))")
+    selected = page.evaluate("document.getElementById('layouts').data.map(t => t.selectedpoints.map(r => t.customdata[r]).sort((a, b) => a - b))")
+    assert 0 < len(selected[0]) < n
+    assert selected[1] == selected[0] and selected[2] == selected[0]  # the same images, highlighted in every panel
+    assert page.locator("#selection-status").inner_text() == f"{len(selected[0])} images selected, highlighted in every panel."
+    screenshot(page, "sweep-linked-selection")
+
+    page.click("#clear-selection")
+    poll(page, "document.getElementById('layouts').data.every(t => !t.selectedpoints)")
+    assert page.locator("#clear-selection").is_disabled()
     assert page.errors == []
