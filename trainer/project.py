@@ -18,16 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_metric_learning.distances import CosineSimilarity
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from pytorch_metric_learning.utils.inference import CustomKNN
 
 from app import projection
 from app.neighbors import Space, knn
 from app.spec import JobSpec, embedding_space
 from trainer import artifacts
 from trainer.data import ImageData
-from trainer.evaluate import RETRIEVAL, embed
+from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -62,9 +59,7 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, space: Space) -> list
     kept = [r for r in rows if r["count"] >= 2]
     if not kept:
         return rows
-    knn_func = {"knn_func": CustomKNN(CosineSimilarity())} if space == "cosine" else {}
-    calc = AccuracyCalculator(include=RETRIEVAL, return_per_class=True, **knn_func)
-    result = calc.get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
+    result = accuracy_calculator(space == "cosine", return_per_class=True).get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
     for name in RETRIEVAL:
         for row, value in zip(kept, result[name]):
             row[name] = None if value != value else float(value)  # NaN -> null

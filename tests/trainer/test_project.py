@@ -90,3 +90,25 @@ def test_place_matches_umaps_own_transform(tmp_path):
     rng.normal(size=(5, 16))
     classes = rng.integers(0, 5, 260)
     assert np.mean(classes[:200][nearest(ours)] == classes[:200][nearest(theirs)]) >= 0.95
+
+
+def test_per_class_table_matches_the_library_defaults():
+    """The explorer's per-class P@1 / R-Precision / MAP@R equal AccuracyCalculator's own per-class values (default k, cosine kNN)."""
+    import torch
+    from pytorch_metric_learning.distances import CosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    from trainer.evaluate import RETRIEVAL
+    from trainer.project import per_class_metrics
+
+    rng = np.random.default_rng(1)
+    labels = np.concatenate([rng.integers(0, 4, 400), [9]])  # one class with a single image: nothing to retrieve
+    X = blobs(len(labels), classes=4)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    rows = per_class_metrics(X, labels, "cosine")
+    reference = AccuracyCalculator(include=RETRIEVAL, return_per_class=True, knn_func=CustomKNN(CosineSimilarity())).get_accuracy(
+        torch.from_numpy(X), torch.from_numpy(labels))
+    assert [r["label"] for r in rows] == [0, 1, 2, 3, 9] and rows[-1]["precision_at_1"] is None
+    for name in RETRIEVAL:
+        assert np.allclose([r[name] for r in rows[:-1]], reference[name], atol=1e-6), name
