@@ -7,8 +7,9 @@ to all jobs (a grid over the split settings may leave fewer), and umap's Aligned
 all jobs out at once, row i being the same image in every job (identity relations between
 consecutive jobs).
 
-Choices, measured on a mnist5k margin sweep (4 jobs of 2,500 validation images; CPU
-seconds of one core: AlignedUMAP's loops are serial, and a seed makes UMAP single-threaded):
+Choices, measured on a mnist5k margin sweep (4 jobs of 2,500 validation images, 2 cores
+shared with other work; CPU seconds: AlignedUMAP's loops are serial, and a seed makes UMAP
+single-threaded):
 
 - Each job's distances are computed once with BLAS, in its own space (cosine for normalised
   embeddings and the cosine losses, else euclidean), and handed over as
@@ -20,21 +21,25 @@ seconds of one core: AlignedUMAP's loops are serial, and a seed makes UMAP singl
 - n_epochs=100 instead of AlignedUMAP's 200: kNN recall@10 (2-D vs full space) 0.394
   against 0.410 and trustworthiness@10 0.973 against 0.975 at 2,000 points, for 40% less
   time; 50 epochs lost more (0.373).
-- alignment_regularisation=0.03 instead of 0.01: the same recall (0.467 at 1,000 points)
-  with an image's two positions in consecutive panels 0.14 instead of 0.20 of the median
-  distance between two random images; 0.1 began to cost recall (0.455).
+- alignment_regularisation=0.03 instead of 0.01: an image's positions in consecutive
+  panels 0.14 instead of 0.18 of the median distance between two random images, for the
+  same recall (0.392 at 2,000 points); 0.1 began to cost recall.
+- NUMBA_NUM_THREADS=1 in the child: AlignedUMAP compares neighbourhoods with a parallel
+  Numba kernel called tens of thousands of times, and on a busy host thread hand-offs made that 30-48 s
+  instead of under 2 s; nothing else in the fit runs in parallel.
 - At most MAX_POINTS images per job and TOTAL_POINTS over the sweep, a seeded sample of the
-  common indices. A fit costs a fixed ~8 s (umap compiles its aligned layout epoch anew at
-  every call), a neighbourhood comparison growing with jobs x points^2 (7.6 s at 4 x 2,000)
-  and ~0.2 s per epoch per 8,000 points, so the bound keeps a fit near half a minute
-  whatever the number of jobs, and 2,000 points still show every class's shape.
+  common indices: 2,000 points still show every class's shape, and the cost is ~5 s to load
+  umap, ~10 s to compile the layout epoch (umap compiles it anew at every call) and ~0.2 s
+  per epoch per 8,000 points, so a fit stays under a minute (38-48 s at 4 x 2,000) however
+  many jobs, and the page draws at most ~10,000 SVG points.
 - The fit runs in a child process: in a thread of the server, each epoch held the GIL for
-  up to 0.23 s, stalling every other request for the half minute of a fit.
+  up to 0.23 s, stalling every other request for the length of a fit.
 """
 from __future__ import annotations
 
 import atexit
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -242,7 +247,7 @@ def _fit_in_child(path: Path, found: Comparison, settings: Settings) -> None:
     failure = None
     try:
         child = subprocess.Popen([sys.executable, "-m", "app.sweep_layout", json.dumps(args)], cwd=Path(__file__).resolve().parent.parent,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                 env={**os.environ, "NUMBA_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         with _lock:
             _children.add(child)
         try:

@@ -109,7 +109,12 @@ async function load(title) {
 /** Called on every refresh of the sweep page: asks again only when the set of succeeded runs changed. */
 export function showLayouts(sweep, title) {
   latest = sweep;
-  if (waiting || succeededKey(sweep) === shownKey) return;
+  const key = succeededKey(sweep);
+  if (waiting || key === shownKey) return;
+  if (key.split(",").filter(Boolean).length < 2) { // nothing to compare yet: no request (the API would answer 409)
+    say("Waiting for two finished runs…");
+    return;
+  }
   waiting = true;
   load(title);
 }
