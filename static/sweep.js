@@ -1,5 +1,5 @@
 // Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
-import { movingAverage } from "/static/charts.js";
+import { effectiveWindow, movingAverage } from "/static/charts.js";
 import { api, el, badge, fmtMetric } from "/static/common.js";
 import { showLayouts } from "/static/sweep_layouts.js";
 
@@ -33,9 +33,9 @@ function drawCurves(sweep, margins, losses) {
     const s = series.get(j.id) || {};
     const style = { color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length], width: 1.5 };
     const name = label(j, sweep.axes);
-    if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].step, s["train/loss"].value, SMOOTH), name, mode: "lines", line: style, legendgroup: String(j.id) });
+    if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].step, s["train/loss"].value, effectiveWindow(s["train/loss"].step, SMOOTH)), name, mode: "lines", line: style, legendgroup: String(j.id) });
     if (s["val/loss"]) loss.push({ x: s["val/loss"].step, y: s["val/loss"].value, name: `${name} (val)`, mode: "markers", marker: { color: style.color, size: 6 }, legendgroup: String(j.id), showlegend: false });
-    if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].step, s["train/triplets_semihard"].value, SMOOTH), name, mode: "lines", line: style });
+    if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].step, s["train/triplets_semihard"].value, effectiveWindow(s["train/triplets_semihard"].step, SMOOTH)), name, mode: "lines", line: style });
   }
   const layout = (y) => ({ margin: { t: 10, r: 10, b: 40, l: 55 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: y } }, legend: { font: { size: 11 } }, height: 360 });
   Plotly.react("loss-overlay", loss, layout("loss"), { responsive: true, displaylogo: false });
