@@ -1,10 +1,12 @@
 """Atomic file writes (temp file beside the target, fsync, rename), without torch: shared by the trainer and the API."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], commit_ok: Callable[[], bool] = lambda: True) -> bool:
@@ -26,3 +28,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], commit_ok: Callable[
         return True
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def save_json(path: Path, data: Any, commit_ok: Callable[[], bool] = lambda: True) -> bool:
+    return atomic_write(path, lambda p: p.write_text(json.dumps(data, separators=(",", ":"))), commit_ok)

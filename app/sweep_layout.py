@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.atomic import atomic_write
+from app.atomic import save_json
 from app.config import EMBEDDINGS_FILE, Settings
 from app.datasets import DatasetError, load_catalog
 from app.spec import JobSpec, embedding_space
@@ -187,7 +187,7 @@ def fit_and_write(jobs: list[SweepJob], dataset: dict[str, Any], out: Path, sett
         "umap": {**ALIGNED_UMAP_SETTINGS, "metric": "precomputed", "spaces": sorted({job.space for job in jobs}), "seed": SEED},
         "seconds": round(time.perf_counter() - started, 2),
     }
-    atomic_write(out, lambda p: p.write_text(json.dumps(payload, separators=(",", ":"))))
+    save_json(out, payload)
     return payload
 
 

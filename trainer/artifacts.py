@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.atomic import atomic_write
+from app.atomic import atomic_write, save_json  # noqa: F401 - save_json is part of this module's API
 from app.config import CHECKPOINT_FILE as CHECKPOINT
 from app.config import DISTANCES_FILE as DISTANCES
 from app.config import EMBEDDINGS_FILE as EMBEDDINGS
@@ -41,10 +41,6 @@ def load_embeddings(job_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-def save_json(path: Path, data: Any, commit_ok: Callable[[], bool] = lambda: True) -> bool:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(data, separators=(",", ":"))), commit_ok)
 
 
 def load_json(path: Path) -> Any | None:
