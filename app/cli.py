@@ -1,7 +1,6 @@
 """`embedlab serve | worker | submit`: the command line."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal

@@ -8,11 +8,8 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app import files
 
-# A job's files under EMBEDLAB_HOME/jobs/<id>/ (written by the worker, served by the API).
-CHECKPOINT_FILE = "checkpoint.pt"
-EMBEDDINGS_FILE = "embeddings.npz"
-DISTANCES_FILE = "distances.json"
 
 
 class Settings(BaseSettings):
@@ -44,17 +41,16 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_path / 'embedlab.db'}"
+        return self.database_url or f"sqlite:///{files.database_file(self.home_path)}"
 
     @property
     def data_root_paths(self) -> list[Path]:
-        roots = [self.home_path / "datasets"]
+        roots = [files.datasets_dir(self.home_path)]
         roots += [Path(p).expanduser().resolve() for p in self.data_roots.split(os.pathsep) if p.strip()]
         return roots
 
     def job_dir(self, job_id: int) -> Path:
-        return self.home_path / "jobs" / str(job_id)
+        return files.job_dir(self.home_path, job_id)
 
     def sweep_dir(self, sweep_id: int) -> Path:
-        """What the API derives from a sweep's jobs (the aligned layouts), under EMBEDLAB_HOME/sweeps/<id>/."""
-        return self.home_path / "sweeps" / str(sweep_id)
+        return files.sweep_dir(self.home_path, sweep_id)

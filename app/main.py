@@ -11,12 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.api import datasets as datasets_api
-from app.api.body_limit import BodyLimit, MiB
+from app.middleware import BodyLimit, MiB
 from app.api import deps
 from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
 from app.api import errors
-from app.api.feeds import Feeds
+from app.live import Feeds
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
 from app.api import session as session_api
@@ -59,9 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api):
         app.include_router(module.router)
-    from app import pages, sweep_pages
+    from app.pages import explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
 
-    app.include_router(pages.router)
-    app.include_router(sweep_pages.router)
+    for module in (job_pages, sweep_pages, explorer_pages):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

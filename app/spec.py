@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.config import Settings
 from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
+from app.files import weights_dir
 
 Loss = Literal["contrastive", "triplet", "circle", "multisimilarity", "ntxent"]
 Miner = Literal["none", "semihard", "hard", "all", "multisimilarity"]
@@ -112,7 +113,7 @@ def pretrained_weights_path(settings: Settings, backbone: str) -> Path | None:
     if filename is None:
         return None
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    for candidate in (settings.home_path / "weights" / filename, torch_home / "hub" / "checkpoints" / filename):
+    for candidate in (weights_dir(settings.home_path) / filename, torch_home / "hub" / "checkpoints" / filename):
         if candidate.is_file():
             return candidate
     return None
@@ -139,7 +140,7 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
             raise SpecError(
                 "pretrained",
                 f"weights for {spec.backbone} are not on this machine; put {PRETRAINED_FILES[spec.backbone]} "
-                f"in {settings.home_path / 'weights'} (embedlab never downloads)",
+                f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
             )
     return catalog
 

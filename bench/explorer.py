@@ -7,10 +7,10 @@
 1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
    `embedlab serve` process; GET /api/jobs/{id}/neighbors?index=i&k=10 for random i,
    one at a time over a kept-alive connection: p50/p95/p99 (target p95 < 50 ms).
-2. ann: exact flat search vs faiss HNSW (app.neighbors settings) on N points: build time,
+2. ann: exact flat search vs faiss HNSW (app.explorer.neighbors settings) on N points: build time,
    efSearch chosen for recall@10 >= 0.99, per-query latency (one query at a time, as the API
    asks), recall@10 on held-out queries.
-3. projection: 10,000 points laid out by app.projection.fit, in fresh processes: cold (empty
+3. projection: 10,000 points laid out by app.explorer.layout.fit, in fresh processes: cold (empty
    Numba cache) and warm (the cache from the cold run), against umap-learn's defaults
    (UMAP(metric="cosine", random_state=0)) in a fresh process with the same cache; both
    with kNN recall@10 (2-D vs full) and trustworthiness@10.
@@ -66,7 +66,7 @@ def bench_lookup(n: int, requests: int) -> None:
     import httpx
 
     from app.config import Settings
-    from app.projection import LayoutState
+    from app.explorer.layout import LayoutState
     from app.spec import JobSpec
     from app.store import jobs
     from app.store.db import get_engine, init_db
@@ -123,7 +123,7 @@ def bench_lookup(n: int, requests: int) -> None:
 # -- 2. exact vs HNSW -----------------------------------------------------------
 
 def bench_ann(n: int, queries: int) -> None:
-    from app import neighbors as nb
+    from app.explorer import neighbors as nb
 
     X, _ = embeddings(n + queries, seed=2)
     base, held_out = nb.prepare(X[:n], "cosine"), nb.prepare(X[n:], "cosine")
@@ -157,17 +157,17 @@ def projection_child(mode: str, n: int) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from app import projection
+    from app.explorer import layout
 
     X, _ = embeddings(n, seed=3)
     t0 = time.perf_counter()
     if mode == "explorer":
-        projection.load_umap(Path(os.environ["NUMBA_CACHE_DIR"]))
+        layout.load_umap(Path(os.environ["NUMBA_CACHE_DIR"]))
     else:
         import umap
     t1 = time.perf_counter()
     if mode == "explorer":
-        xy, _, _ = projection.fit(X, "cosine", seed=0, home=Path(os.environ["NUMBA_CACHE_DIR"]))
+        xy, _, _ = layout.fit(X, "cosine", seed=0, home=Path(os.environ["NUMBA_CACHE_DIR"]))
     else:
         xy = umap.UMAP(metric="cosine", random_state=0).fit_transform(X)
     t2 = time.perf_counter()
@@ -176,7 +176,7 @@ def projection_child(mode: str, n: int) -> None:
         umap.UMAP(metric="cosine", random_state=0).fit_transform(X)
         again = time.perf_counter() - t2
     print(json.dumps({"import": t1 - t0, "fit": t2 - t1, "fit_again": again,
-                      "recall": projection.knn_recall(X, xy, "cosine"), "trust": projection.trustworthiness(X, xy, "cosine")}))
+                      "recall": layout.knn_recall(X, xy, "cosine"), "trust": layout.trustworthiness(X, xy, "cosine")}))
 
 
 def bench_projection(n: int) -> None:

@@ -3,7 +3,7 @@
 // panel highlights the same images in all. Row i of every trace is the same image, so one list of
 // rows selects it everywhere. SVG traces, not scattergl: WebGL (regl) compiles its drawing code with
 // `new Function`, which the pages' Content-Security-Policy refuses; the server bounds the points of a
-// sweep (app/sweep_layout.py) to what SVG draws at ease.
+// sweep (app/explorer/aligned.py) to what SVG draws at ease.
 import { api, classColor, el, plotlyText } from "/static/common.js";
 
 const POLL_MS = 2000;

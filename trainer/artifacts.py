@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.atomic import atomic_write, save_json  # noqa: F401 - save_json is part of this module's API
-from app.config import CHECKPOINT_FILE as CHECKPOINT
-from app.config import DISTANCES_FILE as DISTANCES
-from app.config import EMBEDDINGS_FILE as EMBEDDINGS
+from app.files import atomic_write, save_json  # noqa: F401 - save_json is part of this module's API
+from app.files import CHECKPOINT_FILE as CHECKPOINT
+from app.files import DISTANCES_FILE as DISTANCES  # noqa: F401 - train.py writes distances through this module
+from app.files import EMBEDDINGS_FILE as EMBEDDINGS
 
 
 def save_checkpoint(job_dir: Path, state: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:

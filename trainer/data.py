@@ -15,6 +15,7 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 
 from app.config import Settings
 from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE, bundled_arrays, load_catalog
+from app.files import cache_dir
 from app.spec import JobSpec
 from trainer.image_cache import decode_image, decoded_folder  # noqa: F401 (decode_image: the one preprocessing)
 
@@ -43,7 +44,7 @@ def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], Non
     size = image_size(spec)
     catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
     if spec.dataset == "imagefolder":
-        decoded, kept = decoded_folder(catalog, size, settings.home_path / "cache", log)
+        decoded, kept = decoded_folder(catalog, size, cache_dir(settings.home_path), log)
         images = torch.from_numpy(decoded)
         indices = kept
     else:

@@ -1,7 +1,7 @@
 """The embedding explorer's data, computed once by the worker at the end of a job.
 
 `save_projection` embeds a seeded sample of training images (at most TRAIN_SAMPLE) beside
-the validation split, lays both out in 2-D with UMAP (app.projection: seeded, in the
+the validation split, lays both out in 2-D with UMAP (app.explorer.layout: seeded, in the
 job's distance) and writes one file, projection.npz, atomically: the points (dataset
 index, label, split, full embedding, 2-D position), per-point and per-class retrieval
 quality, the neighbour preservation of the layout, and the state UMAP's transform needs
@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from app import projection
-from app.neighbors import Space, knn
+from app.config import Settings
+from app.explorer import layout
+from app.explorer.neighbors import Space, knn
+from app.files import PROJECTION_FILE
 from app.spec import JobSpec, embedding_space
 from trainer import artifacts
 from trainer.data import ImageData
 from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed
+from trainer.run import Run
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -66,12 +69,12 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, space: Space) -> list
     return rows
 
 
-def save_projection(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
+def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
                     train: ImageData) -> dict[str, Any]:
     """Compute and write the explorer's projection.npz; returns its metadata (timings included)."""
     started = time.perf_counter()
     space = embedding_space(spec)
-    rows = sample_rows(len(train), projection.TRAIN_SAMPLE, spec.seed)
+    rows = sample_rows(len(train), layout.TRAIN_SAMPLE, spec.seed)
     train_emb = embed(model, train.images[torch.as_tensor(rows, dtype=torch.long)], run.device) if len(rows) else val_emb[:0]
     X = torch.cat([val_emb, train_emb]).numpy().astype(np.float32)
     labels = np.concatenate([val.labels.numpy(), train.labels.numpy()[rows]]).astype(np.int64)
@@ -79,22 +82,22 @@ def save_projection(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Modu
     split = np.concatenate([np.zeros(len(val), np.int8), np.ones(len(rows), np.int8)])
     embedded = time.perf_counter()
 
-    xy, fitted, state = projection.fit(X, space, seed=spec.seed, home=settings.home_path)
+    xy, fitted, state = layout.fit(X, space, seed=spec.seed, home=settings.home_path)
     laid_out = time.perf_counter()
 
     val_rows = split == 0
     meta = {
-        "version": projection.FORMAT_VERSION,
+        "version": layout.FORMAT_VERSION,
         "space": space,
         "class_names": list(val.class_names),
         "points": len(X),
         "splits": {"val": int(val_rows.sum()), "train": int((~val_rows).sum())},
         "fitted_points": int(fitted.sum()),
-        "umap": {**projection.UMAP_SETTINGS, "n_neighbors": state.n_neighbors, "metric": space, "seed": spec.seed},
+        "umap": {**layout.UMAP_SETTINGS, "n_neighbors": state.n_neighbors, "metric": space, "seed": spec.seed},
         "layout": state.to_json(),
         "preservation": {
-            "knn_recall_at_10": projection.knn_recall(X, xy, space, seed=spec.seed),
-            "trustworthiness_at_10": projection.trustworthiness(X, xy, space, seed=spec.seed),
+            "knn_recall_at_10": layout.knn_recall(X, xy, space, seed=spec.seed),
+            "trustworthiness_at_10": layout.trustworthiness(X, xy, space, seed=spec.seed),
         },
         "per_class": per_class_metrics(X[val_rows], labels[val_rows], space),
         "step": spec.steps,
@@ -109,15 +112,15 @@ def save_projection(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Modu
 
 
 def write_projection(job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:
-    """projection.npz: the arrays app.explore.JobEmbedding reads, and the metadata as a JSON string (no pickle)."""
+    """projection.npz: the arrays app.explorer.embeddings.JobEmbedding reads, and the metadata as a JSON string (no pickle)."""
     def write(path: Path) -> None:
         with open(path, "wb") as f:
             np.savez(f, **arrays, meta=np.array(json.dumps(meta)))
 
-    return artifacts.atomic_write(job_dir / projection.PROJECTION_FILE, write, commit_ok)
+    return artifacts.atomic_write(job_dir / PROJECTION_FILE, write, commit_ok)
 
 
-def project_for_explorer(run: Any, spec: JobSpec, settings: Any, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
+def project_for_explorer(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
                          train: ImageData) -> None:
     """save_projection for the training loop: a job whose model trained fine still succeeds if this fails (the log says why)."""
     try:

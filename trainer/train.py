@@ -11,8 +11,6 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,17 +26,7 @@ from trainer.evaluate import batch_loss, embed, retrieval_metrics
 from trainer.losses import build_loss
 from trainer.nets import build_net
 from trainer.project import project_for_explorer
-
-
-class Run(Protocol):
-    device: torch.device
-    job_dir: Path
-
-    def log(self, level: str, message: str) -> None: ...
-    def metric(self, name: str, step: int, value: float) -> None: ...
-    def check(self, step: int) -> None: ...  # raises StopRequested
-    def still_owner(self) -> bool: ...
-    def flush(self) -> None: ...  # write buffered metric points now
+from trainer.run import Run
 
 
 @dataclass

@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 import uuid
-from pathlib import Path
 
 import torch
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from app.advisor import margin_lines, suggest_from_distances
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
-from app.config import DISTANCES_FILE
+from app.files import DISTANCES_FILE
 
 router = APIRouter(prefix="/api/jobs", tags=["diagnostics"])
 

@@ -1,6 +1,6 @@
 """The embedding explorer: 2-D layout, nearest neighbours (stored point or uploaded image), thumbnails, exports, page.
 
-Thin routes over app.explore (the job's projection.npz and its neighbour index, cached
+Thin routes over app.explorer.embeddings (the job's projection.npz and its neighbour index, cached
 per job) and, for uploads only, trainer.inference (imported lazily: it loads torch).
 """
 from __future__ import annotations
@@ -10,18 +10,18 @@ import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from app import explore, projection
+from app.explorer import embeddings as stored, layout
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
 from app.config import Settings
 from app.datasets import DatasetError
-from app.projection import SPLITS
+from app.explorer.layout import SPLITS
 
 router = APIRouter(tags=["embeddings"])
 
@@ -31,10 +31,6 @@ MAX_UPLOAD_PIXELS = 25_000_000
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many neighbours (the query itself is left out)")]
 ImageIndex = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="Dataset index of the image (app.datasets numbering)")]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
-# Plotly's WebGL traces (regl) build their drawing code with `new Function`: the explorer page
-# alone allows eval; it still runs no inline script.
-PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 # -- response models ---------------------------------------------------------
@@ -134,11 +130,11 @@ def image_url(job_id: int, index: int) -> str:
     return f"/api/jobs/{job_id}/images/{index}"
 
 
-def _embedding(engine: Any, settings: Settings, job_id: int) -> explore.JobEmbedding:
+def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedding:
     job = job_or_404(engine, job_id)
     try:
-        return explore.job_embedding(settings.job_dir(job_id))
-    except explore.NoProjection:
+        return stored.job_embedding(settings.job_dir(job_id))
+    except stored.NoProjection:
         if not job["spec"].get("explorer", True):
             reason = f"job {job_id} was run with explorer: false, so it has no layout to explore (its embeddings are in its downloads)"
         elif job["status"] in ("queued", "running"):
@@ -148,7 +144,7 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> explore.JobEmbed
         raise HTTPException(404, reason) from None
 
 
-def _neighbors(job_id: int, data: explore.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
+def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
     out = []
     for r, d in zip(rows.tolist(), dist.tolist()):
         label = int(data.labels[r])
@@ -247,7 +243,7 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
         raise HTTPException(409, f"job {job_id}'s checkpoint does not match its stored embeddings")
     rows, dist = data.neighbors(vector[None], k)
     state, fit_X, fit_xy = data.layout
-    x, y = projection.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
+    x, y = layout.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
     query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
     return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, None), space=data.meta["space"])
 
@@ -258,13 +254,13 @@ def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: Set
     """A thumbnail of image `index` of the job's dataset (bundled images at native size); never any other file."""
     job = job_or_404(engine, job_id)
     try:
-        im = explore.dataset_image(job["spec"], settings.data_root_paths, index)
-    except explore.ImageNotServed as e:
+        im = stored.dataset_image(job["spec"], settings.data_root_paths, index)
+    except stored.ImageNotServed as e:
         raise HTTPException(404, str(e)) from None
     except DatasetError as e:
         raise HTTPException(404, f"job {job_id}'s dataset cannot be read: {e.reason}") from None
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
-    return Response(explore.png_bytes(im), media_type="image/png", headers=headers)
+    return Response(stored.png_bytes(im), media_type="image/png", headers=headers)
 
 
 EXPORTS = {"npy": ("application/octet-stream", "embeddings.npy"), "csv": ("text/csv; charset=utf-8", "embeddings.csv"),
@@ -280,22 +276,10 @@ def export_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
     data = _embedding(engine, settings, job_id)
     media_type, filename = EXPORTS[format]
     if format == "npy":
-        body = explore.export_npy(data)
+        body = stored.export_npy(data)
     elif format == "csv":
-        body = explore.export_csv(data)
+        body = stored.export_csv(data)
     else:
-        body = explore.export_projector(data, job_or_404(engine, job_id)["spec"], settings.data_root_paths)
+        body = stored.export_projector(data, job_or_404(engine, job_id)["spec"], settings.data_root_paths)
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"',
                                                           "X-Content-Type-Options": "nosniff"})
-
-
-# -- page --------------------------------------------------------------------
-
-@router.get("/jobs/{job_id}/explore", response_class=HTMLResponse, include_in_schema=False)
-def explore_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLResponse:
-    from app.pages import render
-
-    job = job_or_404(engine, job_id)
-    response = render(request, "explore.html", {"job": job, "max_k": MAX_K, "nav": "jobs"})
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    return response

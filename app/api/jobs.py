@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
-from app.config import CHECKPOINT_FILE, EMBEDDINGS_FILE
+from app.files import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
 

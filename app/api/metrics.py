@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, JobId, job_or_404
-from app.api.feeds import Feeds
+from app.live import Feeds
 from app.api.schemas import ErrorOut, MetricsOut, job_out
 from app.store import jobs, metrics
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app import sweep_layout
+from app.explorer import aligned
 from app.advisor import recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
@@ -70,7 +70,7 @@ class SweepLayouts(BaseModel):
     layouts: dict[int, JobLayout] = Field(description="Per job id, the 2-D position of every point")
     class_names: list[str] = Field(description="Name of each label")
     common_points: int = Field(description=f"Validation images all these jobs share; `points` is a seeded sample of at most "
-                                           f"{sweep_layout.MAX_POINTS} of them (fewer in a sweep of many jobs)")
+                                           f"{aligned.MAX_POINTS} of them (fewer in a sweep of many jobs)")
     skipped: list[int] = Field(description="Succeeded jobs left out: they stored no embeddings")
     seconds: float = Field(description="How long the aligned layout took")
 
@@ -142,10 +142,10 @@ def get_layouts(sweep_id: SweepId, engine: EngineDep, settings: SettingsDep) -> 
     _sweep_or_404(engine, sweep_id)
     rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
     try:
-        payload, found = sweep_layout.layouts(settings, sweep_id, rows)
-    except sweep_layout.NotComparable as e:
+        payload, found = aligned.layouts(settings, sweep_id, rows)
+    except aligned.NotComparable as e:
         raise HTTPException(409, str(e)) from None
-    except sweep_layout.LayoutFailed as e:
+    except aligned.LayoutFailed as e:
         raise HTTPException(e.status, str(e)) from None
     if payload is None:
         return JSONResponse({"status": "computing"}, status_code=202)

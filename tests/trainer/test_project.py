@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app import projection
-from app.neighbors import NeighborIndex, knn
+from app.explorer import layout
+from app.explorer.neighbors import NeighborIndex, knn
 from app.spec import JobSpec
 from trainer.project import embedding_space, sample_rows
 
@@ -23,21 +23,21 @@ def blobs(n: int = 300, d: int = 16, classes: int = 5, seed: int = 0) -> np.ndar
 def test_projection_is_reproducible_with_a_seed(tmp_path):
     X = blobs()
     fast = {"n_epochs": 30}
-    a, fa, sa = projection.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
-    b, fb, sb = projection.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
+    a, fa, sa = layout.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
+    b, fb, sb = layout.fit(X, "cosine", seed=3, home=tmp_path, settings=fast)
     np.testing.assert_array_equal(a, b)
     assert fa.all() and sa == sb and a.shape == (len(X), 2) and np.isfinite(a).all()
 
 
 def test_fit_on_a_sample_places_the_rest(tmp_path):
     X = blobs(400)
-    xy, fitted, state = projection.fit(X, "euclidean", seed=0, home=tmp_path, fit_max=200, settings={"n_epochs": 30})
+    xy, fitted, state = layout.fit(X, "euclidean", seed=0, home=tmp_path, fit_max=200, settings={"n_epochs": 30})
     assert fitted.sum() == 200 and np.isfinite(xy).all()
     # an added point lands near its own copy
-    placed = projection.place(state, X[fitted], xy[fitted], X[fitted][:1], tmp_path)
+    placed = layout.place(state, X[fitted], xy[fitted], X[fitted][:1], tmp_path)
     spread = np.ptp(xy, axis=0).max()
     assert np.linalg.norm(placed[0] - xy[fitted][0]) < 0.2 * spread
-    assert 0.0 <= projection.knn_recall(X, xy, "euclidean") <= 1.0
+    assert 0.0 <= layout.knn_recall(X, xy, "euclidean") <= 1.0
 
 
 def test_exact_index_equals_brute_force():
@@ -69,19 +69,19 @@ def test_place_matches_umaps_own_transform(tmp_path):
     """`place` re-runs UMAP.transform's steps from stored arrays (no pickle): same placements, up to float noise."""
     import scipy.sparse as sp
 
-    umap = projection.load_umap(tmp_path)
+    umap = layout.load_umap(tmp_path)
     from umap.umap_ import init_graph_transform
 
     graph = sp.random(60, 40, density=0.1, random_state=0, format="csr")
     graph.data[::7] = 1.0  # identical points snap onto their neighbour
     fit_xy = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
-    np.testing.assert_allclose(np.nan_to_num(projection._initial_positions(graph.copy(), fit_xy), nan=9),
+    np.testing.assert_allclose(np.nan_to_num(layout._initial_positions(graph.copy(), fit_xy), nan=9),
                                np.nan_to_num(init_graph_transform(graph.copy(), fit_xy), nan=9), atol=1e-5)
 
     X = blobs(260, 16)
     reducer = umap.UMAP(metric="cosine", n_neighbors=10, init="pca", n_epochs=60, random_state=0).fit(X[:200])
     theirs = reducer.transform(X[200:])
-    ours = projection.place(projection.LayoutState.of(reducer, "cosine"), X[:200], reducer.embedding_, X[200:], tmp_path)
+    ours = layout.place(layout.LayoutState.of(reducer, "cosine"), X[:200], reducer.embedding_, X[200:], tmp_path)
     span = np.ptp(reducer.embedding_, axis=0).max()
     # The layout SGD amplifies 1e-7 differences in distances, so compare positions loosely and neighbourhoods tightly.
     assert np.median(np.linalg.norm(ours - theirs, axis=1)) < 0.02 * span

@@ -14,7 +14,7 @@ from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
-from app.projection import PROJECTION_FILE
+from app.files import PROJECTION_FILE
 from app.spec import JobSpec
 from app.store import jobs
 from app.store.db import get_engine, init_db

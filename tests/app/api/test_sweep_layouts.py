@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from app import sweep_layout
-from app.config import EMBEDDINGS_FILE, Settings
+from app.config import Settings
+from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE
 from trainer.worker import Worker
 
 # explorer off: the comparison reads embeddings.npz, which every succeeded job writes
@@ -70,7 +70,7 @@ def test_layouts_of_a_trained_sweep(client, settings: Settings):
         assert same < 0.4 * other, (same, other)
 
     # Cached: the next call answers at once from the file, nothing refitted.
-    cache = settings.sweep_dir(sweep_id) / sweep_layout.LAYOUTS_FILE
+    cache = settings.sweep_dir(sweep_id) / LAYOUTS_FILE
     written = cache.stat().st_mtime_ns
     again = client.get(f"/api/sweeps/{sweep_id}/layouts")
     assert again.status_code == 200 and again.json() == body

@@ -5,7 +5,7 @@ import socket
 import time
 from urllib.parse import urlparse
 
-from app.api.body_limit import DEFAULT_LIMIT
+from app.middleware import DEFAULT_LIMIT
 
 
 def test_a_job_spec_over_the_limit_is_413_and_not_stored(client):

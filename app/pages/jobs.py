@@ -17,21 +17,15 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt, Le, Lt, MaxLen
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, JobId
+from app.pages.render import render
 from app.spec import LOSS_PARAMS, MARGIN_LOSSES, JobSpec
 from app.store import jobs
 
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 router = APIRouter(include_in_schema=False)
-
-# Plotly draws SVG charts with inline style attributes and a <style> element of its own:
-# styles may be inline, scripts may not.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 # Sections of the new-job form. A spec field missing here still shows, under "Other".
 FORM_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -43,17 +37,6 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Where it runs": ("device", "precision", "priority"),
 }
 DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
-
-
-def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    identity = getattr(request.state, "identity", None)
-    settings = request.app.state.settings
-    context = {"user": identity, "auth_on": settings.auth == "on", **context}
-    response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
 
 
 @router.get("/", response_class=HTMLResponse)

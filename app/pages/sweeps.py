@@ -1,11 +1,11 @@
-"""HTML pages for sweeps and workers (rendered like every page, through app.pages.render)."""
+"""HTML pages for sweeps and workers (rendered like every page, through app.pages.render.render)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from app.api.deps import EngineDep, SweepId
-from app.pages import render
+from app.pages.render import render
 from app.spec import NOT_AXES, JobSpec
 from app.store import sweeps
 

@@ -1,4 +1,4 @@
-"""app.sweep_layout without training: which jobs compare, lining rows up by dataset index, the sample, a failed fit."""
+"""app.explorer.aligned without training: which jobs compare, lining rows up by dataset index, the sample, a failed fit."""
 from __future__ import annotations
 
 import time
@@ -6,8 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from app import sweep_layout
-from app.config import EMBEDDINGS_FILE, Settings
+from app.explorer import aligned
+from app.config import Settings
+from app.files import EMBEDDINGS_FILE
 
 
 def job_row(job_id: int, status: str = "succeeded", **spec) -> dict:
@@ -28,32 +29,32 @@ def test_comparable_jobs_and_why_not(settings: Settings):
     for job_id in (1, 2, 4):
         store(settings, job_id)
     rows = [job_row(1), job_row(2, normalize=False), job_row(3), job_row(4, loss="circle", normalize=False), job_row(5, "running")]
-    found = sweep_layout.comparison(rows, settings)
+    found = aligned.comparison(rows, settings)
     assert [j.id for j in found.jobs] == [1, 2, 4] and found.skipped == [3]  # 3 succeeded but stored nothing
     assert [j.space for j in found.jobs] == ["cosine", "euclidean", "cosine"]  # each job's own space
     assert found.dataset == {"dataset": "digits", "dataset_path": None}
 
-    with pytest.raises(sweep_layout.NotComparable, match="at least 2 succeeded jobs.*1 of 3 jobs"):
-        sweep_layout.comparison([job_row(1), job_row(5, "running"), job_row(6, "failed")], settings)
-    with pytest.raises(sweep_layout.NotComparable, match="different datasets"):
-        sweep_layout.comparison([job_row(1), job_row(2, dataset="mnist5k")], settings)
+    with pytest.raises(aligned.NotComparable, match="at least 2 succeeded jobs.*1 of 3 jobs"):
+        aligned.comparison([job_row(1), job_row(5, "running"), job_row(6, "failed")], settings)
+    with pytest.raises(aligned.NotComparable, match="different datasets"):
+        aligned.comparison([job_row(1), job_row(2, dataset="mnist5k")], settings)
 
 
 def test_rows_line_up_by_dataset_index():
     a = np.array([10, 11, 12, 13, 14, 15])
     b = np.array([15, 13, 11, 10, 12, 99, 14])  # another order, and an image the other job lacks
-    keep, common = sweep_layout.common_sample([a, b], size=100)
+    keep, common = aligned.common_sample([a, b], size=100)
     assert keep.tolist() == [10, 11, 12, 13, 14, 15] and common == 6
-    assert b[sweep_layout.rows_of(b, keep)].tolist() == keep.tolist()
-    small, _ = sweep_layout.common_sample([a, b], size=3)
+    assert b[aligned.rows_of(b, keep)].tolist() == keep.tolist()
+    small, _ = aligned.common_sample([a, b], size=3)
     assert len(small) == 3 and small.tolist() == sorted(small.tolist())
-    assert small.tolist() == sweep_layout.common_sample([a, b], size=3)[0].tolist()  # seeded
+    assert small.tolist() == aligned.common_sample([a, b], size=3)[0].tolist()  # seeded
 
 
 def test_points_per_job_keeps_the_sweep_bounded():
-    assert sweep_layout.points_per_job(2) == sweep_layout.MAX_POINTS
-    assert sweep_layout.points_per_job(8) * 8 <= sweep_layout.TOTAL_POINTS
-    assert sweep_layout.points_per_job(200) == sweep_layout.MIN_POINTS
+    assert aligned.points_per_job(2) == aligned.MAX_POINTS
+    assert aligned.points_per_job(8) * 8 <= aligned.TOTAL_POINTS
+    assert aligned.points_per_job(200) == aligned.MIN_POINTS
 
 
 @pytest.mark.parametrize("second, status, reason", [
@@ -65,10 +66,10 @@ def test_a_failed_fit_is_reported_once_then_tried_again(settings: Settings, seco
     store(settings, 2, second)
     rows = [job_row(1), job_row(2)]
 
-    def outcome() -> sweep_layout.LayoutFailed | None:
+    def outcome() -> aligned.LayoutFailed | None:
         try:
-            payload, _ = sweep_layout.layouts(settings, 7, rows)
-        except sweep_layout.LayoutFailed as e:
+            payload, _ = aligned.layouts(settings, 7, rows)
+        except aligned.LayoutFailed as e:
             return e
         assert payload is None
         return None

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from app.pages import CSP
+from app.pages.render import CSP
 
 XSS = "<img src=x onerror=alert(1)>"
 

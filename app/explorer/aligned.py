@@ -51,12 +51,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.atomic import save_json
-from app.config import EMBEDDINGS_FILE, Settings
+from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE, save_json
+from app.config import Settings
 from app.datasets import DatasetError, load_catalog
 from app.spec import JobSpec, embedding_space
 
-LAYOUTS_FILE = "layouts.json"
 FORMAT_VERSION = 1
 MAX_POINTS = 2_000
 TOTAL_POINTS = 8_000
@@ -141,7 +140,7 @@ def distance_matrix(X: np.ndarray, space: str) -> np.ndarray:
 
 def aligned_layouts(distances: list[np.ndarray], home: Path) -> list[np.ndarray]:
     """AlignedUMAP over the jobs in order, row i the same image in each; one (n, 2) float32 layout per job."""
-    from app.projection import load_umap
+    from app.explorer.layout import load_umap
 
     umap = load_umap(home)
     n = len(distances[0])
@@ -192,7 +191,7 @@ def fit_and_write(jobs: list[SweepJob], dataset: dict[str, Any], out: Path, sett
 
 
 def main(argv: list[str]) -> int:
-    """`python -m app.sweep_layout '<json>'`: the child process's entry point."""
+    """`python -m app.explorer.aligned '<json>'`: the child process's entry point."""
     args = json.loads(argv[0])
     jobs = [SweepJob(i, Path(d), s) for i, d, s in args["jobs"]]
     try:
@@ -246,7 +245,7 @@ def _fit_in_child(path: Path, found: Comparison, settings: Settings) -> None:
             "home": str(settings.home_path), "data_roots": settings.data_roots}
     failure = None
     try:
-        child = subprocess.Popen([sys.executable, "-m", "app.sweep_layout", json.dumps(args)], cwd=Path(__file__).resolve().parent.parent,
+        child = subprocess.Popen([sys.executable, "-m", "app.explorer.aligned", json.dumps(args)], cwd=Path(__file__).resolve().parent.parent,
                                  env={**os.environ, "NUMBA_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         with _lock:
             _children.add(child)

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from app.neighbors import Space, knn
+from app.explorer.neighbors import Space, knn
+from app.files import numba_cache_dir
 
-PROJECTION_FILE = "projection.npz"
 FORMAT_VERSION = 1
 FIT_MAX = 20_000
 TRAIN_SAMPLE = 2_000  # training images embedded at the end of a job, shown beside the validation split
@@ -52,10 +52,6 @@ SPLITS = ("val", "train")  # the `split` array holds positions in this tuple
 
 _umap_lock = threading.Lock()
 _umap_ready = False
-
-
-def numba_cache_dir(home: Path) -> Path:
-    return home / "cache" / "numba"
 
 
 def load_umap(home: Path) -> ModuleType:

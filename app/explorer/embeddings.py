@@ -23,8 +23,9 @@ import numpy as np
 from PIL import Image
 
 from app.datasets import BUNDLED, bundled_arrays, load_catalog
-from app.neighbors import NeighborIndex
-from app.projection import PROJECTION_FILE, SPLITS, LayoutState
+from app.explorer.neighbors import NeighborIndex
+from app.explorer.layout import SPLITS, LayoutState
+from app.files import PROJECTION_FILE
 
 # One query per request: faiss's OpenMP threads only contend with each other and with the
 # server's other requests (a 100,000-point scan took 3x longer with 2 threads on a busy 2-core box).
