@@ -48,10 +48,13 @@ def get_engine(url: str) -> Engine:
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "ceph", "glusterfs", "lustre", "gpfs", "afs"}
 
 
-def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
+MOUNTS = "/proc/mounts"
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
     """The type of the filesystem holding `path` (longest matching mount point)."""
     try:
-        lines = Path(mounts).read_text().splitlines()
+        lines = Path(mounts or MOUNTS).read_text().splitlines()
     except OSError:
         return None
     best, kind = "", None
@@ -63,12 +66,12 @@ def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
     return kind
 
 
-def sqlite_location_problem(url: str) -> str | None:
+def sqlite_location_problem(url: str, mounts: str | None = None) -> str | None:
     """SQLite's locking needs one host and a local disk; say why a location will not do."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
-    kind = filesystem_type(Path(parsed.database).parent)
+    kind = filesystem_type(Path(parsed.database).parent, mounts)
     if kind in NETWORK_FILESYSTEMS:
         return (f"the SQLite database {parsed.database} is on a network filesystem ({kind}); SQLite's locks do not work there. "
                 "Keep EMBEDLAB_HOME's database on a local disk, or use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) "

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from app.config import Settings
 from app.spec import JobSpec
 from app.store import jobs, metrics
 from app.store.db import get_engine
@@ -144,8 +145,26 @@ def test_sqlite_on_a_network_filesystem_is_refused(tmp_path):
     mounts.write_text("/dev/vda / ext4 rw 0 0\nserver:/export /mnt/share nfs4 rw 0 0\n")
     assert filesystem_type(Path("/mnt/share/embedlab"), str(mounts)) == "nfs4"
     assert filesystem_type(Path("/mnt/shared"), str(mounts)) == "ext4"
-    assert sqlite_location_problem(f"sqlite:///{tmp_path}/x.db") is None
-    assert sqlite_location_problem("postgresql+psycopg://h/db") is None
+    assert sqlite_location_problem(f"sqlite:///{tmp_path}/x.db", str(mounts)) is None
+    assert sqlite_location_problem("postgresql+psycopg://h/db", str(mounts)) is None
+    problem = sqlite_location_problem("sqlite:////mnt/share/embedlab/embedlab.db", str(mounts))
+    assert problem is not None and "network filesystem (nfs4)" in problem and "PostgreSQL" in problem
+
+
+def test_serve_and_worker_refuse_sqlite_on_a_network_filesystem(tmp_path, monkeypatch, capsys):
+    import typer
+
+    from app import cli
+    from app.store import db
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nserver:/export {tmp_path / 'share'} nfs rw 0 0\n")
+    monkeypatch.setattr(db, "MOUNTS", str(mounts))
+    with pytest.raises(typer.Exit) as refused:
+        cli.open_database(Settings(home=tmp_path / "share" / "home"))
+    assert refused.value.exit_code == 1
+    assert "network filesystem (nfs)" in capsys.readouterr().err
+    assert not (tmp_path / "share" / "home" / "embedlab.db").exists()  # refused before SQLite created the file
 
 
 def test_sqlite_refuses_a_second_host(engine, settings):
