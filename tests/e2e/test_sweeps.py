@@ -7,7 +7,8 @@ from tests.conftest import wait_for
 from tests.e2e.conftest import screenshot
 from trainer.worker import Worker
 
-BASE = {"dataset": "digits", "steps": 20, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
+# explorer off: these pages read the runs' metrics and stored validation embeddings, not the per-job UMAP layout.
+BASE = {"dataset": "digits", "steps": 20, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8, "explorer": False}
 
 
 def test_sweep_comparison_page(procs, settings, page):
@@ -49,7 +50,7 @@ def poll(page, expression: str, timeout: float = 30.0):
 
 def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     url = procs.server()
-    base = {**BASE, "eval_every": 20, "explorer": False}  # the comparison reads every job's stored validation embeddings
+    base = {**BASE, "eval_every": 20}
     made = httpx.post(f"{url}/api/sweeps", json={"name": "aligned", "base": base, "grid": {"margin": [0.1, 0.4, 0.8]}}).json()
     Worker(settings, threads=2).run(max_jobs=3, exit_when_idle=True)
 

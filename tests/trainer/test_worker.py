@@ -12,7 +12,8 @@ import torch
 
 from tests.conftest import postgres_database, wait_for
 
-TINY = {"dataset": "digits", "steps": 30, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
+# explorer off: the end-of-job UMAP layout has tests of its own (tests/trainer/test_project.py, tests/e2e/test_explorer.py).
+TINY = {"dataset": "digits", "steps": 30, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8, "explorer": False}
 
 
 def submit(url: str, **spec) -> dict:
@@ -133,7 +134,7 @@ def test_submit_cli_waits_and_exits_by_outcome(procs, tmp_path):
     url = procs.server()
     procs.worker()
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
-    good.write_text('{"dataset": "digits", "steps": 15, "eval_every": 15}')
+    good.write_text('{"dataset": "digits", "steps": 15, "eval_every": 15, "explorer": false}')
     bad.write_text('{"dataset": "digits", "margin": -1}')
     env = {**procs.env, "EMBEDLAB_URL": url}
     refused = subprocess.run([sys.executable, "-m", "app.cli", "submit", str(bad)], env=env, capture_output=True, text=True, timeout=60)
