@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
+from app.distance import Space
 from app.explorer import embeddings as stored, layout
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
@@ -88,7 +89,7 @@ class EmbeddingSummary(BaseModel):
     points: int
     splits: dict[str, int]
     fitted_points: int = Field(description="Points UMAP was fitted on; the others were placed with UMAP's transform")
-    space: Literal["cosine", "euclidean"] = Field(description="Distance of neighbours and of the layout: cosine distance (1 - cos) or L2")
+    space: Space = Field(description="Distance of neighbours and of the layout: cosine distance (1 - cos) or L2")
     umap: dict[str, Any]
     preservation: Preservation
     per_class: list[ClassQuality] = Field(description="Validation split, each image querying the others")
@@ -121,7 +122,7 @@ class NeighborOut(BaseModel):
 class NeighborsOut(BaseModel):
     query: QueryOut
     neighbors: list[NeighborOut] = Field(description="Nearest first, in the full embedding space")
-    space: Literal["cosine", "euclidean"]
+    space: Space
 
 
 # -- helpers -----------------------------------------------------------------

@@ -11,8 +11,8 @@ Choices, measured on a mnist5k margin sweep (4 jobs of 2,500 validation images, 
 shared with other work; CPU seconds: AlignedUMAP's loops are serial, and a seed makes UMAP
 single-threaded):
 
-- Each job's distances are computed once with BLAS, in its own space (cosine for normalised
-  embeddings and the cosine losses, else euclidean), and handed over as
+- Each job's distances are computed once with BLAS, in its own distance's space
+  (app/distance.py), and handed over as
   metric="precomputed". With metric="cosine", UMAP's small-data path (< 4,096 points)
   calls a Numba distance once per pair through sklearn: 88 s of a 97 s fit.
 - init="random" for the per-job UMAP fits AlignedUMAP makes first: their own layouts are
@@ -47,14 +47,15 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE, save_json
 from app.config import Settings
 from app.datasets import DatasetError, load_catalog
-from app.spec import JobSpec, embedding_space
+from app.distance import Space, job_distance
+from app.spec import JobSpec
 
 FORMAT_VERSION = 1
 MAX_POINTS = 2_000
@@ -81,7 +82,7 @@ class LayoutFailed(Exception):
 class SweepJob:
     id: int
     dir: Path
-    space: Literal["cosine", "euclidean"]
+    space: Space
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def comparison(rows: list[dict], settings: Settings) -> Comparison:
     datasets = {(r["spec"]["dataset"], r["spec"].get("dataset_path")) for r in usable}
     if len(datasets) > 1:
         raise NotComparable("the jobs of this sweep train on different datasets: the same index is not the same image")
-    jobs = [SweepJob(r["id"], settings.job_dir(r["id"]), embedding_space(JobSpec.model_validate(r["spec"]))) for r in usable]
+    jobs = [SweepJob(r["id"], settings.job_dir(r["id"]), job_distance(JobSpec.model_validate(r["spec"])).space) for r in usable]
     (name, path), = datasets
     return Comparison(jobs, skipped, {"dataset": name, "dataset_path": path})
 
