@@ -47,7 +47,7 @@ class JobSpec(BaseModel):
     backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
     pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
-    normalize: bool = Field(True, description="L2-normalise the net's output (and the stored embeddings); every loss measures on normalised embeddings either way.")
+    normalize: bool = Field(True, description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.")
     image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")

@@ -51,9 +51,9 @@ def get_distances(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Di
     if not path.is_file():
         raise HTTPException(404, f"job {job_id} has no evaluation yet")
     data = json.loads(path.read_text())
-    loss, margin, params = data["loss"], data["margin"], job["spec"].get("loss_params", {})
+    loss, margin, params = data["loss"], data["margin"], job.spec.get("loss_params", {})
     evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params, e["kind"])) for e in data["evaluations"]]
     suggestion = None
-    if job["status"] == "succeeded" and evaluations:
+    if job.status == "succeeded" and evaluations:
         suggestion = Suggestion(**suggest_from_distances(loss, margin, data["evaluations"][-1]))
     return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations, suggestion=suggestion)

@@ -31,6 +31,6 @@ def list_workers(engine: EngineDep, settings: SettingsDep) -> list[WorkerOut]:
     """A worker is alive while it has not stopped and beat within a lease."""
     now = utcnow()
     return [
-        WorkerOut(**w, alive=w["stopped_at"] is None and (now - w["last_heartbeat"]).total_seconds() < settings.lease_seconds)
+        WorkerOut(**w.as_dict(), alive=w.stopped_at is None and (now - w.last_heartbeat).total_seconds() < settings.lease_seconds)
         for w in workers.list_workers(engine)
     ]

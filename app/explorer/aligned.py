@@ -56,6 +56,7 @@ from app.config import Settings
 from app.datasets import DatasetError, load_catalog
 from app.distance import Space, job_distance
 from app.spec import JobSpec
+from app.store.rows import JobRow
 
 FORMAT_VERSION = 1
 MAX_POINTS = 2_000
@@ -92,18 +93,18 @@ class Comparison:
     dataset: dict[str, Any]  # `dataset` and `dataset_path`, the same for every job
 
 
-def comparison(rows: list[dict], settings: Settings) -> Comparison:
+def comparison(rows: list[JobRow], settings: Settings) -> Comparison:
     """What can be laid out side by side among a sweep's job rows; NotComparable when not two of them."""
-    succeeded = sorted((r for r in rows if r["status"] == "succeeded"), key=lambda r: r["id"])
-    usable = [r for r in succeeded if (settings.job_dir(r["id"]) / EMBEDDINGS_FILE).is_file()]
-    skipped = [r["id"] for r in succeeded if r not in usable]
+    succeeded = sorted((r for r in rows if r.status == "succeeded"), key=lambda r: r.id)
+    usable = [r for r in succeeded if (settings.job_dir(r.id) / EMBEDDINGS_FILE).is_file()]
+    skipped = [r.id for r in succeeded if r not in usable]
     if len(usable) < 2:
         raise NotComparable(f"comparing embeddings needs at least 2 succeeded jobs with stored embeddings; this sweep has "
                             f"{len(usable)} of {len(rows)} jobs" + (f" ({len(skipped)} succeeded without embeddings)" if skipped else ""))
-    datasets = {(r["spec"]["dataset"], r["spec"].get("dataset_path")) for r in usable}
+    datasets = {(r.spec["dataset"], r.spec.get("dataset_path")) for r in usable}
     if len(datasets) > 1:
         raise NotComparable("the jobs of this sweep train on different datasets: the same index is not the same image")
-    jobs = [SweepJob(r["id"], settings.job_dir(r["id"]), job_distance(JobSpec.model_validate(r["spec"])).space) for r in usable]
+    jobs = [SweepJob(r.id, settings.job_dir(r.id), job_distance(JobSpec.model_validate(r.spec)).space) for r in usable]
     (name, path), = datasets
     return Comparison(jobs, skipped, {"dataset": name, "dataset_path": path})
 
@@ -220,7 +221,7 @@ def read_cached(path: Path, job_ids: list[int]) -> dict[str, Any] | None:
     return payload if payload.get("version") == FORMAT_VERSION and payload.get("job_ids") == job_ids else None
 
 
-def layouts(settings: Settings, sweep_id: int, rows: list[dict]) -> tuple[dict[str, Any] | None, Comparison]:
+def layouts(settings: Settings, sweep_id: int, rows: list[JobRow]) -> tuple[dict[str, Any] | None, Comparison]:
     """The aligned layouts of the sweep's comparable jobs if computed; else None, with a fit started unless one runs for this sweep.
 
     A fit that failed is reported once (LayoutFailed); the next call tries again.
