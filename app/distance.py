@@ -51,6 +51,6 @@ class Distance:
         return "cosine" if self.normalized else "euclidean"
 
 
-def job_distance(spec: "JobSpec") -> Distance:
+def job_distance(spec: JobSpec) -> Distance:
     measure, loss_normalizes = LOSS_DISTANCES[spec.loss]
     return Distance(measure, normalized=spec.normalize or loss_normalizes)

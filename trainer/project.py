@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from app.config import Settings
-from app.explorer import layout
 from app.distance import Distance, job_distance
+from app.explorer import layout
 from app.explorer.neighbors import knn
 from app.files import PROJECTION_FILE
 from app.spec import JobSpec

@@ -6,8 +6,8 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from app.api.deps import EngineDep, SettingsDep
 from app.store import workers
-from app.store.rows import WorkerRow
 from app.store.models import utcnow
+from app.store.rows import WorkerRow
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from app.distance import Space
+
 # 200,000 x 128-d is a ~20 ms flat scan per query here: the most that stays inside the
 # explorer's 50 ms budget with room for the HTTP round trip.
 EXACT_MAX = 200_000

@@ -181,10 +181,10 @@ def test_explorer_off_skips_the_layout_and_says_so(settings, engine):
     """A sweep of many jobs can skip the UMAP layout; the embeddings are still saved and the explorer says why it is empty."""
     from fastapi.testclient import TestClient
 
+    from app.files import EMBEDDINGS_FILE
     from app.main import create_app
     from app.spec import JobSpec
     from app.store import jobs
-    from app.files import EMBEDDINGS_FILE
     from trainer.worker import Worker
 
     created = jobs.submit(engine, JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8, explorer=False))

@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from app.explorer import aligned
 from app.config import Settings
+from app.explorer import aligned
 from app.files import EMBEDDINGS_FILE
 from app.store.rows import JobRow
 
 
 def job_row(job_id: int, status: str = "succeeded", **spec) -> JobRow:
     spec = {"dataset": "digits", "dataset_path": None, "loss": "triplet", "normalize": True, **spec}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return JobRow(id=job_id, name=f"job {job_id}", owner="local", sweep_id=1, spec=spec, dataset=spec["dataset"], loss=spec["loss"],
                   margin=0.2, device="auto", priority=0, status=status, attempts=1, max_attempts=3, not_before=None, lease_token=None,
                   lease_expires_at=None, worker_id=None, run_device="cpu", cancel_requested=False, step=10, total_steps=10,
