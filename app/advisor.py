@@ -10,11 +10,20 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from app.distance import LOSS_DISTANCES, Measure
+
 TARGET = "val/mean_average_precision_at_r"
 
 
-def margin_lines(loss: str, margin: float, positive_median: float | None, loss_params: dict[str, Any]) -> list[dict]:
+def in_loss_measure(loss: str, kind: Measure) -> bool:
+    """A margin is a value of the loss's own measure: it can be read off a histogram only in that measure."""
+    return LOSS_DISTANCES[loss][0] == kind
+
+
+def margin_lines(loss: str, margin: float, positive_median: float | None, loss_params: dict[str, Any], kind: Measure) -> list[dict]:
     """Where the margin sits on a histogram's axis, per loss (nothing for losses without a margin)."""
+    if not in_loss_measure(loss, kind):
+        return []
     if loss == "contrastive":
         lines = [{"x": margin, "label": f"negative margin {margin:g}"}]
         if loss_params.get("pos_margin"):
@@ -28,7 +37,9 @@ def margin_lines(loss: str, margin: float, positive_median: float | None, loss_p
 
 
 def suggest_from_distances(loss: str, margin: float, final: dict[str, Any]) -> dict:
-    """A margin suggested by one job's final validation distances, with the rule and its inputs."""
+    """A margin suggested by one job's final validation distances (`final["kind"]`), with the rule and its inputs."""
+    if not in_loss_measure(loss, final["kind"]):
+        return {"margin": None, "evidence": {}, "rule": f"these histograms are in {final['kind']}, not in {loss}'s own measure"}
     pos_med, neg_med, pos_p90 = final.get("positive_median"), final.get("negative_median"), final.get("positive_p90")
     if pos_med is None or neg_med is None:
         return {"margin": None, "rule": "no positive or negative validation pairs", "evidence": {}}

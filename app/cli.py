@@ -1,4 +1,4 @@
-"""`embedlab serve | worker | submit`: the command line."""
+"""The `embedlab` command line: serve, worker, submit, and `db` / `user` administration."""
 from __future__ import annotations
 
 import logging

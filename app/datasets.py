@@ -40,9 +40,6 @@ class Catalog:
     def num_images(self) -> int:
         return len(self.labels)
 
-    def summary(self) -> dict:
-        return {"name": self.name, "classes": len(self.class_names), "images": self.num_images}
-
 
 @lru_cache(maxsize=2)
 def _bundled(name: str) -> Catalog:

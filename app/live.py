@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.store import jobs, metrics
+from app.store.rows import JobRow
 
 POLL_SECONDS = 0.25
 KEPT_BATCHES = 256
@@ -25,7 +26,7 @@ class Feed:
         self.engine, self.job_id = engine, job_id
         self.cursor = start_id  # last event id seen
         self.batches: deque[tuple[int, int, list[dict]]] = deque(maxlen=KEPT_BATCHES)  # (after_id, last_id, points)
-        self.job: dict | None = None
+        self.job: JobRow | None = None
         self.viewers = 0
         self.tick = asyncio.Event()
         self.task: asyncio.Task | None = None

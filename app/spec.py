@@ -30,8 +30,6 @@ LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 # Losses whose behaviour the `margin` field sets (the others ignore it, and the job log says so).
 MARGIN_LOSSES = {"contrastive", "triplet", "circle"}
-# Losses on cosine similarity: their embeddings live in the cosine space even when not normalised.
-COSINE_LOSSES = {"circle", "multisimilarity", "ntxent"}
 PRETRAINED_FILES = {"resnet18": "resnet18-f37072fd.pth"}
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -49,7 +47,7 @@ class JobSpec(BaseModel):
     backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
     pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
-    normalize: bool = Field(True, description="L2-normalise embeddings (distances on the unit sphere).")
+    normalize: bool = Field(True, description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.")
     image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
@@ -143,11 +141,6 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
                 f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
             )
     return catalog
-
-
-def embedding_space(spec: JobSpec) -> Literal["cosine", "euclidean"]:
-    """The loss's distance: cosine for normalised embeddings and for the cosine-similarity losses, else L2."""
-    return "cosine" if spec.normalize or spec.loss in COSINE_LOSSES else "euclidean"
 
 
 MAX_SWEEP_JOBS = 200

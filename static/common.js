@@ -9,6 +9,10 @@ export class ApiError extends Error {
   }
 }
 
+/** Job statuses, and those a job ends in: rendered from the server's type onto <body> (app/pages/render.py). */
+export const JOB_STATUSES = document.body.dataset.jobStatuses.split(" ");
+export const TERMINAL = new Set(document.body.dataset.terminalStatuses.split(" "));
+
 let me = null;
 
 /** The session's CSRF token from GET /api/me, asked once per page on the first write; null without accounts. */

@@ -2,7 +2,7 @@
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
 import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, effectiveWindow, movingAverage } from "/static/charts.js";
 import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
-import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
+import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge, TERMINAL } from "/static/common.js";
 
 const root = document.getElementById("job");
 const jobId = Number(root.dataset.jobId);
@@ -20,7 +20,6 @@ const DIAGNOSTICS = [...HARDNESS.map(([name]) => name), ACTIVE];
 const WANTED = [...FIRST, ...DIAGNOSTICS];
 const NEW_EVALUATION = "val/distance_overlap"; // written with each evaluation's distance histograms
 const LIVE_MAX_POINTS = 20000; // a long live run is thinned in the browser beyond this
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const LATEST = [
   ["val/mean_average_precision_at_r", "MAP@R"],
   ["val/precision_at_1", "Precision@1"],

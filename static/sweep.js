@@ -1,6 +1,6 @@
 // Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
 import { effectiveWindow, movingAverage } from "/static/charts.js";
-import { api, el, badge, fmtMetric } from "/static/common.js";
+import { api, el, badge, fmtMetric, TERMINAL } from "/static/common.js";
 import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
@@ -21,9 +21,9 @@ function label(job, axes) {
 }
 
 async function loadSeries(jobs) {
-  await Promise.all(jobs.filter((j) => !series.has(j.id) || ["queued", "running"].includes(j.status) || !series.get(j.id).final).map(async (j) => {
+  await Promise.all(jobs.filter((j) => !series.has(j.id) || !TERMINAL.has(j.status) || !series.get(j.id).final).map(async (j) => {
     const data = await api(`/api/jobs/${j.id}/metrics?names=train/loss,val/loss,train/triplets_semihard&max_points=600`);
-    series.set(j.id, { ...data.series, final: !["queued", "running"].includes(j.status) });
+    series.set(j.id, { ...data.series, final: TERMINAL.has(j.status) });
   }));
 }
 
@@ -114,7 +114,7 @@ async function refresh() {
   drawTable(sweep);
   drawRecommendations(sweep);
   showLayouts(sweep, (job) => label(job, sweep.axes));
-  const live = sweep.job_list.some((j) => ["queued", "running"].includes(j.status));
+  const live = sweep.job_list.some((j) => !TERMINAL.has(j.status));
   document.getElementById("cancel-sweep").disabled = !live;
   if (live) setTimeout(refresh, 3000);
 }

@@ -35,13 +35,5 @@ def save_embeddings(job_dir: Path, embeddings: np.ndarray, labels: np.ndarray, i
     return atomic_write(job_dir / EMBEDDINGS, write, commit_ok)
 
 
-def load_embeddings(job_dir: Path) -> dict[str, np.ndarray] | None:
-    path = job_dir / EMBEDDINGS
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
 def load_json(path: Path) -> Any | None:
     return json.loads(path.read_text()) if path.is_file() else None

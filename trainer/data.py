@@ -1,7 +1,9 @@
-"""Images as one uint8 tensor in memory, the train/val split and the PK batch sampler.
+"""A job's images as one uint8 tensor, its PK training batches and its fixed validation batches.
 
-Every row keeps its dataset index (app.datasets numbering), so artifacts and the API
-always name the same image, even when unreadable files were skipped.
+Bundled sets are parsed into memory; image folders are memory-mapped from the decoded cache
+(trainer/image_cache.py). The train/val split is app.datasets.split_indices. Every row keeps
+its dataset index (app.datasets numbering), so artifacts and the API always name the same
+image, even when unreadable files were skipped.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE, bundled_arrays, load_
 from app.files import cache_dir
 from app.spec import JobSpec
 from trainer.image_cache import decode_image, decoded_folder  # noqa: F401 (decode_image: the one preprocessing)
-
 
 
 @dataclass

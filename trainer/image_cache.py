@@ -85,8 +85,15 @@ def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[
             os.replace(tmp / "images.trimmed.npy", tmp / "images.npy")
         np.save(tmp / "kept.npy", np.asarray(kept, dtype=np.int64))
         (tmp / "meta.json").write_text(json.dumps({"signature": sig, "decoded": len(kept), "skipped": skipped}))
+        # Jobs building the same entry at once: each replaces the one before (jobs reading it keep their
+        # memory maps of the unlinked files). A directory cannot be renamed over a non-empty one, so when
+        # another job's entry lands between these two lines this rename fails and that entry, whole, is used.
         shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)  # another job building the same entry at once: the last rename wins, both are whole
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            if not (entry / "meta.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from app.config import Settings
+from app.distance import Distance, job_distance
 from app.explorer import layout
-from app.explorer.neighbors import Space, knn
+from app.explorer.neighbors import knn
 from app.files import PROJECTION_FILE
-from app.spec import JobSpec, embedding_space
+from app.spec import JobSpec
 from trainer import artifacts
 from trainer.data import ImageData
 from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed
@@ -37,21 +38,21 @@ def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
-def nearest_same_label(X: np.ndarray, labels: np.ndarray, split: np.ndarray, space: Space) -> np.ndarray:
+def nearest_same_label(X: np.ndarray, labels: np.ndarray, split: np.ndarray, distance: Distance) -> np.ndarray:
     """Per point: does its nearest other point of the same split carry the same label? (P@1 per point.)"""
     same = np.zeros(len(X), dtype=bool)
     for s in np.unique(split):
         rows = np.flatnonzero(split == s)
         if len(rows) < 2:
             continue
-        nn, _ = knn(X[rows], X[rows], 2, space)
+        nn, _ = knn(X[rows], X[rows], 2, distance.space)
         # the point itself is usually first; with exact duplicates it may come second
         first = np.where(nn[:, 0] == np.arange(len(rows)), nn[:, 1], nn[:, 0])
         same[rows] = labels[rows][first] == labels[rows]
     return same
 
 
-def per_class_metrics(emb: np.ndarray, labels: np.ndarray, space: Space) -> list[dict[str, Any]]:
+def per_class_metrics(emb: np.ndarray, labels: np.ndarray, distance: Distance) -> list[dict[str, Any]]:
     """P@1, R-Precision and MAP@R of each class (every image querying the others), by pytorch-metric-learning.
 
     Classes with a single image have nothing to retrieve: AccuracyCalculator leaves them
@@ -62,7 +63,7 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, space: Space) -> list
     kept = [r for r in rows if r["count"] >= 2]
     if not kept:
         return rows
-    result = accuracy_calculator(space == "cosine", return_per_class=True).get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
+    result = accuracy_calculator(distance, return_per_class=True).get_accuracy(torch.from_numpy(emb), torch.from_numpy(labels))
     for name in RETRIEVAL:
         for row, value in zip(kept, result[name]):
             row[name] = None if value != value else float(value)  # NaN -> null
@@ -73,7 +74,8 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
                     train: ImageData) -> dict[str, Any]:
     """Compute and write the explorer's projection.npz; returns its metadata (timings included)."""
     started = time.perf_counter()
-    space = embedding_space(spec)
+    distance = job_distance(spec)
+    space = distance.space
     rows = sample_rows(len(train), layout.TRAIN_SAMPLE, spec.seed)
     train_emb = embed(model, train.images[torch.as_tensor(rows, dtype=torch.long)], run.device) if len(rows) else val_emb[:0]
     X = torch.cat([val_emb, train_emb]).numpy().astype(np.float32)
@@ -99,10 +101,10 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
             "knn_recall_at_10": layout.knn_recall(X, xy, space, seed=spec.seed),
             "trustworthiness_at_10": layout.trustworthiness(X, xy, space, seed=spec.seed),
         },
-        "per_class": per_class_metrics(X[val_rows], labels[val_rows], space),
+        "per_class": per_class_metrics(X[val_rows], labels[val_rows], distance),
         "step": spec.steps,
     }
-    nn_same = nearest_same_label(X, labels, split, space)
+    nn_same = nearest_same_label(X, labels, split, distance)
     meta["seconds"] = {"embed_train_sample": round(embedded - started, 3), "umap": round(laid_out - embedded, 3),
                        "quality": round(time.perf_counter() - laid_out, 3)}
 

@@ -17,10 +17,11 @@ import torch
 
 from app.config import Settings
 from app.datasets import split_indices, trainable_classes
+from app.distance import job_distance
 from app.spec import MARGIN_LOSSES, JobSpec
 from trainer import artifacts
 from trainer.data import fixed_val_batches, load_images, pk_batches, to_float
-from trainer.diagnostics import active_pairs, distance_histograms, distance_kind, triplet_hardness
+from trainer.diagnostics import active_pairs, distance_histograms, triplet_hardness
 from trainer.errors import JobFailed, StopRequested
 from trainer.evaluate import batch_loss, embed, retrieval_metrics
 from trainer.losses import build_loss
@@ -107,9 +108,9 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     batches = pk_batches(train.labels, spec, start)
     final: dict[str, float] = {}
     speed = Throughput()
-    kind = distance_kind(spec.loss)
+    distance = job_distance(spec)  # the loss's own: evaluation, histograms and hardness all measure with it
     distances = artifacts.load_json(run.job_dir / artifacts.DISTANCES) if start else None
-    distances = distances or {"loss": spec.loss, "margin": spec.margin, "kind": kind, "evaluations": []}
+    distances = distances or {"loss": spec.loss, "margin": spec.margin, "kind": distance.measure, "evaluations": []}
 
     def save_checkpoint(step: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step, "metrics": dict(final)}
@@ -118,7 +119,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     def evaluate(step: int) -> None:
         speed.pause()
         emb = embed(model, val.images, device)
-        final.update(retrieval_metrics(emb, val.labels, spec.normalize))
+        final.update(retrieval_metrics(emb, val.labels, distance))
         vloss = batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)
         if vloss is not None:
             final["loss"] = vloss
@@ -126,7 +127,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
             run.metric(f"val/{name}", step, value)
         if speed.images:
             run.metric("train/images_per_second", step, speed.rate)
-        hist = distance_histograms(emb, val.labels, kind, seed=spec.split_seed)
+        hist = distance_histograms(emb, val.labels, distance, seed=spec.split_seed)
         run.metric("val/distance_overlap", step, hist["overlap"])
         distances["evaluations"] = [e for e in distances["evaluations"] if e["step"] < step] + [{"step": step, **hist}]
         artifacts.save_json(run.job_dir / artifacts.DISTANCES, distances, run.still_owner)
@@ -158,9 +159,9 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         speed.images += len(rows)
 
         run.metric("train/loss", step, value)
-        for name, fraction in triplet_hardness(emb.detach(), y, spec.margin, kind).items():
+        for name, fraction in triplet_hardness(emb.detach(), y, spec.margin, distance).items():
             run.metric(f"train/{name}", step, fraction)
-        if (active := active_pairs(emb.detach(), y, spec.loss, spec.margin, spec.loss_params.get("pos_margin", 0.0))) is not None:
+        if (active := active_pairs(emb.detach(), y, spec.loss, spec.margin, distance, spec.loss_params.get("pos_margin", 0.0))) is not None:
             run.metric("train/active_pairs", step, active)
         if step % spec.eval_every == 0 or step == spec.steps:
             evaluate(step)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app import auth
 from app.config import Settings
 from app.store import jobs
+from app.store.rows import JobRow
 
 
 def get_settings(request: Request) -> Settings:
@@ -56,7 +57,7 @@ def may_change(identity: auth.Identity, owner: str, what: str) -> None:
         raise HTTPException(403, f"only {owner} (the owner) or an admin can change this {what}")
 
 
-def job_or_404(engine: Engine, job_id: int) -> dict:
+def job_or_404(engine: Engine, job_id: int) -> JobRow:
     job = jobs.get(engine, job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} does not exist")

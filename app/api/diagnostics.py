@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from app.advisor import margin_lines, suggest_from_distances
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
+from app.distance import Measure
 from app.files import DISTANCES_FILE
 
 router = APIRouter(prefix="/api/jobs", tags=["diagnostics"])
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/jobs", tags=["diagnostics"])
 
 class Evaluation(BaseModel):
     step: int
-    kind: str
+    kind: Measure
     edges: list[float]
     positive: list[int]
     negative: list[int]
@@ -37,7 +38,7 @@ class Suggestion(BaseModel):
 class DistancesOut(BaseModel):
     loss: str
     margin: float
-    kind: str
+    kind: Measure
     evaluations: list[Evaluation]
     suggestion: Suggestion | None
 
@@ -50,9 +51,9 @@ def get_distances(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Di
     if not path.is_file():
         raise HTTPException(404, f"job {job_id} has no evaluation yet")
     data = json.loads(path.read_text())
-    loss, margin, params = data["loss"], data["margin"], job["spec"].get("loss_params", {})
-    evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params)) for e in data["evaluations"]]
+    loss, margin, params = data["loss"], data["margin"], job.spec.get("loss_params", {})
+    evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params, e["kind"])) for e in data["evaluations"]]
     suggestion = None
-    if job["status"] == "succeeded" and evaluations:
+    if job.status == "succeeded" and evaluations:
         suggestion = Suggestion(**suggest_from_distances(loss, margin, data["evaluations"][-1]))
     return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations, suggestion=suggestion)

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
+from app.distance import Space
 from app.explorer import embeddings as stored, layout
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
@@ -88,7 +89,7 @@ class EmbeddingSummary(BaseModel):
     points: int
     splits: dict[str, int]
     fitted_points: int = Field(description="Points UMAP was fitted on; the others were placed with UMAP's transform")
-    space: Literal["cosine", "euclidean"] = Field(description="Distance of neighbours and of the layout: cosine distance (1 - cos) or L2")
+    space: Space = Field(description="Distance of neighbours and of the layout: cosine distance (1 - cos) or L2")
     umap: dict[str, Any]
     preservation: Preservation
     per_class: list[ClassQuality] = Field(description="Validation split, each image querying the others")
@@ -121,7 +122,7 @@ class NeighborOut(BaseModel):
 class NeighborsOut(BaseModel):
     query: QueryOut
     neighbors: list[NeighborOut] = Field(description="Nearest first, in the full embedding space")
-    space: Literal["cosine", "euclidean"]
+    space: Space
 
 
 # -- helpers -----------------------------------------------------------------
@@ -135,12 +136,12 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedd
     try:
         return stored.job_embedding(settings.job_dir(job_id))
     except stored.NoProjection:
-        if not job["spec"].get("explorer", True):
+        if not job.spec.get("explorer", True):
             reason = f"job {job_id} was run with explorer: false, so it has no layout to explore (its embeddings are in its downloads)"
-        elif job["status"] in ("queued", "running"):
-            reason = f"job {job_id} has no embeddings yet: it is {job['status']}; the explorer's data is written when it finishes"
+        elif not job.ended:
+            reason = f"job {job_id} has no embeddings yet: it is {job.status}; the explorer's data is written when it finishes"
         else:
-            reason = f"job {job_id} has no embeddings ({job['status']}); only jobs that finished training have them"
+            reason = f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them"
         raise HTTPException(404, reason) from None
 
 
@@ -254,7 +255,7 @@ def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: Set
     """A thumbnail of image `index` of the job's dataset (bundled images at native size); never any other file."""
     job = job_or_404(engine, job_id)
     try:
-        im = stored.dataset_image(job["spec"], settings.data_root_paths, index)
+        im = stored.dataset_image(job.spec, settings.data_root_paths, index)
     except stored.ImageNotServed as e:
         raise HTTPException(404, str(e)) from None
     except DatasetError as e:
@@ -280,6 +281,6 @@ def export_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
     elif format == "csv":
         body = stored.export_csv(data)
     else:
-        body = stored.export_projector(data, job_or_404(engine, job_id)["spec"], settings.data_root_paths)
+        body = stored.export_projector(data, job_or_404(engine, job_id).spec, settings.data_root_paths)
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"',
                                                           "X-Content-Type-Options": "nosniff"})

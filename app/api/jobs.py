@@ -12,6 +12,7 @@ from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job
 from app.files import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
+from app.store.rows import JobStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -29,7 +30,7 @@ async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, id
 @router.get("", response_model=JobList)
 def list_jobs(
     engine: EngineDep,
-    status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search in job names")] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -48,9 +49,9 @@ def get_job(job_id: JobId, engine: EngineDep) -> JobOut:
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
 def cancel_job(job_id: JobId, engine: EngineDep, identity: IdentityDep) -> JobOut:
     job = job_or_404(engine, job_id)
-    may_change(identity, job["owner"], "job")
-    if job["status"] in jobs.TERMINAL:
-        raise HTTPException(409, f"job {job_id} has already ended ({job['status']})")
+    may_change(identity, job.owner, "job")
+    if job.ended:
+        raise HTTPException(409, f"job {job_id} has already ended ({job.status})")
     return job_out(jobs.cancel(engine, job_id))
 
 

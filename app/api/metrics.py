@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import EngineDep, JobId, job_or_404
 from app.live import Feeds
 from app.api.schemas import ErrorOut, MetricsOut, job_out
-from app.store import jobs, metrics
+from app.store import metrics
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
 KEEPALIVE_SECONDS = 15.0
@@ -81,8 +81,8 @@ async def stream_job(
                     if status != last_status:
                         yield _sse("status", status)
                         last_status = status
-                    if row["status"] in jobs.TERMINAL and cursor >= feed.cursor:
-                        yield _sse("end", {"status": row["status"]}, cursor)
+                    if row.ended and cursor >= feed.cursor:
+                        yield _sse("end", {"status": row.status}, cursor)
                         return
                 try:
                     await asyncio.wait_for(ticked.wait(), KEEPALIVE_SECONDS)

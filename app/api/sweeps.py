@@ -15,6 +15,7 @@ from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_chang
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
+from app.store.rows import JobStatus, SweepRow
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
@@ -33,7 +34,7 @@ class SweepSummary(BaseModel):
     axes: list[str]
     seeds: list[int]
     jobs: int
-    status_counts: dict[str, int]
+    status_counts: dict[JobStatus, int]
 
 
 class Recommendation(BaseModel):
@@ -84,9 +85,9 @@ class SweepList(BaseModel):
     total: int
 
 
-def _summary(row: dict, counts: dict[str, int]) -> dict:
-    spec = row["spec"]
-    return dict(id=row["id"], name=row["name"], owner=row["owner"], created_at=row["created_at"], axes=list(spec.get("grid", {})),
+def _summary(row: SweepRow, counts: dict[JobStatus, int]) -> dict:
+    spec = row.spec
+    return dict(id=row.id, name=row.name, owner=row.owner, created_at=row.created_at, axes=list(spec.get("grid", {})),
                 seeds=spec.get("seeds", [0]), jobs=sum(counts.values()), status_counts=counts)
 
 
@@ -94,17 +95,17 @@ def _summary(row: dict, counts: dict[str, int]) -> dict:
 async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
     row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
-    return SweepCreated(id=row["id"], name=row["name"], job_ids=job_ids)
+    return SweepCreated(id=row.id, name=row.name, job_ids=job_ids)
 
 
 @router.get("", response_model=SweepList)
 def list_sweeps(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> SweepList:
     rows, total = sweeps.list_sweeps(engine, limit=limit, offset=offset)
-    counts = sweeps.status_counts(engine, [r["id"] for r in rows])
-    return SweepList(sweeps=[SweepSummary(**_summary(r, counts[r["id"]])) for r in rows], total=total)
+    counts = sweeps.status_counts(engine, [r.id for r in rows])
+    return SweepList(sweeps=[SweepSummary(**_summary(r, counts[r.id])) for r in rows], total=total)
 
 
-def _sweep_or_404(engine, sweep_id: int) -> dict:
+def _sweep_or_404(engine, sweep_id: int) -> SweepRow:
     row = sweeps.get(engine, sweep_id)
     if row is None:
         raise HTTPException(404, f"sweep {sweep_id} does not exist")
@@ -116,18 +117,18 @@ def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
     row = _sweep_or_404(engine, sweep_id)
     rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
     job_list = [job_out(r) for r in reversed(rows)]  # in creation order
-    counts: dict[str, int] = {}
+    counts: dict[JobStatus, int] = {}
     for j in job_list:
         counts[j.status] = counts.get(j.status, 0) + 1
     summary = _summary(row, counts)
     recs = recommend_from_sweep([j.model_dump() for j in job_list], summary["axes"])
-    return SweepDetail(**summary, spec=row["spec"], job_list=job_list, recommendations=[Recommendation(**r) for r in recs])
+    return SweepDetail(**summary, spec=row.spec, job_list=job_list, recommendations=[Recommendation(**r) for r in recs])
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
 def cancel_sweep(sweep_id: SweepId, engine: EngineDep, identity: IdentityDep) -> SweepSummary:
     row = _sweep_or_404(engine, sweep_id)
-    may_change(identity, row["owner"], "sweep")
+    may_change(identity, row.owner, "sweep")
     sweeps.cancel(engine, sweep_id)
     return SweepSummary(**_summary(row, sweeps.status_counts(engine, [sweep_id])[sweep_id]))
 

@@ -1,28 +1,21 @@
 """Workers: who is alive, on which device, running what."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from app.api.deps import EngineDep, SettingsDep
 from app.store import workers
 from app.store.models import utcnow
+from app.store.rows import WorkerRow
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 
-class WorkerOut(BaseModel):
-    id: str
-    host: str
-    pid: int
-    device: str
-    version: str
-    current_job_id: int | None
-    started_at: datetime
-    last_heartbeat: datetime
-    stopped_at: datetime | None
+@pydantic_dataclass(frozen=True)
+class WorkerOut(WorkerRow):
+    """The stored row, and whether the worker is alive."""
+
     alive: bool
 
 
@@ -31,6 +24,6 @@ def list_workers(engine: EngineDep, settings: SettingsDep) -> list[WorkerOut]:
     """A worker is alive while it has not stopped and beat within a lease."""
     now = utcnow()
     return [
-        WorkerOut(**w, alive=w["stopped_at"] is None and (now - w["last_heartbeat"]).total_seconds() < settings.lease_seconds)
+        WorkerOut(**w.as_dict(), alive=w.stopped_at is None and (now - w.last_heartbeat).total_seconds() < settings.lease_seconds)
         for w in workers.list_workers(engine)
     ]

@@ -11,8 +11,8 @@ Choices, measured on a mnist5k margin sweep (4 jobs of 2,500 validation images, 
 shared with other work; CPU seconds: AlignedUMAP's loops are serial, and a seed makes UMAP
 single-threaded):
 
-- Each job's distances are computed once with BLAS, in its own space (cosine for normalised
-  embeddings and the cosine losses, else euclidean), and handed over as
+- Each job's distances are computed once with BLAS, in its own distance's space
+  (app/distance.py), and handed over as
   metric="precomputed". With metric="cosine", UMAP's small-data path (< 4,096 points)
   calls a Numba distance once per pair through sklearn: 88 s of a 97 s fit.
 - init="random" for the per-job UMAP fits AlignedUMAP makes first: their own layouts are
@@ -47,14 +47,16 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE, save_json
 from app.config import Settings
 from app.datasets import DatasetError, load_catalog
-from app.spec import JobSpec, embedding_space
+from app.distance import Space, job_distance
+from app.spec import JobSpec
+from app.store.rows import JobRow
 
 FORMAT_VERSION = 1
 MAX_POINTS = 2_000
@@ -81,7 +83,7 @@ class LayoutFailed(Exception):
 class SweepJob:
     id: int
     dir: Path
-    space: Literal["cosine", "euclidean"]
+    space: Space
 
 
 @dataclass(frozen=True)
@@ -91,18 +93,18 @@ class Comparison:
     dataset: dict[str, Any]  # `dataset` and `dataset_path`, the same for every job
 
 
-def comparison(rows: list[dict], settings: Settings) -> Comparison:
+def comparison(rows: list[JobRow], settings: Settings) -> Comparison:
     """What can be laid out side by side among a sweep's job rows; NotComparable when not two of them."""
-    succeeded = sorted((r for r in rows if r["status"] == "succeeded"), key=lambda r: r["id"])
-    usable = [r for r in succeeded if (settings.job_dir(r["id"]) / EMBEDDINGS_FILE).is_file()]
-    skipped = [r["id"] for r in succeeded if r not in usable]
+    succeeded = sorted((r for r in rows if r.status == "succeeded"), key=lambda r: r.id)
+    usable = [r for r in succeeded if (settings.job_dir(r.id) / EMBEDDINGS_FILE).is_file()]
+    skipped = [r.id for r in succeeded if r not in usable]
     if len(usable) < 2:
         raise NotComparable(f"comparing embeddings needs at least 2 succeeded jobs with stored embeddings; this sweep has "
                             f"{len(usable)} of {len(rows)} jobs" + (f" ({len(skipped)} succeeded without embeddings)" if skipped else ""))
-    datasets = {(r["spec"]["dataset"], r["spec"].get("dataset_path")) for r in usable}
+    datasets = {(r.spec["dataset"], r.spec.get("dataset_path")) for r in usable}
     if len(datasets) > 1:
         raise NotComparable("the jobs of this sweep train on different datasets: the same index is not the same image")
-    jobs = [SweepJob(r["id"], settings.job_dir(r["id"]), embedding_space(JobSpec.model_validate(r["spec"]))) for r in usable]
+    jobs = [SweepJob(r.id, settings.job_dir(r.id), job_distance(JobSpec.model_validate(r.spec)).space) for r in usable]
     (name, path), = datasets
     return Comparison(jobs, skipped, {"dataset": name, "dataset_path": path})
 
@@ -219,7 +221,7 @@ def read_cached(path: Path, job_ids: list[int]) -> dict[str, Any] | None:
     return payload if payload.get("version") == FORMAT_VERSION and payload.get("job_ids") == job_ids else None
 
 
-def layouts(settings: Settings, sweep_id: int, rows: list[dict]) -> tuple[dict[str, Any] | None, Comparison]:
+def layouts(settings: Settings, sweep_id: int, rows: list[JobRow]) -> tuple[dict[str, Any] | None, Comparison]:
     """The aligned layouts of the sweep's comparable jobs if computed; else None, with a fit started unless one runs for this sweep.
 
     A fit that failed is reported once (LayoutFailed); the next call tries again.

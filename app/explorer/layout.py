@@ -5,7 +5,7 @@ Torch-free; umap (and Numba) are imported only through `load_umap`.
 Choices, measured by bench/explorer.py on 10,000 x 128-d embeddings (2 cores):
 
 - The kNN graph is exact (faiss) and handed to UMAP (`precomputed_knn`), in the job's
-  space (cosine for normalised embeddings). UMAP's own path is slower on both sides of its
+  space (`Distance.space`, app/distance.py). UMAP's own path is slower on both sides of its
   4,096-point switch: below it, sklearn calls a Numba distance once per pair from Python;
   above it, NN-descent runs single-threaded once a seed is set.
 - Settings: n_neighbors=10, min_dist=0.05, init="pca", n_epochs=200 lay 10,000 points

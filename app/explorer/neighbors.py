@@ -1,8 +1,9 @@
 """Nearest neighbours in the full embedding space (faiss), for the explorer and the projection.
 
-Torch-free: the API builds these indexes. Two spaces, named as UMAP names them:
-`cosine` (distance 1 - cos, in [0, 2]; the space of every normalised embedding and of the
-cosine losses) and `euclidean` (L2 on raw embeddings). Up to EXACT_MAX points the search
+Torch-free: the API builds these indexes. Two spaces (`Distance.space` of the job's
+distance, app/distance.py), named as UMAP names them: `cosine` (distance 1 - cos, in
+[0, 2]; wherever the loss measures on normalised embeddings, which ranks alike to L2 on
+the unit sphere) and `euclidean` (L2 on raw embeddings). Up to EXACT_MAX points the search
 is exact (a flat scan, equal to brute force); past it a brute-force scan of every query
 costs too much (a flat scan of 1,000,000 x 128 takes ~100 ms per query on two cores, see
 bench/explorer.py), so an HNSW graph answers instead, with its recall@10 against the
@@ -11,12 +12,12 @@ exact answer measured when it is built.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import faiss
 import numpy as np
 
-Space = Literal["cosine", "euclidean"]
+from app.distance import Space
+
 # 200,000 x 128-d is a ~20 ms flat scan per query here: the most that stays inside the
 # explorer's 50 ms budget with room for the HTTP round trip.
 EXACT_MAX = 200_000

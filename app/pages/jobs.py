@@ -41,7 +41,7 @@ DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
 
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
-    return render(request, "jobs.html", {"statuses": jobs.STATUSES})
+    return render(request, "jobs.html", {})
 
 
 # -- new job form ------------------------------------------------------------
@@ -155,7 +155,7 @@ async def new_job_page(
         source = await run_in_threadpool(jobs.get, engine, clone)
         if source is None:
             return render(request, "not_found.html", {"what": f"Job {clone}", "hint": "There is no job to clone with this id."}, 404)
-        values = clone_values(source["spec"])
+        values = clone_values(source.spec)
     loss_params = {loss: {k: ("true or false" if t is bool else "number") for k, t in params.items()} for loss, params in LOSS_PARAMS.items()}
     return render(request, "job_new.html", {
         "sections": form_sections(values), "clone": source, "device_suggestions": DEVICE_SUGGESTIONS,

@@ -13,6 +13,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.store.rows import STATUSES, TERMINAL
+
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent.parent / "templates")
 
 def policy(eval_scripts: bool = False) -> str:
@@ -28,7 +30,8 @@ CSP = policy()
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200, eval_scripts: bool = False) -> HTMLResponse:
     identity = getattr(request.state, "identity", None)
     settings = request.app.state.settings
-    context = {"user": identity, "auth_on": settings.auth == "on", **context}
+    # The job statuses reach the scripts from here only (static/common.js reads them off <body>).
+    context = {"user": identity, "auth_on": settings.auth == "on", "job_statuses": STATUSES, "terminal_statuses": TERMINAL, **context}
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers["Content-Security-Policy"] = policy(eval_scripts)
     response.headers["X-Content-Type-Options"] = "nosniff"

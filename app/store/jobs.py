@@ -16,21 +16,19 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from app.spec import JobSpec
 from app.store.db import reading, writing
 from app.store.models import Job, utcnow
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("queued", "running", *TERMINAL)
+from app.store.rows import STATUSES, TERMINAL, JobRow, JobStatus, TerminalStatus  # noqa: F401 - STATUSES, TERMINAL: read here by callers
 
 
-def submit(engine: Engine, spec: JobSpec, *, owner: str = "local", max_attempts: int = 3, sweep_id: int | None = None) -> dict:
+def submit(engine: Engine, spec: JobSpec, *, owner: str = "local", max_attempts: int = 3, sweep_id: int | None = None) -> JobRow:
     return submit_many(engine, [spec], owner=owner, max_attempts=max_attempts, sweep_id=sweep_id)[0]
 
 
-def submit_many(engine: Engine, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None = None) -> list[dict]:
+def submit_many(engine: Engine, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None = None) -> list[JobRow]:
     with writing(engine) as conn:
         return insert_jobs(conn, specs, owner=owner, max_attempts=max_attempts, sweep_id=sweep_id)
 
 
-def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None) -> list[dict]:
+def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attempts: int, sweep_id: int | None) -> list[JobRow]:
     """Insert jobs inside the caller's write transaction (a sweep and its jobs are all or nothing)."""
     now = utcnow()
     rows = [
@@ -43,20 +41,20 @@ def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attem
     ]
     # Bound parameters (not .values(**row)) so SQLAlchemy reuses one compiled statement.
     ids = list(conn.execute(Job.__table__.insert().returning(Job.id, sort_by_parameter_order=True), rows).scalars())
-    by_id = {r["id"]: dict(r) for r in conn.execute(select(Job.__table__).where(Job.id.in_(ids))).mappings()}
+    by_id = {r["id"]: JobRow.of(r) for r in conn.execute(select(Job.__table__).where(Job.id.in_(ids))).mappings()}
     return [by_id[i] for i in ids]
 
 
-def get(engine: Engine, job_id: int) -> dict | None:
+def get(engine: Engine, job_id: int) -> JobRow | None:
     with reading(engine) as conn:
         row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
-        return dict(row) if row else None
+        return JobRow.of(row) if row else None
 
 
 def list_jobs(
-    engine: Engine, *, status: str | None = None, q: str | None = None, sweep_id: int | None = None,
+    engine: Engine, *, status: JobStatus | None = None, q: str | None = None, sweep_id: int | None = None,
     limit: int = 50, offset: int = 0,
-) -> tuple[list[dict], int]:
+) -> tuple[list[JobRow], int]:
     """Newest first, with the total count for pagination."""
     where = []
     if status:
@@ -69,15 +67,15 @@ def list_jobs(
     with reading(engine) as conn:
         total = conn.execute(select(func.count()).select_from(Job).where(*where)).scalar_one()
         rows = conn.execute(select(Job.__table__).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)).mappings().all()
-    return [dict(r) for r in rows], total
+    return [JobRow.of(r) for r in rows], total
 
 
-def cancel(engine: Engine, job_id: int) -> dict | None:
+def cancel(engine: Engine, job_id: int) -> JobRow | None:
     """A queued job is cancelled at once; a running one is asked to stop (its worker ends it)."""
     with writing(engine) as conn:
         cancel_where(conn, Job.id == job_id)
         row = conn.execute(select(Job.__table__).where(Job.id == job_id)).mappings().first()
-        return dict(row) if row else None
+        return JobRow.of(row) if row else None
 
 
 def cancel_where(conn: Connection, condition: Any) -> None:
@@ -157,7 +155,7 @@ def owns(engine: Engine, job_id: int, token: str) -> bool:
         return conn.execute(select(Job.id).where(_owned(job_id, token))).first() is not None
 
 
-def finish(engine: Engine, job_id: int, token: str, status: Literal["succeeded", "failed", "cancelled"], *, error: str | None = None, step: int | None = None) -> bool:
+def finish(engine: Engine, job_id: int, token: str, status: TerminalStatus, *, error: str | None = None, step: int | None = None) -> bool:
     """Record the outcome of the attempt holding `token`; False when the lease was lost."""
     now = utcnow()
     values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
@@ -178,7 +176,7 @@ def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
         return result.rowcount == 1
 
 
-def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backoff_seconds: float) -> str | None:
+def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backoff_seconds: float) -> Literal["queued", "failed"] | None:
     """After an unexpected error: queue again after a backoff that doubles, or fail when attempts are used up."""
     now = utcnow()
     with writing(engine) as conn:

@@ -24,14 +24,14 @@ class SchemaBehind(RuntimeError):
     """The database's schema is older than this embedlab: `embedlab db upgrade` first."""
 
 
-def _config(engine: Engine) -> Config:
+def _config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
-def head(engine: Engine) -> str:
-    return ScriptDirectory.from_config(_config(engine)).get_current_head()
+def head() -> str:
+    return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def current(engine: Engine) -> str | None:
@@ -40,7 +40,7 @@ def current(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    cfg = _config(engine)
+    cfg = _config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
@@ -52,5 +52,5 @@ def ensure_current(engine: Engine) -> None:
     if now is None and not inspect(engine).has_table("jobs"):
         upgrade(engine)
         return
-    if now != head(engine):
-        raise SchemaBehind(f"the database schema is at {now or 'an unversioned state'}, this embedlab needs {head(engine)}: run `embedlab db upgrade`")
+    if now != head():
+        raise SchemaBehind(f"the database schema is at {now or 'an unversioned state'}, this embedlab needs {head()}: run `embedlab db upgrade`")

@@ -7,25 +7,26 @@ from app.spec import JobSpec, SweepSpec
 from app.store import jobs
 from app.store.db import reading, writing
 from app.store.models import Job, Sweep, utcnow
+from app.store.rows import JobStatus, SweepRow
 
 
-def create(engine: Engine, sweep: SweepSpec, specs: list[JobSpec], *, owner: str, max_attempts: int) -> tuple[dict, list[int]]:
+def create(engine: Engine, sweep: SweepSpec, specs: list[JobSpec], *, owner: str, max_attempts: int) -> tuple[SweepRow, list[int]]:
     with writing(engine) as conn:
         sweep_id = conn.execute(
             insert(Sweep).values(name=sweep.name, owner=owner, spec=sweep.model_dump(mode="json"), created_at=utcnow()).returning(Sweep.id)
         ).scalar_one()
         rows = jobs.insert_jobs(conn, specs, owner=owner, max_attempts=max_attempts, sweep_id=sweep_id)
-        return dict(conn.execute(select(Sweep.__table__).where(Sweep.id == sweep_id)).mappings().one()), [r["id"] for r in rows]
+        return SweepRow.of(conn.execute(select(Sweep.__table__).where(Sweep.id == sweep_id)).mappings().one()), [r.id for r in rows]
 
 
-def get(engine: Engine, sweep_id: int) -> dict | None:
+def get(engine: Engine, sweep_id: int) -> SweepRow | None:
     with reading(engine) as conn:
         row = conn.execute(select(Sweep.__table__).where(Sweep.id == sweep_id)).mappings().first()
-        return dict(row) if row else None
+        return SweepRow.of(row) if row else None
 
 
-def status_counts(engine: Engine, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
-    counts: dict[int, dict[str, int]] = {i: {} for i in sweep_ids}
+def status_counts(engine: Engine, sweep_ids: list[int]) -> dict[int, dict[JobStatus, int]]:
+    counts: dict[int, dict[JobStatus, int]] = {i: {} for i in sweep_ids}
     with reading(engine) as conn:
         stmt = select(Job.sweep_id, Job.status, func.count()).where(Job.sweep_id.in_(sweep_ids)).group_by(Job.sweep_id, Job.status)
         for sweep_id, status, n in conn.execute(stmt):
@@ -33,11 +34,11 @@ def status_counts(engine: Engine, sweep_ids: list[int]) -> dict[int, dict[str, i
     return counts
 
 
-def list_sweeps(engine: Engine, *, limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+def list_sweeps(engine: Engine, *, limit: int = 50, offset: int = 0) -> tuple[list[SweepRow], int]:
     with reading(engine) as conn:
         total = conn.execute(select(func.count()).select_from(Sweep)).scalar_one()
         rows = conn.execute(select(Sweep.__table__).order_by(Sweep.id.desc()).limit(limit).offset(offset)).mappings().all()
-    return [dict(r) for r in rows], total
+    return [SweepRow.of(r) for r in rows], total
 
 
 def cancel(engine: Engine, sweep_id: int) -> None:

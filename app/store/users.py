@@ -38,11 +38,6 @@ def password_hash_of(engine: Engine, name: str) -> tuple[dict, str | None] | Non
     return {k: row[k] for k in ("id", "name", "is_admin", "created_at")}, row["password_hash"]
 
 
-def list_users(engine: Engine) -> list[dict]:
-    with reading(engine) as conn:
-        return [dict(r) for r in conn.execute(select(*PUBLIC).order_by(User.name)).mappings()]
-
-
 def open_session(engine: Engine, user_id: int, *, id_hash: str, csrf_token: str, expires_at: datetime) -> None:
     with writing(engine) as conn:
         conn.execute(delete(Session).where(Session.expires_at < utcnow()))

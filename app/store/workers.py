@@ -5,6 +5,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from app.store.db import reading, writing
 from app.store.models import Worker, utcnow
+from app.store.rows import WorkerRow
 
 
 def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str, version: str) -> None:
@@ -24,9 +25,9 @@ def stopped(engine: Engine, worker_id: str) -> None:
         conn.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow(), current_job_id=None))
 
 
-def list_workers(engine: Engine) -> list[dict]:
+def list_workers(engine: Engine) -> list[WorkerRow]:
     with reading(engine) as conn:
-        return [dict(r) for r in conn.execute(select(Worker.__table__).order_by(Worker.started_at.desc())).mappings()]
+        return [WorkerRow.of(r) for r in conn.execute(select(Worker.__table__).order_by(Worker.started_at.desc())).mappings()]
 
 
 def other_hosts_alive(engine: Engine, host: str, within_seconds: float) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
+from app.distance import Distance
 from trainer.evaluate import RETRIEVAL, ChunkedKNN, retrieval_metrics
 
 
@@ -17,7 +18,7 @@ def data(normalize: bool):
 def test_same_values_as_the_library_defaults():
     for normalize in (True, False):
         e, labels = data(normalize)
-        ours = retrieval_metrics(e, labels, normalized=normalize)
+        ours = retrieval_metrics(e, labels, Distance("l2", normalized=normalize))
         reference = AccuracyCalculator(include=RETRIEVAL).get_accuracy(e, labels)
         for k in RETRIEVAL:
             assert abs(ours[k] - reference[k]) < 1e-6, (normalize, k)
@@ -25,7 +26,7 @@ def test_same_values_as_the_library_defaults():
 
 def test_knn_excludes_the_query_and_is_sorted():
     e, _ = data(True)
-    sims, idx = ChunkedKNN(cosine=True, rows_per_block=64)(e, 5, e, True)
+    sims, idx = ChunkedKNN(Distance("cosine_similarity", normalized=True), rows_per_block=64)(e, 5, e, True)
     assert not (idx == torch.arange(len(e))[:, None]).any()
     assert torch.all(sims[:, :-1] >= sims[:, 1:])
     brute = (e @ e.T).fill_diagonal_(-2).topk(5).indices

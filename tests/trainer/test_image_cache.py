@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -44,3 +45,24 @@ def test_cache_is_reused_and_invalidated(tmp_path):
     assert not any("reused" in m for m in logs)
     assert changed[0].max() == 0 and not np.array_equal(changed, images)
     assert len(list((tmp_path / "cache" / "folders").iterdir())) == 1  # rebuilt in place, no leftovers
+
+
+def test_an_entry_another_job_finished_meanwhile_is_used(tmp_path, monkeypatch):
+    """Two jobs decode the same folder at once and the other's entry lands just before this one's rename: both jobs train."""
+    import trainer.image_cache as image_cache
+
+    root = make(tmp_path / "data")
+    catalog = load_catalog("imagefolder", str(root), [tmp_path])
+    first, _ = decoded_folder(catalog, 16, tmp_path / "other", lambda level, msg: None)  # the other job's whole entry
+    (other,) = (tmp_path / "other" / "folders").iterdir()
+    real_replace = os.replace
+
+    def other_lands_first(src, dst):
+        if os.fspath(src).rsplit(os.sep, 1)[-1].startswith(".building-"):
+            shutil.copytree(other, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(image_cache.os, "replace", other_lands_first)
+    images, kept = decoded_folder(catalog, 16, tmp_path / "cache", lambda level, msg: None)
+    assert np.array_equal(images, first) and len(kept) == 8
+    assert not [p for p in (tmp_path / "cache" / "folders").iterdir() if p.name.startswith(".building-")]

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from app.distance import Distance, job_distance
 from app.explorer import layout
 from app.explorer.neighbors import NeighborIndex, knn
 from app.spec import JobSpec
-from trainer.project import embedding_space, sample_rows
+from trainer.project import sample_rows
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
 
@@ -60,7 +61,7 @@ def test_hnsw_past_the_exact_limit_keeps_recall():
 
 
 def test_space_follows_the_loss_and_sample_is_seeded():
-    assert embedding_space(JobSpec(dataset="digits")) == "cosine"
+    assert job_distance(JobSpec(dataset="digits")).space == "cosine"
     assert sample_rows(10, 20, 0).tolist() == list(range(10))
     assert sample_rows(1000, 20, 1).tolist() == sample_rows(1000, 20, 1).tolist()
 
@@ -106,7 +107,7 @@ def test_per_class_table_matches_the_library_defaults():
     labels = np.concatenate([rng.integers(0, 4, 400), [9]])  # one class with a single image: nothing to retrieve
     X = blobs(len(labels), classes=4)
     X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    rows = per_class_metrics(X, labels, "cosine")
+    rows = per_class_metrics(X, labels, Distance("cosine_similarity", normalized=True))
     reference = AccuracyCalculator(include=RETRIEVAL, return_per_class=True, knn_func=CustomKNN(CosineSimilarity())).get_accuracy(
         torch.from_numpy(X), torch.from_numpy(labels))
     assert [r["label"] for r in rows] == [0, 1, 2, 3, 9] and rows[-1]["precision_at_1"] is None

@@ -182,16 +182,16 @@ def test_explorer_off_skips_the_layout_and_says_so(settings, engine):
     """A sweep of many jobs can skip the UMAP layout; the embeddings are still saved and the explorer says why it is empty."""
     from fastapi.testclient import TestClient
 
+    from app.files import EMBEDDINGS_FILE
     from app.main import create_app
     from app.spec import JobSpec
     from app.store import jobs
-    from trainer import artifacts
     from trainer.worker import Worker
 
     created = jobs.submit(engine, JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8, explorer=False))
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
     assert jobs.get(engine, created["id"])["status"] == "succeeded"
-    assert artifacts.load_embeddings(settings.job_dir(created["id"])) is not None
+    assert (settings.job_dir(created["id"]) / EMBEDDINGS_FILE).is_file()
     with TestClient(create_app(settings)) as client:
         r = client.get(f"/api/jobs/{created['id']}/embedding")
         assert r.status_code == 404 and "explorer: false" in r.json()["detail"]

@@ -2,17 +2,24 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from app.explorer import aligned
 from app.config import Settings
+from app.explorer import aligned
 from app.files import EMBEDDINGS_FILE
+from app.store.rows import JobRow
 
 
-def job_row(job_id: int, status: str = "succeeded", **spec) -> dict:
-    return {"id": job_id, "status": status, "spec": {"dataset": "digits", "dataset_path": None, "loss": "triplet", "normalize": True, **spec}}
+def job_row(job_id: int, status: str = "succeeded", **spec) -> JobRow:
+    spec = {"dataset": "digits", "dataset_path": None, "loss": "triplet", "normalize": True, **spec}
+    now = datetime.now(UTC)
+    return JobRow(id=job_id, name=f"job {job_id}", owner="local", sweep_id=1, spec=spec, dataset=spec["dataset"], loss=spec["loss"],
+                  margin=0.2, device="auto", priority=0, status=status, attempts=1, max_attempts=3, not_before=None, lease_token=None,
+                  lease_expires_at=None, worker_id=None, run_device="cpu", cancel_requested=False, step=10, total_steps=10,
+                  steps_per_second=None, summary={}, error=None, created_at=now, started_at=now, finished_at=now, updated_at=now)
 
 
 def store(settings: Settings, job_id: int, content: bytes | range = range(3)) -> None:
@@ -31,7 +38,9 @@ def test_comparable_jobs_and_why_not(settings: Settings):
     rows = [job_row(1), job_row(2, normalize=False), job_row(3), job_row(4, loss="circle", normalize=False), job_row(5, "running")]
     found = aligned.comparison(rows, settings)
     assert [j.id for j in found.jobs] == [1, 2, 4] and found.skipped == [3]  # 3 succeeded but stored nothing
-    assert [j.space for j in found.jobs] == ["cosine", "euclidean", "cosine"]  # each job's own space
+    # each job's own distance: pytorch-metric-learning's triplet loss measures L2 between normalised
+    # embeddings even when the net does not normalise them, so job 2 is laid out on the unit sphere too
+    assert [j.space for j in found.jobs] == ["cosine", "cosine", "cosine"]
     assert found.dataset == {"dataset": "digits", "dataset_path": None}
 
     with pytest.raises(aligned.NotComparable, match="at least 2 succeeded jobs.*1 of 3 jobs"):

@@ -1,0 +1,89 @@
+"""What the store returns: a job's status type and frozen rows of jobs, sweeps and workers.
+
+Callers read attributes (`job.status`), checked by type checkers, instead of dict keys.
+`row["status"]` still answers for the code and tests not yet moved to attributes; new code
+should not use it. A row is a snapshot: it never changes when the database does.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any, Literal, Self, get_args
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TerminalStatus = Literal["succeeded", "failed", "cancelled"]
+STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+TERMINAL: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
+
+
+class Row:
+    """A frozen dataclass built from a result row's mapping (extra columns are ignored)."""
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, Any]) -> Self:
+        return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class JobRow(Row):
+    id: int
+    name: str
+    owner: str
+    sweep_id: int | None
+    spec: dict[str, Any]
+    dataset: str
+    loss: str
+    margin: float
+    device: str
+    priority: int
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    not_before: datetime | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    worker_id: str | None
+    run_device: str | None
+    cancel_requested: bool
+    step: int
+    total_steps: int
+    steps_per_second: float | None
+    summary: dict[str, float | None]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class SweepRow(Row):
+    id: int
+    name: str
+    owner: str
+    spec: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerRow(Row):
+    id: str
+    host: str
+    pid: int
+    device: str
+    version: str
+    current_job_id: int | None
+    started_at: datetime
+    last_heartbeat: datetime
+    stopped_at: datetime | None
