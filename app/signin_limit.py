@@ -5,8 +5,8 @@ all slip in before the first failure is recorded) and forgiven when it succeeds.
 `limit` counted attempts in the last `window` seconds is refused with the seconds until its
 oldest one ages out. Unknown names are tracked exactly like real ones, so the answers do not
 tell them apart. Memory is bounded: each table keeps at most `max_keys` keys (least recently
-used dropped first) and each key at most `limit` timestamps, about 0.5 KB a key, so the
-default 10,000 + 10,000 keys hold under 10 MB whatever an attacker sends.
+used dropped first) and each key at most `limit` timestamps: the default 10,000 + 10,000 keys,
+all full, with 100-character names, measured 24.6 MB (tracemalloc), whatever an attacker sends.
 """
 from __future__ import annotations
 
