@@ -62,7 +62,7 @@ def server(tmp_path_factory) -> Iterator[str]:
         procs.stop_all()
 
 
-def test_call_sequences_against_a_running_server(server):
+def test_call_sequences_against_a_running_server(server, tmp_path):
     """Schemathesis's stateful phase, as its CLI runs it: POST /api/jobs and /api/sweeps feed their ids to every
     operation that takes one (links inferred from the schema), checked for 5xx, undocumented status codes,
     schemas and headers. The CLI, not APIStateMachine.run: a real server's state outlives Hypothesis's
@@ -77,7 +77,7 @@ def test_call_sequences_against_a_running_server(server):
     run = subprocess.run([str(cli), "run", f"{server}/openapi.json", "--phases", "stateful", "--max-time", str(STATEFUL_SECONDS),
                           "--workers", "1", "--request-timeout", "20", "--exclude-checks", ",".join(excluded),
                           "--exclude-path-regex", "/stream$", "--no-color"],
-                         capture_output=True, text=True, timeout=STATEFUL_SECONDS + 120)
+                         capture_output=True, text=True, timeout=STATEFUL_SECONDS + 120, cwd=tmp_path)  # its .schemathesis/ cache
     assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-2000:]
     covered = re.search(r"API Links:\s+(\d+) covered", run.stdout)
     assert covered and int(covered.group(1)) >= 20, run.stdout[-3000:]  # the chains really ran
