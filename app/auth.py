@@ -45,17 +45,24 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _scrypt(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    return f"scrypt${salt.hex()}${_scrypt(password, salt).hex()}"
+
+
+# Checked when a name is unknown or has no password, so that every name costs one scrypt (no timing tell).
+_DUMMY_HASH = f"scrypt${'00' * 16}${'00' * 64}"
 
 
 def check_password(password: str, stored: str | None) -> bool:
-    if not stored or not stored.startswith("scrypt$"):
-        return False
-    _, salt, digest = stored.split("$")
-    return hmac.compare_digest(hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1).hex(), digest)
+    usable = bool(stored) and stored.startswith("scrypt$") and stored.count("$") == 2
+    _, salt, digest = (stored if usable else _DUMMY_HASH).split("$")
+    matches = hmac.compare_digest(_scrypt(password, bytes.fromhex(salt)).hex(), digest)
+    return usable and matches
 
 
 def create_user(engine: Engine, name: str, *, password: str | None, is_admin: bool) -> tuple[dict, str]:
@@ -76,8 +83,11 @@ def sign_in(engine: Engine, name: str, *, password: str | None = None, token: st
     user = None
     if token:
         user = users.by_token_hash(engine, hash_token(token))
-    elif password is not None and (found := users.password_hash_of(engine, name)) and check_password(password, found[1]):
-        user = found[0]
+    elif password is not None:
+        found = users.password_hash_of(engine, name)
+        # Unknown names and password-less accounts hash too: the same work as a wrong password.
+        if check_password(password, found[1] if found else None) and found:
+            user = found[0]
     if user is None:
         return None
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)

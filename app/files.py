@@ -43,6 +43,11 @@ def cache_dir(home: Path) -> Path:
     return home / "cache"
 
 
+def thumbnail_cache_dir(home: Path) -> Path:
+    """The explorer's thumbnails of image-folder files, bounded in size (app/explorer/thumbnails.py)."""
+    return cache_dir(home) / "thumbnails"
+
+
 def numba_cache_dir(home: Path) -> Path:
     return cache_dir(home) / "numba"
 

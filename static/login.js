@@ -15,7 +15,10 @@ if (form) {
       window.location.href = form.getAttribute("data-next") || "/";
     } catch (err) {
       error.hidden = false;
-      error.textContent = err.status === 401 ? "Wrong name, password or token." : err.message;
+      if (err.status === 401) error.textContent = "Wrong name, password or token.";
+      // 429: the server's sentence names the wait ("too many failed sign-ins ...: try again in 4 min 10 s").
+      else if (err.status === 429) error.textContent = `${err.message.charAt(0).toUpperCase()}${err.message.slice(1)}.`;
+      else error.textContent = err.message;
     }
   });
 }

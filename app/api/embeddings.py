@@ -9,6 +9,7 @@ import io
 import json
 from typing import Annotated, Any, Literal
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi import Path as PathParam
@@ -17,11 +18,12 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from app.distance import Space
-from app.explorer import embeddings as stored, layout
+from app.explorer import embeddings as stored, layout, thumbnails
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
 from app.config import Settings
 from app.datasets import DatasetError
+from app.files import thumbnail_cache_dir
 from app.explorer.layout import SPLITS
 
 router = APIRouter(tags=["embeddings"])
@@ -249,19 +251,28 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
     return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, None), space=data.meta["space"])
 
 
+# Thumbnail requests wait here, not in the threadpool the other routes share (a page of 8k x 8k images
+# must not hold every thread while app.explorer.thumbnails lets two of them decode at a time).
+THUMBNAIL_THREADS = anyio.CapacityLimiter(8)
+
+
 @router.get("/api/jobs/{job_id}/images/{index}", response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "PNG thumbnail"}, **ERRORS})
-def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: SettingsDep) -> Response:
+async def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: SettingsDep) -> Response:
     """A thumbnail of image `index` of the job's dataset (bundled images at native size); never any other file."""
-    job = job_or_404(engine, job_id)
-    try:
-        im = stored.dataset_image(job.spec, settings.data_root_paths, index)
-    except stored.ImageNotServed as e:
-        raise HTTPException(404, str(e)) from None
-    except DatasetError as e:
-        raise HTTPException(404, f"job {job_id}'s dataset cannot be read: {e.reason}") from None
+
+    def thumbnail() -> bytes:
+        job = job_or_404(engine, job_id)
+        try:
+            return stored.thumbnail_png(job.spec, settings.data_root_paths, index, thumbnails.cache_for(thumbnail_cache_dir(settings.home_path)))
+        except stored.ImageNotServed as e:
+            raise HTTPException(404, str(e)) from None
+        except DatasetError as e:
+            raise HTTPException(404, f"job {job_id}'s dataset cannot be read: {e.reason}") from None
+
+    png = await anyio.to_thread.run_sync(thumbnail, limiter=THUMBNAIL_THREADS)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
-    return Response(stored.png_bytes(im), media_type="image/png", headers=headers)
+    return Response(png, media_type="image/png", headers=headers)
 
 
 EXPORTS = {"npy": ("application/octet-stream", "embeddings.npy"), "csv": ("text/csv; charset=utf-8", "embeddings.csv"),

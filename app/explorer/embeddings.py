@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from app.datasets import BUNDLED, bundled_arrays, load_catalog
+from app.explorer import thumbnails
 from app.explorer.neighbors import NeighborIndex
 from app.explorer.layout import SPLITS, LayoutState
 from app.files import PROJECTION_FILE
@@ -31,8 +32,6 @@ from app.files import PROJECTION_FILE
 # server's other requests (a 100,000-point scan took 3x longer with 2 threads on a busy 2-core box).
 faiss.omp_set_num_threads(1)
 MAX_CACHED_JOBS = 4
-THUMBNAIL_SIZE = 128  # longest side of an image-folder thumbnail; bundled images are served at their native 8 or 28 px
-MAX_SOURCE_PIXELS = 64_000_000  # as the trainer: a larger file is not decoded
 SPRITE_MAX = 8192  # TensorBoard's projector reads sprites up to 8192 x 8192
 SPRITE_CELL = 64
 
@@ -144,8 +143,8 @@ def _bundled_images(name: str) -> np.ndarray:
     return bundled_arrays(name)[1]
 
 
-def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.Image:
-    """Image `index` of the job's dataset, and nothing else.
+def _source(spec: dict[str, Any], roots: list[Path], index: int) -> np.ndarray | Path:
+    """Image `index` of the job's dataset, and nothing else: a bundled image's pixels, or a checked file.
 
     The index is looked up in the job's catalog (the dataset folder itself re-checked to
     lie inside the allowed roots); for an image folder the file is resolved again (symlinks
@@ -155,7 +154,7 @@ def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.
     if not 0 <= index < catalog.num_images:
         raise ImageNotServed(f"image {index} does not exist: dataset {spec['dataset']!r} has {catalog.num_images} images (0-{catalog.num_images - 1})")
     if catalog.name in BUNDLED:
-        return Image.fromarray(_bundled_images(catalog.name)[index], "L")
+        return _bundled_images(catalog.name)[index]
     root = catalog.root
     assert root is not None
     try:
@@ -164,16 +163,27 @@ def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.
         raise ImageNotServed(f"image {index} is no longer in the dataset folder") from None
     if root not in real.parents or not real.is_file():
         raise ImageNotServed(f"image {index} does not resolve to a file inside the dataset folder")
+    return real
+
+
+def thumbnail_png(spec: dict[str, Any], roots: list[Path], index: int, cache: thumbnails.ThumbnailCache | None) -> bytes:
+    """PNG of image `index`: bundled images at their native 8 or 28 px, files as a thumbnail (through `cache` when given)."""
+    source = _source(spec, roots, index)
+    if isinstance(source, np.ndarray):
+        return png_bytes(Image.fromarray(source, "L"))
     try:
-        with Image.open(real) as im:
-            if im.width * im.height > MAX_SOURCE_PIXELS:
-                raise ImageNotServed(f"image {index} is too large to show ({im.width}x{im.height})")
-            im.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode at a reduced scale
-            im = im.convert("RGB")
-            im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            return im
+        return cache.png(source) if cache else thumbnails.decode(source)
+    except thumbnails.TooLarge as e:
+        raise ImageNotServed(f"image {index} is too large to show ({e})") from None
     except (OSError, ValueError, Image.DecompressionBombError):
         raise ImageNotServed(f"image {index} cannot be decoded") from None
+
+
+def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.Image:
+    """Image `index` as the thumbnail the explorer shows (for the exports' sprite)."""
+    png = thumbnail_png(spec, roots, index, None)
+    with Image.open(io.BytesIO(png)) as im:
+        return im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
 
 
 def png_bytes(im: Image.Image) -> bytes:

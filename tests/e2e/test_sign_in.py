@@ -14,6 +14,7 @@ from app.config import Settings
 from app.store.db import get_engine, init_db
 from tests.conftest import TEST_ENV, Processes, free_port, wait_for
 from tests.e2e.conftest import screenshot
+from app.signin_limit import NAME_LIMIT
 from tests.e2e.test_dashboard import SMALL, fill_form, real_errors, wait_js
 
 pytestmark = pytest.mark.e2e
@@ -113,3 +114,16 @@ def test_someone_elses_job_cannot_be_cancelled(team, page):
     assert "only ada (the owner) or an admin can change this job" in message.inner_text()
     assert page.locator("#status").inner_text() == "queued"
     screenshot(page, "job-cancel-refused")
+
+
+def test_too_many_wrong_passwords_show_the_wait(team, page):
+    page.goto(f"{team.url}/login")
+    error = page.locator("#login-error")
+    for _ in range(NAME_LIMIT):
+        sign_in(page, "nobody-here", "not the password")
+        wait_js(page, "document.getElementById('login-error').textContent === 'Wrong name, password or token.'")
+        page.evaluate("document.getElementById('login-error').textContent = ''")
+    sign_in(page, "nobody-here", "not the password")
+    wait_js(page, "document.getElementById('login-error').textContent.startsWith('Too many')")
+    assert re.fullmatch(r"Too many failed sign-ins for the name 'nobody-here': try again in \d+ min \d+ s\.", error.inner_text())
+    assert not real_errors(page)
