@@ -182,10 +182,10 @@ def compare(best: Point, other: Point, best_summary: dict, other_summary: dict) 
     if paired is not None:
         matrix, seeds, queries = paired
         diff, low, high = bootstrap_mean(matrix)
-        return {"test": "paired bootstrap", "diff": diff, "diff_low": low, "diff_high": high, "seeds": seeds, "queries": queries,
+        return {"method": "paired bootstrap", "diff": diff, "diff_low": low, "diff_high": high, "seeds": seeds, "queries": queries,
                 "distinguishable": low > 0}
     overlap = other_summary["high"] >= best_summary["low"]
-    return {"test": "interval overlap", "diff": best_summary["mean"] - other_summary["mean"], "diff_low": None, "diff_high": None,
+    return {"method": "interval overlap", "diff": best_summary["mean"] - other_summary["mean"], "diff_low": None, "diff_high": None,
             "seeds": None, "queries": None, "distinguishable": not overlap,
             "missing": [r.job_id for r in best.runs + other.runs if r.per_query is None]}
 
@@ -240,7 +240,7 @@ def recommend_loss(loss: str, points: list[Point], metric: str, validation_class
     starred = bool(comparisons) and not tied
     name = bare(metric)
     best_label = point_label(best.point)
-    tests = sorted({c["test"] for c in comparisons})
+    tests = sorted({c["method"] for c in comparisons})
     seeds = sorted({r.seed for r in best.runs})
     queries = max((c["queries"] or 0 for c in comparisons), default=0) or None
     where = f"these {validation_classes} validation classes" if validation_classes else "this validation split"
@@ -273,3 +273,31 @@ def recommend_loss(loss: str, points: list[Point], metric: str, validation_class
         "rule": f"highest mean {name} at each run's best checkpoint, seeds averaged"
                 + ("" if best_summary["at_best"] else " (some runs recorded no best checkpoint: their last evaluation stands in)"),
     }
+
+
+# -- any jobs, side by side ---------------------------------------------------------
+
+def compare_jobs(jobs: list[dict], per_query: dict[int, dict[str, np.ndarray]] | None = None,
+                 select_metric: str = DEFAULT_SELECT) -> dict[str, Any]:
+    """Each job against the one with the highest selection metric at its best checkpoint: paired over the validation
+    queries both scored when both wrote per-query values (any seeds: a job is its own point), else interval overlap."""
+    per_query = per_query or {}
+    points = []
+    for job in jobs:
+        run = run_evidence(job, select_metric, per_query.get(job["id"]))
+        if run is not None:
+            run.seed = 0  # pair job with job, whatever their training seeds
+            points.append(Point(job["spec"].get("loss", ""), {"job": job["id"]}, [run]))
+    if not points:
+        return {"select_metric": bare(select_metric), "best_job": None, "rows": []}
+    summaries = {id(p): p.summary() for p in points}
+    best = max(points, key=lambda p: summaries[id(p)]["mean"])
+    rows = []
+    for p in points:
+        row = {"job_id": p.point["job"], **summaries[id(p)]}
+        row.update({"method": None, "diff": 0.0, "diff_low": None, "diff_high": None, "distinguishable": False, "queries": None} if p is best
+                   else compare(best, p, summaries[id(best)], summaries[id(p)]))
+        row["locked_test"] = summaries[id(p)]["test"]
+        del row["test"]
+        rows.append(row)
+    return {"select_metric": bare(select_metric), "best_job": best.point["job"], "rows": rows}

@@ -50,7 +50,7 @@ def test_points_within_noise_are_not_starred():
     assert len(rec["tied"]) == 2 and {rec["margin"], *(c["margin"] for c in rec["tied"])} == {0.1, 0.2, 0.4}
     assert rec["statement"].startswith("Margins 0.1-0.4 are within noise of each other on these 5 validation classes")
     assert "None is starred" in rec["statement"]
-    assert all(c["test"] == "paired bootstrap" for c in rec["comparisons"])
+    assert all(c["method"] == "paired bootstrap" for c in rec["comparisons"])
     assert rec["test_used"].startswith("a paired bootstrap of the per-query differences in mean_average_precision_at_r")
     assert rec["validation_queries"] == QUERIES
 
@@ -75,7 +75,7 @@ def test_pairing_separates_what_overlapping_intervals_cannot():
     assert paired["starred"] and paired["margin"] == 0.2
     (unpaired,) = recommend_from_sweep(jobs, ["margin"], {})
     assert unpaired["margin"] == 0.2 and not unpaired["starred"]
-    assert [c["test"] for c in unpaired["comparisons"]] == ["interval overlap"]
+    assert [c["method"] for c in unpaired["comparisons"]] == ["interval overlap"]
     assert "overlap of the 95% intervals where per-query values are missing (jobs #1, #2, #3, #4)" in unpaired["test_used"]
     assert unpaired["best"]["low"] < unpaired["comparisons"][0]["high"]  # the intervals overlap
 
