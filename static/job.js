@@ -2,6 +2,7 @@
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
 import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, effectiveWindow, movingAverage } from "/static/charts.js";
 import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
+import { summaryOf } from "/static/overlays.js";
 import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge } from "/static/common.js";
 
 const root = document.getElementById("job");
@@ -130,7 +131,7 @@ function lossTraces() {
 
 /** Per metric: its interval band (when written), the curve, the step-0 value as a dotted reference, the best step ringed. */
 function retrievalTraces() {
-  const summary = (job && (job.summary || job.metrics)) || {};
+  const summary = job ? summaryOf(job) : {};
   const traces = [];
   for (const [name, label, color, band] of RETRIEVAL) {
     const s = series[name], lo = series[`${name}_low`], hi = series[`${name}_high`];
@@ -158,14 +159,15 @@ function retrievalTraces() {
 }
 
 const fmtBounds = (m, key) => {
-  const v = m[key] ?? m[key.slice(4)], lo = m[`${key}_low`] ?? m[`${key.slice(4)}_low`], hi = m[`${key}_high`] ?? m[`${key.slice(4)}_high`];
+  const bare = key.split("/").pop();
+  const v = m[key] ?? m[bare], lo = m[`${key}_low`] ?? m[`${bare}_low`], hi = m[`${key}_high`] ?? m[`${bare}_high`];
   if (typeof v !== "number") return "–";
   return typeof lo === "number" && typeof hi === "number" ? `${fmtMetric(v, 3)} [${fmtMetric(lo, 3)}, ${fmtMetric(hi, 3)}]` : fmtMetric(v, 3);
 };
 
 /** The evidence a finished job carries: its best checkpoint, its untrained value, its locked test, and the no-gain warning. */
 function renderEvidence() {
-  const s = job.summary || job.metrics || {};
+  const s = summaryOf(job);
   const map = "val/mean_average_precision_at_r";
   const items = [];
   if (s.best && s.best.metrics) items.push(["Best MAP@R", `step ${s.best.step}: ${fmtBounds(s.best.metrics, map)}`, "the kept checkpoint, chosen on the validation split"]);

@@ -61,7 +61,7 @@ function newRow(job) {
 
 function updateRow(row, job) {
   // Skip the DOM when nothing shown changed (most rows, most polls).
-  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.summary, job.finished_at, Math.floor(Date.now() / 30000)]);
+  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.no_gain, job.sweep_id, job.finished_at, Math.floor(Date.now() / 30000)]);
   if (row.key === key) return;
   row.key = key;
   const c = row.cells;
@@ -73,7 +73,7 @@ function updateRow(row, job) {
   c.margin.textContent = job.margin;
   c.sweep.replaceChildren(job.sweep_id ? el("a", { href: `/sweeps/${job.sweep_id}`, title: "the sweep this job belongs to" }, `sweep ${job.sweep_id}`) : "");
   setBadge(c.status.firstChild, job.status);
-  const noGain = (job.summary || job.metrics || {}).no_gain;
+  const noGain = job.no_gain;
   c.status.lastChild.hidden = !noGain;
   c.status.lastChild.title = noGain || "";
   const [bar, text] = c.progress.children;

@@ -9,9 +9,13 @@ const SMOOTH = 50;
 const CONFIG = { responsive: true, displaylogo: false };
 const LIVE = ["queued", "running"];
 
-/** The job's summary: the latest values, and where the job wrote them, best / baseline / test / no_gain. */
+const EVIDENCE = ["best", "baseline", "test", "no_gain", "stopped_early", "select_metric"];
+
+/** The job's latest values with its evidence beside them (JobOut's best / baseline / test / no_gain ... fields). */
 export function summaryOf(job) {
-  return job.summary || job.metrics || {};
+  const out = { ...(job.metrics || {}) };
+  for (const key of EVIDENCE) if (job[key] !== undefined && job[key] !== null) out[key] = job[key];
+  return out;
 }
 
 /** metrics[m + suffix] whatever the key's prefix ("val/m", "test/m" or "m"). */

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from app import evidence
+from app import job_evidence as evidence
 from app.advisor import DEFAULT_SELECT, compare_jobs
 from app.api.deps import EngineDep, SettingsDep
 from app.api.schemas import ErrorOut, JobOut, job_out

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.explorer import aligned
-from app import evidence
+from app import job_evidence as evidence
 from app.advisor import DEFAULT_SELECT, recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
