@@ -25,7 +25,7 @@ def test_sweep_comparison_page(procs, settings, page):
     assert page.locator("#recommendations .recommendation").count() == 2
     marked = page.locator("#runs tbody tr.starred").count() + page.locator("#runs tbody tr.best").count()
     assert marked == 2  # each loss's highest point, starred only when it is beyond the noise
-    page.locator("#runs thead th", has_text="MAP@R").click()  # sortable
+    page.locator("#runs thead th", has_text="MAP@R (best)").click()  # sortable
     assert page.locator("#runs thead th[aria-sort='descending']").count() == 1
     assert page.errors == []
 
