@@ -1,6 +1,6 @@
 // Sweep comparison: what the evidence supports (per loss), the selection metric against margin, curves per run,
 // the runs table with intervals, the distance histograms and the aligned embeddings.
-import { api, el, badge, fmtMetric, plotlyText } from "/static/common.js";
+import { api, badge, classColor, el, fmtMetric, plotlyText } from "/static/common.js";
 import { DASHES, METRICS, baselineOf, bestOf, drawDistanceOverlay, drawTrainingOverlays, drawValidationOverlay, fmtInterval,
   loadSeries, metricOf } from "/static/overlays.js";
 import { showLayouts } from "/static/sweep_layouts.js";
@@ -34,19 +34,31 @@ function drawMetricVsMargin(sweep) {
     margin: { t: 34, r: 10, b: 46, l: 56 }, legend: { orientation: "h", y: -0.25 }, showlegend: true };
   const seen = new Set();
   const legend = (key) => { const show = !seen.has(key); seen.add(key); return show; };
+  // Other axes than the margin (lr, miner...): one line per combination, its colour the same in every panel.
+  const others = (p) => Object.entries(p.point).filter(([key]) => key !== "margin").map(([key, v]) => `${key}=${v}`).join(" ");
+  const groups = [...new Set(recs.flatMap((r) => r.points.map(others)))];
+  const colourOfGroup = (g) => (groups.length > 1 ? classColor(groups.indexOf(g), groups.length) : COLOURS.line);
+  const same = (p, q) => JSON.stringify(p.point) === JSON.stringify(q.point);
   recs.forEach((r, k) => {
     const ax = k ? String(k + 1) : "", xa = `x${ax}`, ya = `y${ax}`;
     const pts = r.points.filter((p) => p.margin !== null);
     const xs = pts.map((p) => p.margin);
-    const near = new Set([r.best.margin, ...r.tied.map((t) => t.margin)]);
-    traces.push({ x: [...xs, ...[...xs].reverse()], y: [...pts.map((p) => p.high), ...[...pts].reverse().map((p) => p.low)], xaxis: xa, yaxis: ya,
-      fill: "toself", fillcolor: COLOURS.band, line: { width: 0 }, hoverinfo: "skip", name: "95% interval", legendgroup: "band", showlegend: legend("band") });
-    traces.push({ x: xs, y: pts.map((p) => p.mean), xaxis: xa, yaxis: ya, mode: "lines+markers", name: `mean over seeds at the best checkpoint`,
-      legendgroup: "mean", showlegend: legend("mean"), line: { color: COLOURS.line, width: 2 },
-      marker: { size: pts.map((p) => (r.starred && p.margin === r.margin ? 16 : 9)), color: pts.map((p) => (near.has(p.margin) ? COLOURS.line : "#fff")),
-        symbol: pts.map((p) => (r.starred && p.margin === r.margin ? "star" : "circle")), line: { color: COLOURS.line, width: 2 } },
-      customdata: pts.map((p) => [p.low, p.high, p.runs]),
-      hovertemplate: `margin %{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}], %{customdata[2]} run(s)<extra>${plotlyText(r.loss)}</extra>` });
+    const near = [r.best, ...r.tied];
+    for (const g of groups) {
+      const gp = pts.filter((p) => others(p) === g);
+      if (!gp.length) continue;
+      const gx = gp.map((p) => p.margin), colour = colourOfGroup(g), suffix = groups.length > 1 ? ` (${plotlyText(g)})` : "";
+      const isStar = (p) => r.starred && same(p, r.best);
+      traces.push({ x: [...gx, ...[...gx].reverse()], y: [...gp.map((p) => p.high), ...[...gp].reverse().map((p) => p.low)], xaxis: xa, yaxis: ya,
+        fill: "toself", fillcolor: groups.length > 1 ? "rgba(120, 120, 120, 0.12)" : COLOURS.band, line: { width: 0 }, hoverinfo: "skip",
+        name: "95% interval", legendgroup: "band", showlegend: legend("band") });
+      traces.push({ x: gx, y: gp.map((p) => p.mean), xaxis: xa, yaxis: ya, mode: "lines+markers", name: `mean over seeds at the best checkpoint${suffix}`,
+        legendgroup: `mean ${g}`, showlegend: legend(`mean ${g}`), line: { color: colour, width: 2 },
+        marker: { size: gp.map((p) => (isStar(p) ? 16 : 9)), color: gp.map((p) => (near.some((q) => same(p, q)) ? colour : "#fff")),
+          symbol: gp.map((p) => (isStar(p) ? "star" : "circle")), line: { color: colour, width: 2 } },
+        customdata: gp.map((p) => [p.low, p.high, p.runs]),
+        hovertemplate: `margin %{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}], %{customdata[2]} run(s)<extra>${plotlyText(r.loss)}${suffix}</extra>` });
+    }
     const bases = sweep.job_list.filter((j) => j.spec.loss === r.loss).map((j) => metricOf(baselineOf(j), r.select_metric)).filter((v) => v !== null);
     const base = bases.length ? bases.reduce((a, b) => a + b, 0) / bases.length : null;
     if (base !== null) traces.push({ x: [Math.min(...xs), Math.max(...xs)], y: [base, base], xaxis: xa, yaxis: ya, mode: "lines", name: "step 0 (untrained)",
