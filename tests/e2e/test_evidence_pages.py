@@ -104,6 +104,7 @@ def test_compare_page_and_job_page(procs, settings, page):
     page.wait_for_function(f"() => ({retrieval} || []).some(t => t.fill === 'tonexty')")
     refs = page.evaluate(f"{retrieval}.filter(t => t.name.endsWith('at step 0')).map(t => t.y[0])")
     assert len(refs) == 3
+    screenshot(page, "job-evidence")
     page.click("#sweep-margin")
     page.wait_for_url("**/sweeps?from_job=*")
     page.wait_for_function("() => document.querySelector('.axis-values') && document.querySelector('.axis-values').value !== ''")
