@@ -23,6 +23,7 @@ DEFAULT_SELECT = "mean_average_precision_at_r"
 RESAMPLES = 2000
 LEVEL = 0.95
 Z = 1.959964  # the normal quantile of a two-sided 95% interval
+REPLICATES = ("seed", "fold", "loss")  # axes that are not grid points: seeds and cross-validation folds are averaged, losses recommended apart
 
 
 def bare(metric: str) -> str:
@@ -62,6 +63,7 @@ class RunEvidence:
     """What one finished run contributes: its selection metric at its best step, with the run's own interval."""
     job_id: int
     seed: int
+    fold: int  # cross-validation fold (0 without folds): runs of different folds score different queries
     value: float
     low: float | None
     high: float | None
@@ -90,7 +92,7 @@ def run_evidence(job: dict, metric: str, per_query: dict[str, np.ndarray] | None
         if values is not None and len(values) == len(per_query["indices"]):
             order = np.argsort(per_query["indices"], kind="stable")
             pq = (np.asarray(per_query["indices"])[order], np.asarray(values, dtype=np.float64)[order])
-    return RunEvidence(job_id=int(job["id"]), seed=int(job["spec"].get("seed", 0)), value=value,
+    return RunEvidence(job_id=int(job["id"]), seed=int(job["spec"].get("seed", 0)), fold=int(job["spec"].get("fold") or 0), value=value,
                        low=metric_of(source, metric, "_low"), high=metric_of(source, metric, "_high"),
                        step=best.get("step") if best else None, at_best=best is not None, test=test, per_query=pq)
 
@@ -132,17 +134,37 @@ def paired_matrix(runs_a: list[RunEvidence], runs_b: list[RunEvidence] | None = 
     return matrix, len(seeds), len(common)
 
 
-def bootstrap_mean(matrix: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float, float]:
-    """Mean of a seeds x queries matrix with a 95% percentile interval: seeds and queries are both resampled (the
-    same queries for every seed: they are the same images), so run-to-run noise counts as well as the query sample."""
+def bootstrap_samples(matrix: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> np.ndarray:
+    """Bootstrap means of a seeds x queries matrix: seeds and queries both resampled (the same queries for every seed:
+    they are the same images), so run-to-run noise counts as well as the sample of queries."""
     rng = np.random.default_rng(seed)
     n_seeds, n_queries = matrix.shape
     weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=resamples) / n_seeds  # resamples x seeds
     per_query = weights @ matrix  # resamples x queries: each resample's seed mix
     picks = rng.integers(0, n_queries, size=(resamples, n_queries))
-    stats = np.take_along_axis(per_query, picks, axis=1).mean(axis=1)
+    return np.take_along_axis(per_query, picks, axis=1).mean(axis=1)
+
+
+def bootstrap_mean(blocks: list[np.ndarray] | np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """Mean over folds (blocks; one without cross-validation) of each fold's seeds x queries mean, with a 95% percentile
+    interval. Every fold is kept in every resample (they partition the classes); within a fold, seeds and queries are resampled."""
+    blocks = [blocks] if isinstance(blocks, np.ndarray) else blocks
+    stats = np.mean([bootstrap_samples(b, seed + i, resamples) for i, b in enumerate(blocks)], axis=0)
     alpha = (1 - LEVEL) / 2
-    return float(matrix.mean()), float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    return float(np.mean([b.mean() for b in blocks])), float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def paired_blocks(runs_a: list[RunEvidence], runs_b: list[RunEvidence] | None = None) -> tuple[list[np.ndarray], int, int] | None:
+    """paired_matrix per cross-validation fold (the folds both sets ran); None when any fold cannot be paired."""
+    folds = sorted({r.fold for r in runs_a} & ({r.fold for r in runs_b} if runs_b is not None else {r.fold for r in runs_a}))
+    blocks, seeds, queries = [], 0, 0
+    for fold in folds:
+        found = paired_matrix([r for r in runs_a if r.fold == fold], [r for r in runs_b if r.fold == fold] if runs_b is not None else None)
+        if found is None:
+            return None
+        blocks.append(found[0])
+        seeds, queries = max(seeds, found[1]), queries + found[2]
+    return (blocks, seeds, queries) if blocks else None
 
 
 # -- a sweep's recommendation ------------------------------------------------------
@@ -158,9 +180,9 @@ class Point:
         return self.point.get("margin")
 
     def summary(self) -> dict[str, Any]:
-        matrix = paired_matrix(self.runs)
-        if matrix is not None:
-            mean, low, high = bootstrap_mean(matrix[0])
+        blocks = paired_blocks(self.runs)
+        if blocks is not None:
+            mean, low, high = bootstrap_mean(blocks[0])
             mean = statistics.fmean(r.value for r in self.runs)  # the runs' own values: the point estimate all tables show
             interval = "bootstrap over seeds and validation queries"
         else:
@@ -178,10 +200,10 @@ class Point:
 
 def compare(best: Point, other: Point, best_summary: dict, other_summary: dict) -> dict[str, Any]:
     """Is `other` distinguishable from `best`? A paired bootstrap where both have per-query values, else interval overlap."""
-    paired = paired_matrix(best.runs, other.runs)
+    paired = paired_blocks(best.runs, other.runs)
     if paired is not None:
-        matrix, seeds, queries = paired
-        diff, low, high = bootstrap_mean(matrix)
+        blocks, seeds, queries = paired
+        diff, low, high = bootstrap_mean(blocks)
         return {"method": "paired bootstrap", "diff": diff, "diff_low": low, "diff_high": high, "seeds": seeds, "queries": queries,
                 "distinguishable": low > 0}
     overlap = other_summary["high"] >= best_summary["low"]
@@ -219,7 +241,7 @@ def recommend_from_sweep(jobs: list[dict], axes: list[str], per_query: dict[int,
         run = run_evidence(job, select_metric, per_query.get(job["id"]))
         if run is None:
             continue
-        point = {axis: job["spec"].get(axis) for axis in axes if axis not in ("seed", "loss")}
+        point = {axis: job["spec"].get(axis) for axis in axes if axis not in REPLICATES}
         key = (job["spec"]["loss"], tuple(point.items()))
         groups.setdefault(key, Point(job["spec"]["loss"], point)).runs.append(run)
     by_loss: dict[str, list[Point]] = defaultdict(list)
@@ -286,7 +308,7 @@ def compare_jobs(jobs: list[dict], per_query: dict[int, dict[str, np.ndarray]] |
     for job in jobs:
         run = run_evidence(job, select_metric, per_query.get(job["id"]))
         if run is not None:
-            run.seed = 0  # pair job with job, whatever their training seeds
+            run.seed, run.fold = 0, 0  # pair job with job, whatever their seeds; different folds share no queries and fall back
             points.append(Point(job["spec"].get("loss", ""), {"job": job["id"]}, [run]))
     if not points:
         return {"select_metric": bare(select_metric), "best_job": None, "rows": []}

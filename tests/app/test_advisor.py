@@ -21,9 +21,10 @@ def per_query(rng: np.random.Generator, query_effect: np.ndarray, shift: float, 
     return np.clip(query_effect + shift + rng.normal(0, noise, len(query_effect)), 0, 1)
 
 
-def fabricate(shifts: dict[float, float], seeds=(0, 1), noise=0.02, loss="triplet", status="succeeded", per_query_files=True, start_id=1):
+def fabricate(shifts: dict[float, float], seeds=(0, 1), noise=0.02, loss="triplet", status="succeeded", per_query_files=True, start_id=1,
+              fold=None, queries_seed=7):
     """Jobs (as the store returns them) and their per-query arrays: one run per margin and seed."""
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(queries_seed)
     query_effect = rng.uniform(0.1, 0.7, QUERIES)  # hard and easy queries: a large spread that pairing removes
     indices = rng.permutation(10 * QUERIES)[:QUERIES]
     jobs, arrays, job_id = [], {}, start_id
@@ -34,7 +35,7 @@ def fabricate(shifts: dict[float, float], seeds=(0, 1), noise=0.02, loss="triple
             half = 1.96 * values.std() / np.sqrt(QUERIES)
             best = {M: mean, f"{M}_low": mean - half, f"{M}_high": mean + half}
             test = {M: mean - 0.01, f"{M}_low": mean - 0.01 - half, f"{M}_high": mean - 0.01 + half}
-            jobs.append({"id": job_id, "status": status, "spec": {"loss": loss, "margin": margin, "seed": seed},
+            jobs.append({"id": job_id, "status": status, "spec": {"loss": loss, "margin": margin, "seed": seed, "fold": fold},
                          "summary": {f"val/{M}": mean, "best": {"step": 100, "metrics": best}, "baseline": {"step": 0, "metrics": {M: 0.2}},
                                      "test": {"best": {"step": 100, "metrics": test}}, "select_metric": M}})
             if per_query_files:
@@ -111,3 +112,13 @@ def test_bootstrap_interval_covers_a_known_mean():
         _, low, high = bootstrap_mean(sample, seed=trial, resamples=500)
         covered += low <= 0.5 <= high
     assert covered >= 51  # 95% nominal: 57 of 60 expected, 51 leaves room for chance
+
+
+def test_cross_validation_folds_are_averaged_not_compared():
+    """Two folds validate on different classes (different queries): each fold is paired with itself, the folds averaged."""
+    fold0, a = fabricate({0.1: 0.30, 0.2: 0.36}, fold=0, queries_seed=1)
+    fold1, b = fabricate({0.1: 0.32, 0.2: 0.37}, fold=1, queries_seed=2, start_id=100)
+    (rec,) = recommend_from_sweep(fold0 + fold1, ["margin", "fold"], {**a, **b})
+    assert [p["margin"] for p in rec["points"]] == [0.1, 0.2] and rec["best"]["runs"] == 4
+    assert rec["starred"] and rec["margin"] == 0.2 and rec["comparisons"][0]["method"] == "paired bootstrap"
+    assert rec["comparisons"][0]["queries"] == 2 * QUERIES
