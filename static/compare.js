@@ -25,7 +25,7 @@ function drawTable(data) {
     const best = bestOf(j), s = summaryOf(j), test = rows.get(j.id)?.locked_test;
     return el("tr", { class: j.id === data.best_job ? "best" : "", dataset: { jobId: j.id } },
       el("td", { class: "num" }, el("a", { href: `/jobs/${j.id}` }, j.id)),
-      el("td", {}, j.name, s.no_gain ? el("span", { class: "badge warn", title: s.no_gain }, " no gain over step 0") : null),
+      el("td", {}, j.name, s.no_gain ? el("span", { class: "warn-tag no-gain", title: s.no_gain }, "no gain over step 0") : null),
       el("td", {}, j.sweep_id ? el("a", { href: `/sweeps/${j.sweep_id}` }, `sweep ${j.sweep_id}`) : "–"),
       el("td", {}, badge(j.status)),
       el("td", { class: "num" }, best.step ?? "–"),

@@ -46,7 +46,7 @@ function newRow(job) {
     loss: el("td"),
     margin: el("td", { class: "num" }),
     sweep: el("td", { class: "sweep-cell" }),
-    status: el("td", {}, el("span", { class: "badge" }), el("span", { class: "badge warn no-gain", hidden: true }, "no gain")),
+    status: el("td", {}, el("span", { class: "badge" }), el("span", { class: "warn-tag no-gain", hidden: true }, "no gain")),
     progress: el("td", { class: "progress-cell" }, el("div", { class: "bar" }, el("div", { class: "bar-fill" })), el("small")),
     map: el("td", { class: "num map" }),
     p1: el("td", { class: "num p1" }),
