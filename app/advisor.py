@@ -251,6 +251,7 @@ def recommend_from_sweep(jobs: list[dict], axes: list[str], per_query: dict[int,
 
 
 def recommend_loss(loss: str, points: list[Point], metric: str, validation_classes: int | None) -> dict[str, Any]:
+    points = sorted(points, key=lambda p: sorted((k, str(v)) for k, v in p.point.items()))  # ties go to the first point, always the same
     summaries = {id(p): p.summary() for p in points}
     best = max(points, key=lambda p: summaries[id(p)]["mean"])
     comparisons = []
@@ -259,7 +260,8 @@ def recommend_loss(loss: str, points: list[Point], metric: str, validation_class
             continue
         comparisons.append({**summaries[id(p)], **compare(best, p, summaries[id(best)], summaries[id(p)])})
     tied = [c for c in comparisons if not c["distinguishable"]]
-    starred = bool(comparisons) and not tied
+    untrained = all(r.step == 0 for p in points for r in p.runs)  # every best checkpoint is the untrained network
+    starred = bool(comparisons) and not tied and not untrained
     name = bare(metric)
     best_label = point_label(best.point)
     tests = sorted({c["method"] for c in comparisons})
@@ -274,6 +276,9 @@ def recommend_loss(loss: str, points: list[Point], metric: str, validation_class
                      "more seeds or more classes would separate them. None is starred over the others.")
     else:
         statement = f"{best_label[0].upper()}{best_label[1:]} is better than every other {loss} setting beyond the noise on {where}."
+    if untrained:
+        statement = (f"Every {loss} run's best checkpoint is its untrained network (step 0): training did not beat it here, "
+                     "so these runs support no margin. Train longer, on more data, or with another learning rate. " + statement)
     used = []
     if "paired bootstrap" in tests:
         used.append(f"a paired bootstrap of the per-query differences in {name} over the same validation queries and seeds "

@@ -122,3 +122,11 @@ def test_cross_validation_folds_are_averaged_not_compared():
     assert [p["margin"] for p in rec["points"]] == [0.1, 0.2] and rec["best"]["runs"] == 4
     assert rec["starred"] and rec["margin"] == 0.2 and rec["comparisons"][0]["method"] == "paired bootstrap"
     assert rec["comparisons"][0]["queries"] == 2 * QUERIES
+
+
+def test_runs_whose_best_is_the_untrained_network_support_no_margin():
+    jobs, arrays = fabricate({0.1: 0.30, 0.2: 0.40})
+    for job in jobs:
+        job["summary"]["best"]["step"] = 0
+    (rec,) = recommend_from_sweep(jobs, ["margin"], arrays)
+    assert not rec["starred"] and rec["statement"].startswith("Every triplet run's best checkpoint is its untrained network (step 0)")

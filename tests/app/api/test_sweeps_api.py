@@ -61,8 +61,8 @@ def test_finished_sweep_recommends_and_job_shows_distances(client, settings: Set
     detail = client.get(f"/api/sweeps/{r['id']}").json()
     assert detail["status_counts"] == {"succeeded": 2}
     [rec] = detail["recommendations"]
-    best = max(rec["points"], key=lambda p: p["mean"])
-    assert rec["loss"] == "triplet" and rec["margin"] == best["margin"] and [p["margin"] for p in rec["points"]] == [0.1, 0.4] and rec["best"]["runs"] == 1 and "mean" in rec["rule"]
+    best = max(p["mean"] for p in rec["points"])
+    assert rec["loss"] == "triplet" and rec["best"]["mean"] == best and [p["margin"] for p in rec["points"]] == [0.1, 0.4] and rec["best"]["runs"] == 1 and "mean" in rec["rule"]
     assert len(rec["comparisons"]) == 1 and rec["statement"] and rec["test_used"]
 
     job_id = r["job_ids"][0]
