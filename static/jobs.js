@@ -61,7 +61,7 @@ function newRow(job) {
 
 function updateRow(row, job) {
   // Skip the DOM when nothing shown changed (most rows, most polls).
-  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.no_gain, job.sweep_id, job.finished_at, Math.floor(Date.now() / 30000)]);
+  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.best, job.no_gain, job.sweep_id, job.finished_at, Math.floor(Date.now() / 30000)]);
   if (row.key === key) return;
   row.key = key;
   const c = row.cells;
@@ -80,8 +80,11 @@ function updateRow(row, job) {
   bar.firstChild.style.width = `${(progressFraction(job) * 100).toFixed(1)}%`;
   bar.firstChild.className = `bar-fill status-${job.status}`;
   text.textContent = progressText(job);
-  c.map.textContent = fmtMetric(job.metrics["val/mean_average_precision_at_r"]);
-  c.p1.textContent = fmtMetric(job.metrics["val/precision_at_1"]);
+  // At the best checkpoint once the job has one (what the job keeps), else the latest evaluation.
+  const best = job.best && job.best.metrics;
+  c.map.textContent = fmtMetric(best ? best.mean_average_precision_at_r : job.metrics["val/mean_average_precision_at_r"]);
+  c.p1.textContent = fmtMetric(best ? best.precision_at_1 : job.metrics["val/precision_at_1"]);
+  c.map.title = best ? `best step ${job.best.step}` : "latest evaluation";
   c.owner.textContent = job.owner;
   c.created.replaceChildren(timeNode(job.created_at));
   c.finished.replaceChildren(job.finished_at ? timeNode(job.finished_at) : "");
