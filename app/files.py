@@ -15,6 +15,7 @@ from typing import Any
 CHECKPOINT_FILE = "checkpoint.pt"
 EMBEDDINGS_FILE = "embeddings.npz"
 DISTANCES_FILE = "distances.json"
+PER_QUERY_FILE = "per_query.npz"  # each validation query's retrieval metrics at the best step (paired comparisons)
 PROJECTION_FILE = "projection.npz"  # the explorer's 2-D layout, its per-class table and UMAP's transform state
 # A sweep's derived files under EMBEDLAB_HOME/sweeps/<id>/.
 LAYOUTS_FILE = "layouts.json"

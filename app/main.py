@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api import datasets as datasets_api
 from app.middleware import BodyLimit, MiB
 from app.api import deps
+from app.api import compare as compare_api
 from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
 from app.api import errors
@@ -57,11 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feeds = Feeds(engine)
     errors.install(app)
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, compare_api):
         app.include_router(module.router)
-    from app.pages import explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
+    from app.pages import compare as compare_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
 
-    for module in (job_pages, sweep_pages, explorer_pages):
+    for module in (job_pages, sweep_pages, explorer_pages, compare_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

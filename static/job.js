@@ -2,6 +2,7 @@
 // from the SSE stream, resumed after the load's last_event_id so nothing is missed or doubled.
 import { CHART_CONFIG as CONFIG, CHART_LAYOUT, Series, effectiveWindow, movingAverage } from "/static/charts.js";
 import { ACTIVE, DistanceView, HARDNESS, drawHardness } from "/static/job_margin.js";
+import { summaryOf } from "/static/overlays.js";
 import { api, el, fmtDateTime, fmtDuration, fmtInt, fmtMetric, progressFraction, progressText, setBadge, TERMINAL } from "/static/common.js";
 
 const root = document.getElementById("job");
@@ -10,12 +11,13 @@ const $ = (id) => document.getElementById(id);
 
 const LOSS = ["train/loss", "val/loss"];
 const RETRIEVAL = [
-  ["val/precision_at_1", "precision@1", "#0b62c4"],
-  ["val/r_precision", "R-precision", "#2da44e"],
-  ["val/mean_average_precision_at_r", "MAP@R", "#8250df"],
+  ["val/precision_at_1", "precision@1", "#0b62c4", "rgba(11, 98, 196, 0.14)"],
+  ["val/r_precision", "R-precision", "#2da44e", "rgba(45, 164, 78, 0.14)"],
+  ["val/mean_average_precision_at_r", "MAP@R", "#8250df", "rgba(130, 80, 223, 0.14)"],
 ];
+const BOUNDS = RETRIEVAL.flatMap(([name]) => [`${name}_low`, `${name}_high`]); // 95% bootstrap bounds, per evaluation
 // Read in two parts: the loss and retrieval charts first, the per-step diagnostics right after.
-const FIRST = [...LOSS, ...RETRIEVAL.map(([name]) => name)];
+const FIRST = [...LOSS, ...RETRIEVAL.map(([name]) => name), ...BOUNDS];
 const DIAGNOSTICS = [...HARDNESS.map(([name]) => name), ACTIVE];
 const WANTED = [...FIRST, ...DIAGNOSTICS];
 const NEW_EVALUATION = "val/distance_overlap"; // written with each evaluation's distance histograms
@@ -73,6 +75,7 @@ function renderJob() {
     ? `No downloads: the job ${job.status} before writing its final checkpoint and embeddings.`
     : "Downloads appear when the job has succeeded.";
   if (!$("spec").textContent) $("spec").textContent = JSON.stringify(job.spec, null, 2);
+  renderEvidence();
 }
 
 async function loadLog() {
@@ -125,11 +128,57 @@ function lossTraces() {
   ];
 }
 
+/** Per metric: its interval band (when written), the curve, the step-0 value as a dotted reference, the best step ringed. */
 function retrievalTraces() {
-  return RETRIEVAL.map(([name, label, color]) => ({
-    name: label, x: series[name].x, y: series[name].y, type: "scatter", mode: "lines+markers", line: { color, width: 2 }, marker: { size: 6 },
-    hovertemplate: `${name}: %{y:.4f}<extra></extra>`,
-  }));
+  const summary = job ? summaryOf(job) : {};
+  const traces = [];
+  for (const [name, label, color, band] of RETRIEVAL) {
+    const s = series[name], lo = series[`${name}_low`], hi = series[`${name}_high`];
+    if (lo.x.length && hi.x.length) {
+      traces.push({ name: `${label} 95% interval`, x: hi.x, y: hi.y, type: "scatter", mode: "lines", line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: name });
+      traces.push({ name: `${label} 95% interval`, x: lo.x, y: lo.y, type: "scatter", mode: "lines", line: { width: 0, color }, fill: "tonexty", fillcolor: band,
+        hoverinfo: "skip", showlegend: false, legendgroup: name });
+    }
+    traces.push({ name: label, x: s.x, y: s.y, type: "scatter", mode: "lines+markers", line: { color, width: 2 }, marker: { size: 6 }, legendgroup: name,
+      hovertemplate: `${name}: %{y:.4f}<extra></extra>` });
+    const metric = name.slice(4);
+    const baseline = summary.baseline && summary.baseline.metrics ? summary.baseline.metrics[metric] ?? summary.baseline.metrics[name] : undefined;
+    const base = typeof baseline === "number" ? baseline : s.x[0] === 0 ? s.y[0] : null;
+    if (base !== null && s.x.length) {
+      traces.push({ name: `${label} at step 0`, x: [0, Math.max(s.x[s.x.length - 1], 1)], y: [base, base], type: "scatter", mode: "lines", legendgroup: name,
+        showlegend: false, line: { color, width: 1.2, dash: "dot" }, hovertemplate: `${name} at step 0 (untrained): %{y:.4f}<extra></extra>` });
+    }
+    const best = summary.best && summary.best.metrics ? summary.best.metrics[metric] ?? summary.best.metrics[name] : undefined;
+    if (typeof best === "number") {
+      traces.push({ name: `${label} best`, x: [summary.best.step], y: [best], type: "scatter", mode: "markers", legendgroup: name, showlegend: false,
+        marker: { color, size: 13, symbol: "circle-open", line: { width: 2.5, color } }, hovertemplate: `best step %{x}: %{y:.4f}<extra></extra>` });
+    }
+  }
+  return traces;
+}
+
+const fmtBounds = (m, key) => {
+  const bare = key.split("/").pop();
+  const v = m[key] ?? m[bare], lo = m[`${key}_low`] ?? m[`${bare}_low`], hi = m[`${key}_high`] ?? m[`${bare}_high`];
+  if (typeof v !== "number") return "–";
+  return typeof lo === "number" && typeof hi === "number" ? `${fmtMetric(v, 3)} [${fmtMetric(lo, 3)}, ${fmtMetric(hi, 3)}]` : fmtMetric(v, 3);
+};
+
+/** The evidence a finished job carries: its best checkpoint, its untrained value, its locked test, and the no-gain warning. */
+function renderEvidence() {
+  const s = summaryOf(job);
+  const map = "val/mean_average_precision_at_r";
+  const items = [];
+  if (s.best && s.best.metrics) items.push(["Best MAP@R", `step ${s.best.step}: ${fmtBounds(s.best.metrics, map)}`, "the kept checkpoint, chosen on the validation split"]);
+  if (s.baseline && s.baseline.metrics) items.push(["MAP@R at step 0", fmtBounds(s.baseline.metrics, map), "the untrained network"]);
+  const test = s.test || {};
+  for (const [key, label] of [["best", "Locked test, best"], ["final", "Locked test, final"]]) {
+    if (test[key] && test[key].metrics) items.push([label, `step ${test[key].step}: ${fmtBounds(test[key].metrics, "test/mean_average_precision_at_r")}`, "the test classes, scored once at the end and read by no selection"]);
+  }
+  if (s.stopped_early) items.push(["Stopped early", `step ${s.stopped_early.step}: ${s.stopped_early.reason}`, ""]);
+  $("evidence").replaceChildren(...items.map(([dt, dd, title]) => el("div", { title }, el("dt", {}, dt), el("dd", {}, dd))));
+  $("no-gain").hidden = !s.no_gain;
+  $("no-gain").textContent = s.no_gain || "";
 }
 
 function draw() {
@@ -142,9 +191,12 @@ function draw() {
     ...(hasLoss ? {} : emptyLayout()),
   }, CONFIG);
   const hasRetrieval = RETRIEVAL.some(([name]) => series[name].x.length);
-  Plotly.react("retrieval-chart", retrievalTraces(), {
+  const traces = retrievalTraces();
+  const ys = traces.flatMap((t) => t.y).filter((v) => typeof v === "number");
+  const pad = ys.length ? Math.max(0.02, (Math.max(...ys) - Math.min(...ys)) * 0.08) : 0;
+  Plotly.react("retrieval-chart", traces, {
     ...BASE_LAYOUT, datarevision: revision,
-    yaxis: { title: { text: "score" }, range: [0, 1.02], gridcolor: "#eef0f2", zeroline: false },
+    yaxis: { title: { text: "score" }, range: ys.length ? [Math.max(0, Math.min(...ys) - pad), Math.min(1.02, Math.max(...ys) + pad)] : [0, 1.02], gridcolor: "#eef0f2", zeroline: false },
     ...(hasRetrieval ? {} : emptyLayout()),
   }, CONFIG);
   drawHardness(series, Number(smoothing.value), revision);
@@ -255,7 +307,7 @@ function openStream(after) {
     renderJob();
     scheduleDraw();
     loadLog();
-    distances.load(); // the margin suggestion comes with success
+    distances.load();
   });
 }
 

@@ -58,7 +58,6 @@ export class DistanceView {
     $("distances-card").hidden = last < 0;
     slider.disabled = last < 1;
     this.draw();
-    this.drawSuggestion();
   }
 
   draw() {
@@ -91,20 +90,6 @@ export class DistanceView {
       el("div", {}, el("dt", {}, "Overlap"), el("dd", { id: "distance-overlap", title: "shared area of the two normalised histograms: 0 = separated, 1 = identical" }, fmtMetric(e.overlap, 3))),
       el("div", {}, el("dt", {}, "Median positive"), el("dd", {}, fmtMetric(e.positive_median, 3))),
       el("div", {}, el("dt", {}, "Median negative"), el("dd", {}, fmtMetric(e.negative_median, 3))),
-    );
-  }
-
-  drawSuggestion() {
-    const box = $("margin-suggestion");
-    const s = this.data.suggestion;
-    box.hidden = !s;
-    if (!s) return;
-    const evidence = Object.entries(s.evidence).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${k.replaceAll("_", " ")} ${fmtMetric(v, 3)}`).join(", ");
-    box.replaceChildren(
-      el("strong", {}, s.margin === null ? "No margin suggested" : `Suggested margin: ${s.margin}`),
-      ` (this job used ${this.data.margin}). `,
-      el("span", { class: "muted" }, `Rule: ${s.rule}.`),
-      evidence ? el("span", { class: "muted" }, ` Evidence from the last evaluation: ${evidence}.`) : null,
     );
   }
 }

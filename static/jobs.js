@@ -20,6 +20,8 @@ statusSelect.value = state.status;
 search.value = state.q;
 
 const rows = new Map(); // job id -> {tr, cells, key}
+const selected = new Set(); // job ids ticked for comparison (kept across pages and polls)
+const compareButton = document.getElementById("compare-selected");
 let timer = null;
 let inflight = null;
 
@@ -29,13 +31,22 @@ function datasetLabel(job) {
 }
 
 function newRow(job) {
+  const pick = el("input", { type: "checkbox", class: "pick", "aria-label": `select job ${job.id} for comparison` });
+  pick.checked = selected.has(job.id);
+  pick.addEventListener("change", () => {
+    if (pick.checked) selected.add(job.id);
+    else selected.delete(job.id);
+    updateCompare();
+  });
   const cells = {
+    pick: el("td", {}, pick),
     id: el("td", { class: "num muted" }),
     name: el("td", { class: "name-cell" }, el("a", { href: `/jobs/${job.id}` })),
     dataset: el("td"),
     loss: el("td"),
     margin: el("td", { class: "num" }),
-    status: el("td", {}, el("span", { class: "badge" })),
+    sweep: el("td", { class: "sweep-cell" }),
+    status: el("td", {}, el("span", { class: "badge" }), el("span", { class: "warn-tag no-gain", hidden: true }, "no gain")),
     progress: el("td", { class: "progress-cell" }, el("div", { class: "bar" }, el("div", { class: "bar-fill" })), el("small")),
     map: el("td", { class: "num map" }),
     p1: el("td", { class: "num p1" }),
@@ -50,7 +61,7 @@ function newRow(job) {
 
 function updateRow(row, job) {
   // Skip the DOM when nothing shown changed (most rows, most polls).
-  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.finished_at, Math.floor(Date.now() / 30000)]);
+  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.best, job.no_gain, job.sweep_id, job.finished_at, Math.floor(Date.now() / 30000)]);
   if (row.key === key) return;
   row.key = key;
   const c = row.cells;
@@ -60,17 +71,33 @@ function updateRow(row, job) {
   c.dataset.title = job.spec.dataset_path || "";
   c.loss.textContent = job.loss;
   c.margin.textContent = job.margin;
+  c.sweep.replaceChildren(job.sweep_id ? el("a", { href: `/sweeps/${job.sweep_id}`, title: "the sweep this job belongs to" }, `sweep ${job.sweep_id}`) : "");
   setBadge(c.status.firstChild, job.status);
+  const noGain = job.no_gain;
+  c.status.lastChild.hidden = !noGain;
+  c.status.lastChild.title = noGain || "";
   const [bar, text] = c.progress.children;
   bar.firstChild.style.width = `${(progressFraction(job) * 100).toFixed(1)}%`;
   bar.firstChild.className = `bar-fill status-${job.status}`;
   text.textContent = progressText(job);
-  c.map.textContent = fmtMetric(job.metrics["val/mean_average_precision_at_r"]);
-  c.p1.textContent = fmtMetric(job.metrics["val/precision_at_1"]);
+  // At the best checkpoint once the job has one (what the job keeps), else the latest evaluation.
+  const best = job.best && job.best.metrics;
+  c.map.textContent = fmtMetric(best ? best.mean_average_precision_at_r : job.metrics["val/mean_average_precision_at_r"]);
+  c.p1.textContent = fmtMetric(best ? best.precision_at_1 : job.metrics["val/precision_at_1"]);
+  c.map.title = best ? `best step ${job.best.step}` : "latest evaluation";
   c.owner.textContent = job.owner;
   c.created.replaceChildren(timeNode(job.created_at));
   c.finished.replaceChildren(job.finished_at ? timeNode(job.finished_at) : "");
 }
+
+function updateCompare() {
+  compareButton.disabled = selected.size < 2;
+  compareButton.textContent = selected.size ? `Compare selected (${selected.size})` : "Compare selected";
+}
+
+compareButton.addEventListener("click", () => {
+  window.location.href = `/compare?jobs=${[...selected].sort((a, b) => a - b).join(",")}`;
+});
 
 function render(list) {
   const seen = new Set();

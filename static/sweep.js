@@ -1,14 +1,16 @@
-// Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
-import { effectiveWindow, movingAverage } from "/static/charts.js";
-import { api, el, badge, fmtMetric, TERMINAL } from "/static/common.js";
+// Sweep comparison: what the evidence supports (per loss), the selection metric against margin, curves per run,
+// the runs table with intervals, the distance histograms and the aligned embeddings.
+import { api, badge, classColor, el, fmtMetric, plotlyText, TERMINAL } from "/static/common.js";
+import { DASHES, METRICS, baselineOf, bestOf, drawDistanceOverlay, drawTrainingOverlays, drawValidationOverlay, fmtInterval,
+  loadSeries, metricOf } from "/static/overlays.js";
 import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
 const sweepId = root.dataset.sweepId;
-const METRICS = [["val/mean_average_precision_at_r", "MAP@R"], ["val/r_precision", "R-Precision"], ["val/precision_at_1", "P@1"]];
-const DASHES = ["solid", "dash", "dot", "dashdot", "longdash"];
-const SMOOTH = 50;
+const MARGIN_NAMES = { triplet: "triplet margin", contrastive: "contrastive negative margin", circle: "circle m" };
+const COLOURS = { band: "rgba(11, 98, 196, 0.16)", line: "#0b62c4", base: "#5d6670", star: "#d4a72c" };
 const series = new Map(); // job id -> {name: {step, value}}
+const distances = new Map();
 let sortKey = "id", sortDir = 1;
 
 function colourOf(margins, m) {
@@ -20,58 +22,75 @@ function label(job, axes) {
   return [...axes.map((a) => `${a}=${job.spec[a]}`), `seed=${job.spec.seed}`].join(" ");
 }
 
-async function loadSeries(jobs) {
-  await Promise.all(jobs.filter((j) => !series.has(j.id) || !TERMINAL.has(j.status) || !series.get(j.id).final).map(async (j) => {
-    const data = await api(`/api/jobs/${j.id}/metrics?names=train/loss,val/loss,train/triplets_semihard&max_points=600`);
-    series.set(j.id, { ...data.series, final: TERMINAL.has(j.status) });
-  }));
-}
+const metricTitle = (m) => (METRICS.find(([k]) => k === m) || [m, m])[1];
 
-function drawCurves(sweep, margins, losses) {
-  const loss = [], hard = [];
-  for (const j of sweep.job_list) {
-    const s = series.get(j.id) || {};
-    const style = { color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length], width: 1.5 };
-    const name = label(j, sweep.axes);
-    if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].step, s["train/loss"].value, effectiveWindow(s["train/loss"].step, SMOOTH)), name, mode: "lines", line: style, legendgroup: String(j.id) });
-    if (s["val/loss"]) loss.push({ x: s["val/loss"].step, y: s["val/loss"].value, name: `${name} (val)`, mode: "markers", marker: { color: style.color, size: 6 }, legendgroup: String(j.id), showlegend: false });
-    if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].step, s["train/triplets_semihard"].value, effectiveWindow(s["train/triplets_semihard"].step, SMOOTH)), name, mode: "lines", line: style });
-  }
-  const layout = (y) => ({ margin: { t: 10, r: 10, b: 40, l: 55 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: y } }, legend: { font: { size: 11 } }, height: 360 });
-  Plotly.react("loss-overlay", loss, layout("loss"), { responsive: true, displaylogo: false });
-  Plotly.react("hardness-overlay", hard, { ...layout("semi-hard share"), yaxis: { title: { text: "semi-hard share" }, range: [0, 1] } }, { responsive: true, displaylogo: false });
-}
-
-function drawMetricVsMargin(sweep, margins, losses) {
-  const traces = [];
-  METRICS.forEach(([metric, title], k) => {
-    for (const [li, loss] of losses.entries()) {
-      const xs = [], mean = [], lo = [], hi = [];
-      for (const m of margins) {
-        const values = sweep.job_list.filter((j) => j.spec.loss === loss && j.spec.margin === m && j.status === "succeeded")
-          .map((j) => j.metrics[metric]).filter((v) => v !== null && v !== undefined);
-        if (!values.length) continue;
-        const avg = values.reduce((a, b) => a + b, 0) / values.length;
-        xs.push(m); mean.push(avg); lo.push(avg - Math.min(...values)); hi.push(Math.max(...values) - avg);
-      }
-      traces.push({ x: xs, y: mean, name: loss, legendgroup: loss, showlegend: k === 0, mode: "lines+markers", xaxis: `x${k ? k + 1 : ""}`, yaxis: `y${k ? k + 1 : ""}`,
-        line: { dash: DASHES[li % DASHES.length] }, error_y: { type: "data", symmetric: false, array: hi, arrayminus: lo, visible: true } });
+/** One panel per loss: the selection metric at the best checkpoints (mean over seeds, 95% band) against that loss's
+ *  margin, the untrained network's value as a dotted line; the points within noise of the best drawn filled. */
+function drawMetricVsMargin(sweep) {
+  const recs = sweep.recommendations.filter((r) => r.points.some((p) => p.margin !== null));
+  const box = document.getElementById("metric-vs-margin");
+  if (!recs.length) { Plotly.purge(box); return; }
+  const traces = [], annotations = [], layout = { grid: { rows: 1, columns: recs.length, pattern: "independent" }, height: 340,
+    margin: { t: 34, r: 10, b: 46, l: 56 }, legend: { orientation: "h", y: -0.25 }, showlegend: true };
+  const seen = new Set();
+  const legend = (key) => { const show = !seen.has(key); seen.add(key); return show; };
+  // Other axes than the margin (lr, miner...): one line per combination, its colour the same in every panel.
+  const others = (p) => Object.entries(p.point).filter(([key]) => key !== "margin").map(([key, v]) => `${key}=${v}`).join(" ");
+  const groups = [...new Set(recs.flatMap((r) => r.points.map(others)))];
+  const colourOfGroup = (g) => (groups.length > 1 ? classColor(groups.indexOf(g), groups.length) : COLOURS.line);
+  const same = (p, q) => JSON.stringify(p.point) === JSON.stringify(q.point);
+  recs.forEach((r, k) => {
+    const ax = k ? String(k + 1) : "", xa = `x${ax}`, ya = `y${ax}`;
+    const pts = r.points.filter((p) => p.margin !== null);
+    const xs = pts.map((p) => p.margin);
+    const near = [r.best, ...r.tied];
+    for (const g of groups) {
+      const gp = pts.filter((p) => others(p) === g);
+      if (!gp.length) continue;
+      const gx = gp.map((p) => p.margin), colour = colourOfGroup(g), suffix = groups.length > 1 ? ` (${plotlyText(g)})` : "";
+      const isStar = (p) => r.starred && same(p, r.best);
+      traces.push({ x: [...gx, ...[...gx].reverse()], y: [...gp.map((p) => p.high), ...[...gp].reverse().map((p) => p.low)], xaxis: xa, yaxis: ya,
+        fill: "toself", fillcolor: groups.length > 1 ? "rgba(120, 120, 120, 0.12)" : COLOURS.band, line: { width: 0 }, hoverinfo: "skip",
+        name: "95% interval", legendgroup: "band", showlegend: legend("band") });
+      traces.push({ x: gx, y: gp.map((p) => p.mean), xaxis: xa, yaxis: ya, mode: "lines+markers", name: `mean over seeds at the best checkpoint${suffix}`,
+        legendgroup: `mean ${g}`, showlegend: legend(`mean ${g}`), line: { color: colour, width: 2 },
+        marker: { size: gp.map((p) => (isStar(p) ? 16 : 9)), color: gp.map((p) => (near.some((q) => same(p, q)) ? colour : "#fff")),
+          symbol: gp.map((p) => (isStar(p) ? "star" : "circle")), line: { color: colour, width: 2 } },
+        customdata: gp.map((p) => [p.low, p.high, p.runs]),
+        hovertemplate: `margin %{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}], %{customdata[2]} run(s)<extra>${plotlyText(r.loss)}${suffix}</extra>` });
     }
+    const bases = sweep.job_list.filter((j) => j.spec.loss === r.loss).map((j) => metricOf(baselineOf(j), r.select_metric)).filter((v) => v !== null);
+    const base = bases.length ? bases.reduce((a, b) => a + b, 0) / bases.length : null;
+    if (base !== null) traces.push({ x: [Math.min(...xs), Math.max(...xs)], y: [base, base], xaxis: xa, yaxis: ya, mode: "lines", name: "step 0 (untrained)",
+      legendgroup: "base", showlegend: legend("base"), line: { color: COLOURS.base, dash: "dot", width: 1.5 } });
+    const ys = [...pts.map((p) => p.low), ...pts.map((p) => p.high), ...(base === null ? [] : [base])];
+    const lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max(0.005, (hi - lo) * 0.1);
+    const logX = xs.length > 1 && Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) >= 8;
+    layout[`xaxis${ax}`] = { title: { text: plotlyText(MARGIN_NAMES[r.loss] || `${r.loss} margin`) }, type: logX ? "log" : "linear" };
+    layout[`yaxis${ax}`] = { title: { text: k ? "" : `validation ${metricTitle(r.select_metric)}` }, range: [Math.max(0, lo - pad), Math.min(1, hi + pad)] };
+    annotations.push({ text: `<b>${plotlyText(r.loss)}</b>`, xref: `${xa} domain`, yref: `${ya} domain`, x: 0.5, y: 1.1, showarrow: false });
   });
-  const layout = { grid: { rows: 1, columns: 3, pattern: "independent" }, margin: { t: 30, r: 10, b: 40, l: 50 }, height: 320,
-    annotations: METRICS.map(([, title], k) => ({ text: title, xref: `x${k ? k + 1 : ""} domain`, yref: `y${k ? k + 1 : ""} domain`, x: 0.5, y: 1.12, showarrow: false })) };
-  for (let k = 1; k <= 3; k++) layout[`xaxis${k === 1 ? "" : k}`] = { title: { text: "margin" } };
-  Plotly.react("metric-vs-margin", traces, layout, { responsive: true, displaylogo: false });
+  Plotly.react(box, traces, { ...layout, annotations }, { responsive: true, displaylogo: false });
 }
 
 function drawTable(sweep) {
-  const best = new Map();
-  for (const j of sweep.job_list) {
-    const v = j.metrics["val/mean_average_precision_at_r"];
-    if (j.status === "succeeded" && v !== undefined && v !== null && (!best.has(j.spec.loss) || v > best.get(j.spec.loss).v)) best.set(j.spec.loss, { id: j.id, v });
-  }
-  const columns = [["id", "#"], ...sweep.axes.map((a) => [a, a]), ["seed", "seed"], ["status", "status"], ...METRICS.map(([m, t]) => [m, t])];
-  const value = (j, key) => (key === "id" ? j.id : key === "status" ? j.status : key.startsWith("val/") ? j.metrics[key] : j.spec[key]);
+  const recs = new Map(sweep.recommendations.map((r) => [r.loss, r]));
+  const role = (j) => {
+    const r = recs.get(j.spec.loss);
+    if (!r) return "";
+    if (r.best.job_ids.includes(j.id)) return r.starred ? "starred" : "best";
+    return r.tied.some((t) => t.job_ids.includes(j.id)) ? "tied" : "";
+  };
+  const columns = [["id", "#"], ...sweep.axes.map((a) => [a, a]), ["seed", "seed"], ["status", "status"], ["best_step", "best step"],
+    ...METRICS.map(([m, t]) => [m, `${t} (best)`]), ["baseline", "MAP@R step 0"]];
+  const value = (j, key) => {
+    if (key === "id") return j.id;
+    if (key === "status") return j.status;
+    if (key === "best_step") return bestOf(j).step;
+    if (key === "baseline") return metricOf(baselineOf(j), METRICS[0][0]);
+    if (METRICS.some(([m]) => m === key)) return metricOf(bestOf(j).metrics, key);
+    return j.spec[key];
+  };
   const head = document.querySelector("#runs thead tr");
   head.replaceChildren(...columns.map(([key, title]) => {
     const th = el("th", { class: "sortable", "aria-sort": key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none", tabindex: 0 }, title);
@@ -85,35 +104,58 @@ function drawTable(sweep) {
     if (y === undefined || y === null) return -1;
     return (x < y ? -1 : 1) * sortDir;
   });
-  document.querySelector("#runs tbody").replaceChildren(...rows.map((j) => el("tr", { class: best.get(j.spec.loss)?.id === j.id ? "best" : "" },
+  const marks = { starred: [" ★", "best point of its loss, beyond the noise"], best: [" ≈", "highest mean, but within noise of other points"],
+    tied: [" ≈", "within noise of the highest mean"] };
+  document.querySelector("#runs tbody").replaceChildren(...rows.map((j) => el("tr", { class: role(j) },
     ...columns.map(([key]) => {
-      if (key === "id") return el("td", { class: "num" }, el("a", { href: `/jobs/${j.id}` }, j.id), best.get(j.spec.loss)?.id === j.id ? el("span", { title: `best ${j.spec.loss} run (MAP@R)` }, " ★") : null);
+      if (key === "id") {
+        const mark = marks[role(j)];
+        return el("td", { class: "num" }, el("a", { href: `/jobs/${j.id}` }, j.id), mark ? el("span", { class: "mark", title: mark[1] }, mark[0]) : null);
+      }
       if (key === "status") return el("td", {}, badge(j.status));
-      if (key.startsWith("val/")) return el("td", { class: "num" }, fmtMetric(j.metrics[key], 4));
+      if (key === "best_step") return el("td", { class: "num" }, value(j, key) ?? "–");
+      if (key === "baseline") return el("td", { class: "num" }, fmtMetric(value(j, key), 3));
+      if (METRICS.some(([m]) => m === key)) return el("td", { class: "num" }, fmtInterval(bestOf(j).metrics, key));
       return el("td", {}, String(j.spec[key]));
     }))));
 }
+
+const fmtRange = (lo, hi) => `[${fmtMetric(lo, 4)}, ${fmtMetric(hi, 4)}]`;
 
 function drawRecommendations(sweep) {
   const box = document.getElementById("recommendations");
   if (!sweep.recommendations.length) return;
   box.classList.remove("muted");
-  box.replaceChildren(...sweep.recommendations.map((r) => el("p", {},
-    el("strong", {}, `${r.loss}: margin ${r.margin}`), ` — MAP@R ${fmtMetric(r.mean, 4)} (runs from ${fmtMetric(r.min, 4)} to ${fmtMetric(r.max, 4)}). `,
-    el("span", { class: "muted" }, `Rule: ${r.rule}.`))));
+  box.replaceChildren(...sweep.recommendations.map((r) => {
+    const title = metricTitle(r.select_metric), b = r.best;
+    const where = Object.keys(r.point).length ? Object.entries(r.point).map(([k, v]) => `${k} ${v}`).join(", ") : "its only configuration";
+    return el("div", { class: "recommendation", dataset: { loss: r.loss } },
+      el("h3", {}, el("strong", {}, r.loss), r.starred ? el("span", { class: "star", title: "better than every other point beyond the noise" }, " ★") : null),
+      el("p", { class: "statement" }, r.statement),
+      el("p", {}, `Highest mean validation ${title}: ${where}, ${fmtMetric(b.mean, 4)} ${fmtRange(b.low, b.high)} over ${b.runs} run(s) at their best checkpoints.`),
+      r.tied.length ? el("p", { class: "tied" }, "Within noise of it: ", r.tied.map((t) => `${Object.entries(t.point).map(([k, v]) => `${k} ${v}`).join(", ")} (${fmtMetric(t.mean, 4)}${
+        t.diff_low === null ? "" : `, difference ${fmtRange(t.diff_low, t.diff_high)}`})`).join("; "), ".") : null,
+      r.locked_test ? el("p", { class: "locked-test" }, el("strong", {}, "Locked test"),
+        ` of ${where} (scored once, at the end of each run, read by no selection): ${title} ${fmtMetric(r.locked_test.mean, 4)} ${fmtRange(r.locked_test.low, r.locked_test.high)} over ${r.locked_test.runs} run(s).`) : null,
+      el("p", { class: "muted test-used" }, `Test used: ${r.test_used}. Rule: ${r.rule}. Intervals: ${b.interval}.`));
+  }));
 }
 
 async function refresh() {
   const sweep = await api(`/api/sweeps/${sweepId}`);
   const margins = [...new Set(sweep.job_list.map((j) => j.spec.margin))].sort((a, b) => a - b);
   const losses = [...new Set(sweep.job_list.map((j) => j.spec.loss))];
+  const style = (j) => ({ color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length] });
+  const name = (j) => label(j, sweep.axes);
   document.getElementById("sweep-status").textContent = Object.entries(sweep.status_counts).map(([k, v]) => `${v} ${k}`).join(", ");
-  await loadSeries(sweep.job_list);
-  drawCurves(sweep, margins, losses);
-  drawMetricVsMargin(sweep, margins, losses);
-  drawTable(sweep);
+  await loadSeries(sweep.job_list, series);
   drawRecommendations(sweep);
-  showLayouts(sweep, (job) => label(job, sweep.axes));
+  drawMetricVsMargin(sweep);
+  drawTrainingOverlays(sweep.job_list, series, style, name);
+  drawValidationOverlay("validation-overlay", sweep.job_list, series, style, name);
+  drawTable(sweep);
+  drawDistanceOverlay("distance-overlay", sweep.job_list, style, name, distances);
+  showLayouts(sweep, name);
   const live = sweep.job_list.some((j) => !TERMINAL.has(j.status));
   document.getElementById("cancel-sweep").disabled = !live;
   if (live) setTimeout(refresh, 3000);

@@ -82,7 +82,34 @@ async function refresh() {
   if (!data.sweeps.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No sweep yet.")));
 }
 
-addAxis("margin", "0.1 to 0.8 step 0.1");
+/** Margins around `margin` on a log grid, x0.25 to x4 (three significant digits). */
+export function marginsAround(margin) {
+  return [0.25, 0.5, 1, 2, 4].map((f) => Number((margin * f).toPrecision(3)));
+}
+
+/** /sweeps?from_job=ID: the form pre-filled around that job's spec (the job page's "Sweep this margin"). */
+async function prefill() {
+  const from = Number(new URLSearchParams(window.location.search).get("from_job"));
+  if (!Number.isInteger(from) || from < 1) {
+    addAxis("margin", "0.1 to 0.8 step 0.1");
+    return;
+  }
+  try {
+    const job = await api(`/api/jobs/${from}`);
+    const { name, margin, seed, ...base } = job.spec;
+    document.getElementById("sweep-name").value = `margins around job ${job.id}`;
+    document.getElementById("sweep-base").value = JSON.stringify(base);
+    document.getElementById("sweep-seeds").value = "0, 1";
+    addAxis("margin", marginsAround(margin > 0 ? margin : 0.2).join(", "));
+    document.getElementById("sweep-source").textContent = `Pre-filled from job ${job.id} (${job.name}, margin ${margin}): its spec, margins x0.25 to x4, two seeds.`;
+  } catch (e) {
+    addAxis("margin", "0.1 to 0.8 step 0.1");
+    document.getElementById("sweep-source").textContent = `Could not read job ${from}: ${e.message}`;
+  }
+  document.getElementById("sweep-form").scrollIntoView();
+}
+
+await prefill();
 updateCount();
 refresh();
 setInterval(refresh, 5000);

@@ -1,4 +1,8 @@
-"""Per-job margin diagnostics: validation distance distributions and the margin they suggest."""
+"""Per-job margin diagnostics: validation distance distributions, with where the margin sits.
+
+No margin is suggested from one job: its distances were shaped by its own margin (triplet training drives the
+negative-positive gap toward it), so any rule read off them returns the setting. A sweep answers that question.
+"""
 from __future__ import annotations
 
 import json
@@ -7,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from app.advisor import margin_lines, suggest_from_distances
+from app.advisor import margin_lines
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
 from app.distance import Measure
@@ -29,18 +33,11 @@ class Evaluation(BaseModel):
     margin_lines: list[dict[str, Any]]
 
 
-class Suggestion(BaseModel):
-    margin: float | None
-    rule: str
-    evidence: dict[str, Any]
-
-
 class DistancesOut(BaseModel):
     loss: str
     margin: float
     kind: Measure
     evaluations: list[Evaluation]
-    suggestion: Suggestion | None
 
 
 @router.get("/{job_id}/distances", response_model=DistancesOut, responses={404: {"model": ErrorOut}})
@@ -53,7 +50,4 @@ def get_distances(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Di
     data = json.loads(path.read_text())
     loss, margin, params = data["loss"], data["margin"], job.spec.get("loss_params", {})
     evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params, e["kind"])) for e in data["evaluations"]]
-    suggestion = None
-    if job.status == "succeeded" and evaluations:
-        suggestion = Suggestion(**suggest_from_distances(loss, margin, data["evaluations"][-1]))
-    return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations, suggestion=suggestion)
+    return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations)

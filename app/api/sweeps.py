@@ -1,6 +1,7 @@
 """Sweeps: create one job per grid point and seed, compare them, recommend a margin."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,7 +11,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.explorer import aligned
-from app.advisor import recommend_from_sweep
+from app import job_evidence as evidence
+from app.advisor import DEFAULT_SELECT, recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
 from app.spec import SweepSpec, check_sweep
@@ -37,14 +39,43 @@ class SweepSummary(BaseModel):
     status_counts: dict[JobStatus, int]
 
 
+class Interval(BaseModel):
+    mean: float
+    low: float
+    high: float
+    runs: int
+
+
+class PointOut(BaseModel):
+    point: dict[str, Any] = Field(description="The grid point: every axis but the seed and the loss")
+    margin: float | None
+    mean: float = Field(description="Selection metric at each run's best checkpoint, averaged over seeds")
+    low: float
+    high: float
+    interval: str = Field(description="How the 95% interval was made")
+    runs: int
+    seeds: list[int]
+    job_ids: list[int]
+    steps: list[int | None] = Field(description="Each run's best step")
+    at_best: bool = Field(description="False when a run recorded no best checkpoint (its last evaluation stands in)")
+    test: Interval | None = Field(description="The locked test at the best checkpoints (read by no selection)")
+
+
 class Recommendation(BaseModel):
     loss: str
-    margin: float | None
+    select_metric: str
+    margin: float | None = Field(description="The margin of the best point by the selection metric")
     point: dict[str, Any]
-    mean: float
-    min: float
-    max: float
-    runs: int
+    best: PointOut
+    starred: bool = Field(description="True only when the best point is better than every other point of its loss beyond the noise")
+    tied: list[dict[str, Any]] = Field(description="Points not distinguishable from the best")
+    comparisons: list[dict[str, Any]] = Field(description="Every other point against the best, with the test used")
+    statement: str
+    test_used: str
+    validation_classes: int | None
+    validation_queries: int | None
+    points: list[PointOut]
+    locked_test: Interval | None = Field(description="The recommended point's locked test score, reported once")
     rule: str
 
 
@@ -113,7 +144,7 @@ def _sweep_or_404(engine, sweep_id: int) -> SweepRow:
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses={404: {"model": ErrorOut}})
-def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
+def get_sweep(sweep_id: SweepId, engine: EngineDep, settings: SettingsDep) -> SweepDetail:
     row = _sweep_or_404(engine, sweep_id)
     rows, _ = jobs.list_jobs(engine, sweep_id=sweep_id, limit=10_000)
     job_list = [job_out(r) for r in reversed(rows)]  # in creation order
@@ -121,8 +152,34 @@ def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
     for j in job_list:
         counts[j.status] = counts.get(j.status, 0) + 1
     summary = _summary(row, counts)
-    recs = recommend_from_sweep([j.model_dump() for j in job_list], summary["axes"])
+    recs = recommendations(settings, rows, summary["axes"])
     return SweepDetail(**summary, spec=row.spec, job_list=job_list, recommendations=[Recommendation(**r) for r in recs])
+
+
+_RECOMMENDED: OrderedDict[tuple, list[dict]] = OrderedDict()  # a live sweep's page asks every 3 s: bootstrap once per set of finished runs
+
+
+def recommendations(settings, rows: list[dict], axes: list[str]) -> list[dict]:
+    """The advisor's reading of the sweep, with every succeeded run's per-query values where it wrote them."""
+    done = [r for r in rows if r["status"] == "succeeded"]
+    key = (str(settings.home), tuple(axes), tuple((r["id"], str(r["finished_at"])) for r in done))
+    if key not in _RECOMMENDED:
+        _RECOMMENDED[key] = _recommend(settings, done, axes)
+        while len(_RECOMMENDED) > 32:
+            _RECOMMENDED.popitem(last=False)
+    return _RECOMMENDED[key]
+
+
+def _recommend(settings, done: list[dict], axes: list[str]) -> list[dict]:
+    arrays = {r["id"]: evidence.per_query(settings.job_dir(r["id"])) for r in done}
+    metric = next(((r["summary"] or {}).get("select_metric") for r in done if (r["summary"] or {}).get("select_metric")), None)
+    metric = metric or next((r["spec"].get("select_metric") for r in done if r["spec"].get("select_metric")), None) or DEFAULT_SELECT
+    first = next((r for r in done if arrays[r["id"]] is not None), done[0] if done else None)
+    classes = None
+    if first is not None:
+        found = arrays[first["id"]]
+        classes = evidence.validation_classes(settings.job_dir(first["id"]), found["indices"] if found and "indices" in found else None)
+    return recommend_from_sweep(done, axes, arrays, select_metric=metric, validation_classes=classes)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
