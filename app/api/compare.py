@@ -57,7 +57,7 @@ def compare(engine: EngineDep, settings: SettingsDep,
     missing = [i for i, r in zip(wanted, rows) if r is None]
     if missing:
         raise HTTPException(404, f"no job {', '.join(map(str, missing))}")
-    done = [r for r in rows if r["status"] == "succeeded"]
+    done = [r.as_dict() for r in rows if r.status == "succeeded"]  # the advisor reads plain job dicts
     arrays = {r["id"]: evidence.per_query(settings.job_dir(r["id"])) for r in done}
     metric = next(((r["summary"] or {}).get("select_metric") for r in done if (r["summary"] or {}).get("select_metric")), None) or DEFAULT_SELECT
     result = compare_jobs(done, arrays, metric)

@@ -179,7 +179,7 @@ def _recommend(settings, done: list[dict], axes: list[str]) -> list[dict]:
     if first is not None:
         found = arrays[first["id"]]
         classes = evidence.validation_classes(settings.job_dir(first["id"]), found["indices"] if found and "indices" in found else None)
-    return recommend_from_sweep(done, axes, arrays, select_metric=metric, validation_classes=classes)
+    return recommend_from_sweep([r.as_dict() for r in done], axes, arrays, select_metric=metric, validation_classes=classes)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepSummary, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
