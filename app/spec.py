@@ -91,7 +91,7 @@ class JobSpec(BaseModel):
     image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
-    loss_params: dict[Text, Any] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
+    loss_params: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
     miner: Miner = Field("semihard", description="Which tuples of a batch the loss sees.")
     classes_per_batch: int = Field(5, ge=2, le=1000, description="P: classes in each batch.")
     samples_per_class: int = Field(16, ge=2, le=1000, description="K: images of each class in each batch.")
@@ -292,7 +292,7 @@ class SweepSpec(BaseModel):
                     cause = (err.get("ctx") or {}).get("error")
                     field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
                     reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
-                    raise SpecError(f"grid.{field}" if field in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
+                    raise SpecError(f"grid.{field}" if field.split(".")[0] in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
         return specs
 
 
@@ -327,5 +327,5 @@ def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
         try:
             check_spec(spec, settings)
         except SpecError as e:
-            raise SpecError(f"grid.{e.field}" if e.field in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
+            raise SpecError(f"grid.{e.field}" if e.field.split(".")[0] in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
     return specs
