@@ -1,6 +1,6 @@
 // Sweep comparison: curves per run, final metrics against margin, the runs table, the recommendation.
 import { effectiveWindow, movingAverage } from "/static/charts.js";
-import { api, el, badge, fmtMetric } from "/static/common.js";
+import { api, el, badge, fmtMetric, plotlyText } from "/static/common.js";
 import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
@@ -16,6 +16,7 @@ function colourOf(margins, m) {
   return `hsl(${Math.round(220 - 200 * t)}, 70%, 45%)`; // blue (small margin) to orange (large)
 }
 
+/** A run's name from its grid point: plain text, passed through `plotlyText` wherever it reaches a chart. */
 function label(job, axes) {
   return [...axes.map((a) => `${a}=${job.spec[a]}`), `seed=${job.spec.seed}`].join(" ");
 }
@@ -32,7 +33,7 @@ function drawCurves(sweep, margins, losses) {
   for (const j of sweep.job_list) {
     const s = series.get(j.id) || {};
     const style = { color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length], width: 1.5 };
-    const name = label(j, sweep.axes);
+    const name = plotlyText(label(j, sweep.axes)); // spec values (dataset paths) are the user's text
     if (s["train/loss"]) loss.push({ x: s["train/loss"].step, y: movingAverage(s["train/loss"].step, s["train/loss"].value, effectiveWindow(s["train/loss"].step, SMOOTH)), name, mode: "lines", line: style, legendgroup: String(j.id) });
     if (s["val/loss"]) loss.push({ x: s["val/loss"].step, y: s["val/loss"].value, name: `${name} (val)`, mode: "markers", marker: { color: style.color, size: 6 }, legendgroup: String(j.id), showlegend: false });
     if (s["train/triplets_semihard"]) hard.push({ x: s["train/triplets_semihard"].step, y: movingAverage(s["train/triplets_semihard"].step, s["train/triplets_semihard"].value, effectiveWindow(s["train/triplets_semihard"].step, SMOOTH)), name, mode: "lines", line: style });
@@ -54,7 +55,7 @@ function drawMetricVsMargin(sweep, margins, losses) {
         const avg = values.reduce((a, b) => a + b, 0) / values.length;
         xs.push(m); mean.push(avg); lo.push(avg - Math.min(...values)); hi.push(Math.max(...values) - avg);
       }
-      traces.push({ x: xs, y: mean, name: loss, legendgroup: loss, showlegend: k === 0, mode: "lines+markers", xaxis: `x${k ? k + 1 : ""}`, yaxis: `y${k ? k + 1 : ""}`,
+      traces.push({ x: xs, y: mean, name: plotlyText(loss), legendgroup: loss, showlegend: k === 0, mode: "lines+markers", xaxis: `x${k ? k + 1 : ""}`, yaxis: `y${k ? k + 1 : ""}`,
         line: { dash: DASHES[li % DASHES.length] }, error_y: { type: "data", symmetric: false, array: hi, arrayminus: lo, visible: true } });
     }
   });
