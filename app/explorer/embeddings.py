@@ -78,6 +78,7 @@ class JobEmbedding:
             n = len(arrays["labels"])
             if arrays["embeddings"].ndim != 2 or arrays["xy"].shape != (n, 2) or any(len(arrays[k]) != n for k in PROJECTION_ARRAYS):
                 raise ValueError("its arrays disagree in length")
+            LayoutState.from_json(meta["layout"])  # a damaged layout state fails here, not at the first upload
             return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"]))
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
             raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None

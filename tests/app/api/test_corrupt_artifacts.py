@@ -81,6 +81,17 @@ def projection_without(key: str) -> Callable[[Path], None]:
     return damage
 
 
+def projection_with_a_broken_layout_state(path: Path) -> None:
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps({**meta, "layout": {"a": 1}}))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def projection_of_other_lengths(path: Path) -> None:
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -102,7 +113,7 @@ def assert_names(response, filename: str, remedy: str = "run the job again") -> 
 
 
 @pytest.mark.parametrize("damage", [truncated, overwritten, emptied, projection_without("xy"), projection_without("meta"),
-                                    projection_of_other_lengths], ids=lambda d: getattr(d, "__name__", "missing"))
+                                    projection_of_other_lengths, projection_with_a_broken_layout_state], ids=lambda d: getattr(d, "__name__", "missing"))
 def test_a_damaged_projection_is_a_409_on_every_explorer_route(api, damaged, damage):
     job_id = damaged(PROJECTION_FILE, damage)
     base = f"/api/jobs/{job_id}"
