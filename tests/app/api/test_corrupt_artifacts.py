@@ -21,7 +21,8 @@ from app.files import CHECKPOINT_FILE, PROJECTION_FILE
 from app.main import create_app
 from app.spec import JobSpec
 from app.store import jobs
-from app.store.db import get_engine, init_db
+from app.store.db import get_engine
+from tests.conftest import train_one
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
 SPEC = JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8)
@@ -29,15 +30,8 @@ SPEC = JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, s
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Settings, int]:
-    from trainer.worker import Worker
-
     settings = Settings(home=tmp_path_factory.mktemp("corrupt") / "home", demo=False)
-    engine = get_engine(settings.db_url)
-    init_db(engine)
-    job = jobs.submit(engine, SPEC)
-    Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    assert jobs.get(engine, job["id"])["status"] == "succeeded"
-    return settings, job["id"]
+    return settings, train_one(settings, SPEC)
 
 
 @pytest.fixture(scope="module")
