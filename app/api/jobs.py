@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
 from app.files import CHECKPOINT_FILE, EMBEDDINGS_FILE
-from app.spec import WORKER_MEMORY_SECONDS, JobSpec, check_device, check_spec
-from app.store import joblogs, jobs, workers
+from app.devices import check_devices
+from app.spec import JobSpec, check_spec
+from app.store import joblogs, jobs
 from app.text import Text
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -23,7 +24,7 @@ DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embed
 @router.post("", status_code=201, response_model=JobOut, responses=BODY_ERRORS)
 async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> JobOut:
     await run_in_threadpool(check_spec, spec, settings)
-    check_device(spec.device, await run_in_threadpool(workers.devices_seen, engine, WORKER_MEMORY_SECONDS))
+    await run_in_threadpool(check_devices, engine, {spec.device}, "device")
     row = await run_in_threadpool(jobs.submit, engine, spec, owner=identity.name, max_attempts=settings.max_attempts)
     return job_out(row)
 

@@ -13,8 +13,9 @@ from app.explorer import aligned
 from app.advisor import recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
-from app.spec import WORKER_MEMORY_SECONDS, SweepSpec, check_device, check_sweep
-from app.store import jobs, sweeps, workers
+from app.devices import check_devices
+from app.spec import SweepSpec, check_sweep
+from app.store import jobs, sweeps
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
@@ -93,9 +94,7 @@ def _summary(row: dict, counts: dict[str, int]) -> dict:
 @router.post("", status_code=201, response_model=SweepCreated, responses=BODY_ERRORS)
 async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
-    seen = await run_in_threadpool(workers.devices_seen, engine, WORKER_MEMORY_SECONDS)
-    for device in sorted({s.device for s in specs}):
-        check_device(device, seen, "grid.device" if "device" in sweep.grid else "base.device")
+    await run_in_threadpool(check_devices, engine, {s.device for s in specs}, "grid.device" if "device" in sweep.grid else "base.device")
     row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
     return SweepCreated(id=row["id"], name=row["name"], job_ids=job_ids)
 
