@@ -87,16 +87,36 @@ def _parse_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError(name)
 
 
+def _name_max(path: Path) -> int:
+    """The longest file name the filesystem holding `path` (or its nearest existing parent) allows."""
+    for candidate in (path, *path.parents):
+        try:
+            return os.pathconf(candidate, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
 def resolve_inside_roots(path: str, roots: list[Path]) -> Path:
     """The real path of `path` if it lies inside one of `roots` (symlinks resolved), else a DatasetError."""
-    if not path or "\x00" in path:
+    if not path:
         raise DatasetError("dataset_path", "an image folder path is required for dataset 'imagefolder'")
-    real = Path(path).expanduser().resolve()
-    if not any(real == r or r in real.parents for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise DatasetError("dataset_path", f"{path!r} is outside the allowed data roots ({allowed}); set EMBEDLAB_DATA_ROOTS")
-    if not real.is_dir():
-        raise DatasetError("dataset_path", f"{path!r} does not exist or is not a folder")
+    if "\x00" in path:
+        raise DatasetError("dataset_path", "contains the NUL character")
+    limit = _name_max(roots[0]) if roots else 255
+    for part in Path(path).parts:
+        if len(os.fsencode(part)) > limit:
+            raise DatasetError("dataset_path", f"the component {part[:40]!r}... is {len(os.fsencode(part))} bytes long; "
+                                               f"file names on this filesystem have at most {limit}")
+    try:
+        real = Path(path).expanduser().resolve()
+        if not any(real == r or r in real.parents for r in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            raise DatasetError("dataset_path", f"{path!r} is outside the allowed data roots ({allowed}); set EMBEDLAB_DATA_ROOTS")
+        if not real.is_dir():
+            raise DatasetError("dataset_path", f"{path!r} does not exist or is not a folder")
+    except (OSError, RuntimeError) as e:  # a path too long for the system, a symlink loop, no permission
+        raise DatasetError("dataset_path", f"{path!r} cannot be read: {getattr(e, 'strerror', None) or e}") from None
     return real
 
 
@@ -131,7 +151,10 @@ def load_catalog(name: str, dataset_path: str | None, roots: list[Path]) -> Cata
     if name != "imagefolder":
         raise DatasetError("dataset", f"unknown dataset {name!r}; choose one of {', '.join([*BUNDLED, 'imagefolder'])}")
     root = resolve_inside_roots(dataset_path or "", roots)
-    catalog = _folder(root, _folder_signature(root))
+    try:
+        catalog = _folder(root, _folder_signature(root))
+    except OSError as e:  # a class folder without read permission, a folder removed while listed
+        raise DatasetError("dataset_path", f"{dataset_path!r} cannot be listed: {e.strerror or e}") from None
     if len(catalog.class_names) < 2:
         raise DatasetError("dataset_path", f"{dataset_path!r} has {len(catalog.class_names)} class folder(s) with images; at least 2 are needed")
     return catalog

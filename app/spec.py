@@ -13,20 +13,58 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.config import Settings
-from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
+from app.datasets import Catalog, DatasetError, load_catalog, resolve_inside_roots, split_indices, trainable_classes
 from app.files import weights_dir
+from app.text import JsonText, Text
 
 Loss = Literal["contrastive", "triplet", "circle", "multisimilarity", "ntxent"]
 Miner = Literal["none", "semihard", "hard", "all", "multisimilarity"]
 
-# Extra constructor arguments each loss accepts through `loss_params`, with their types.
-# Explicit so a typo is refused at submit time rather than crashing a worker.
+# Extra constructor arguments each loss accepts through `loss_params`, with the ranges in which
+# pytorch-metric-learning's loss is finite and means what it says. Explicit so a typo or a value
+# that can never train is refused at submit time rather than failing a worker three times.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ContrastiveParams(_Params):
+    pos_margin: Annotated[Finite, Field(ge=0, le=100, description="Distance under which positive pairs cost nothing; below `margin`")]
+
+
+class TripletParams(_Params):
+    swap: bool
+    smooth_loss: bool
+
+
+class CircleParams(_Params):
+    # The loss scales with gamma (the paper uses 32-512); 10^300 overflows to an infinite loss.
+    gamma: Annotated[Finite, Field(gt=0, le=10_000, description="Scale factor")]
+
+
+class MultiSimilarityParams(_Params):
+    # The library divides by alpha and beta.
+    alpha: Annotated[Finite, Field(gt=0, le=10_000)]
+    beta: Annotated[Finite, Field(gt=0, le=10_000)]
+    base: Annotated[Finite, Field(ge=-1, le=1, description="Cosine similarity the pairs are weighed around")]
+
+
+class NTXentParams(_Params):
+    # Similarities are divided by it: 0 is NaN, a negative one inverts the objective,
+    # and under 10^-4 the softmax is one-hot (SimCLR uses 0.05-1).
+    temperature: Annotated[Finite, Field(ge=1e-4, le=100)]
+
+
+LOSS_PARAM_MODELS: dict[str, type[_Params]] = {
+    "contrastive": ContrastiveParams, "triplet": TripletParams, "circle": CircleParams,
+    "multisimilarity": MultiSimilarityParams, "ntxent": NTXentParams,
+}
+# Name -> Python type of each parameter (what the job form describes).
 LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "contrastive": {"pos_margin": (int, float)},
-    "triplet": {"swap": bool, "smooth_loss": bool},
-    "circle": {"gamma": (int, float)},
-    "multisimilarity": {"alpha": (int, float), "beta": (int, float), "base": (int, float)},
-    "ntxent": {"temperature": (int, float)},
+    loss: {name: bool if f.annotation is bool else (int, float) for name, f in model.model_fields.items()}
+    for loss, model in LOSS_PARAM_MODELS.items()
 }
 # Losses whose behaviour the `margin` field sets (the others ignore it, and the job log says so).
 MARGIN_LOSSES = {"contrastive", "triplet", "circle"}
@@ -38,12 +76,12 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field("", max_length=200, description="Shown in the dashboard; generated when empty.")
+    name: Text = Field("", max_length=200, description="Shown in the dashboard; generated when empty.")
     dataset: Literal["digits", "mnist5k", "imagefolder"] = Field("digits", description="Bundled set or a class-per-folder image folder.")
-    dataset_path: str | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
+    dataset_path: Text | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
     val_fraction: float = Field(0.5, gt=0, lt=1, description="Fraction of classes or samples held out for validation.")
-    split_seed: int = Field(0, description="Seed of the `samples` split; independent of the training seed.")
+    split_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the `samples` split; independent of the training seed.")
     backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
     pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
@@ -51,7 +89,7 @@ class JobSpec(BaseModel):
     image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
-    loss_params: dict[str, Any] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
+    loss_params: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
     miner: Miner = Field("semihard", description="Which tuples of a batch the loss sees.")
     classes_per_batch: int = Field(5, ge=2, le=1000, description="P: classes in each batch.")
     samples_per_class: int = Field(16, ge=2, le=1000, description="K: images of each class in each batch.")
@@ -59,12 +97,12 @@ class JobSpec(BaseModel):
     lr: PositiveFloat = Field(0.001, le=10, description="Learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
-    eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
+    eval_every: int = Field(100, ge=1, le=10_000_000, description="Evaluate on the validation split every this many steps, and at the end.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
     explorer: bool = Field(True, description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
                                              "(seconds per job); off saves that time in a big sweep.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast for the forward pass; auto: bf16 on CUDA, fp32 on CPU.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
+    device: Text = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
     @field_validator("val_fraction", "margin", "lr", "weight_decay", mode="before")
@@ -76,12 +114,7 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":
-        allowed = LOSS_PARAMS[self.loss]
-        for key, value in self.loss_params.items():
-            if key not in allowed:
-                raise SpecError("loss_params", f"{self.loss} does not take {key!r}; it takes {', '.join(allowed) or 'nothing'}")
-            if not isinstance(value, allowed[key]) or (allowed[key] != bool and isinstance(value, bool)):
-                raise SpecError("loss_params", f"{key!r} must be a number" if allowed[key] != bool else f"{key!r} must be true or false")
+        check_loss_params(self.loss, self.loss_params, self.margin)
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
         if self.dataset != "imagefolder" and self.dataset_path:
@@ -94,6 +127,32 @@ class JobSpec(BaseModel):
     @property
     def batch_size(self) -> int:
         return self.classes_per_batch * self.samples_per_class
+
+
+def check_loss_params(loss: str, params: dict[str, Any], margin: float) -> None:
+    """Names, types and ranges of `loss_params`; raises SpecError naming `loss_params.<name>`."""
+    from pydantic import ValidationError
+
+    allowed = LOSS_PARAMS[loss]
+    for key, value in params.items():
+        if key not in allowed:
+            raise SpecError("loss_params", f"{loss} does not take {key!r}; it takes {', '.join(allowed) or 'nothing'}")
+        if allowed[key] != bool and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise SpecError(f"loss_params.{key}", f"{key!r} must be a number")
+    try:
+        LOSS_PARAM_MODELS[loss].model_validate(params)
+    except ValidationError as e:
+        given = [x for x in e.errors() if x["type"] != "missing"]  # every parameter is optional: the library has defaults
+        if not given:
+            return
+        err = given[0]
+        key = str(err["loc"][0])
+        reason = f"{key!r} must be true or false" if err["type"] == "bool_type" else f"{key!r} of {loss}: {err['msg']}"
+        if err["type"] == "finite_number":
+            reason = f"{key!r} must be a finite number, not {err['input']}"
+        raise SpecError(f"loss_params.{key}", reason) from None
+    if loss == "contrastive" and params.get("pos_margin", 0) >= margin > 0:
+        raise SpecError("loss_params.pos_margin", f"pos_margin {params['pos_margin']:g} must be below margin {margin:g} (the negative margin)")
 
 
 class SpecError(ValueError):
@@ -123,6 +182,8 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
         catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
     except DatasetError as e:
         raise SpecError(e.field, e.reason) from None
+    if catalog.root is not None:
+        spec.dataset_path = str(catalog.root)  # stored resolved: what was typed never reaches a page
     train_idx, _ = split_indices(catalog.labels, spec.split, spec.val_fraction, spec.split_seed)
     usable = len(trainable_classes(catalog.labels[train_idx], spec.samples_per_class))
     if spec.classes_per_batch > usable:
@@ -152,9 +213,9 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field("", max_length=200)
-    base: dict[str, Any] = Field(default_factory=dict, description="Job spec fields shared by every run.")
-    grid: dict[str, list[Any]] = Field(default_factory=dict, description="Field -> values; one run per combination and seed.")
+    name: Text = Field("", max_length=200)
+    base: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Job spec fields shared by every run.")
+    grid: Annotated[dict[str, list[Any]], JsonText] = Field(default_factory=dict, description="Field -> values; one run per combination and seed.")
     seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(default_factory=lambda: [0], min_length=1, max_length=50)
 
     @model_validator(mode="after")
@@ -202,11 +263,31 @@ class SweepSpec(BaseModel):
                     cause = (err.get("ctx") or {}).get("error")
                     field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
                     reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
-                    raise SpecError(f"grid.{field}" if field in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
+                    raise SpecError(f"grid.{field}" if field.split(".")[0] in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
         return specs
 
 
+def _resolve_sweep_paths(sweep: SweepSpec, settings: Settings) -> None:
+    """`dataset_path` in the base and the grid replaced by the folder it resolves to (stored and shown so)."""
+    def resolve(value: Any, field: str) -> Any:
+        if not isinstance(value, str) or not value:
+            return value  # the job spec's own validation names what is wrong
+        try:
+            return str(resolve_inside_roots(value, settings.data_root_paths))
+        except DatasetError as e:
+            raise SpecError(field, e.reason) from None
+
+    if "dataset_path" in sweep.base:
+        sweep.base["dataset_path"] = resolve(sweep.base["dataset_path"], "base.dataset_path")
+    if "dataset_path" in sweep.grid:
+        values = [resolve(v, "grid.dataset_path") for v in sweep.grid["dataset_path"]]
+        if len({repr(v) for v in values}) != len(values):
+            raise SpecError("grid.dataset_path", "two values name the same folder")
+        sweep.grid["dataset_path"] = values
+
+
 def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
+    _resolve_sweep_paths(sweep, settings)
     specs = sweep.expand()
     checked: set[str] = set()
     for spec in specs:
@@ -217,5 +298,5 @@ def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
         try:
             check_spec(spec, settings)
         except SpecError as e:
-            raise SpecError(f"grid.{e.field}" if e.field in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
+            raise SpecError(f"grid.{e.field}" if e.field.split(".")[0] in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
     return specs

@@ -1,7 +1,7 @@
 // The job page's margin diagnostics: triplet hardness per step (stacked) and the validation
 // distance histograms with the margin drawn on, one evaluation at a time (slider).
 import { CHART_CONFIG as CONFIG, CHART_LAYOUT as LAYOUT, effectiveWindow, movingAverage } from "/static/charts.js";
-import { api, el, fmtMetric } from "/static/common.js";
+import { api, el, fmtMetric, plotlyText } from "/static/common.js";
 
 export const HARDNESS = [
   ["train/triplets_easy", "easy", "#2da44e"],
@@ -75,7 +75,7 @@ export class DistanceView {
       hovertemplate: `${name}: %{y:.3f} at %{x:.3f}<extra></extra>`,
     });
     const shapes = e.margin_lines.map((line) => ({ type: "line", xref: "x", yref: "paper", x0: line.x, x1: line.x, y0: 0, y1: 1, line: { color: "#1b1f24", width: 2, dash: "dash" } }));
-    const annotations = e.margin_lines.map((line, i) => ({ x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: line.label, showarrow: false, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" }));
+    const annotations = e.margin_lines.map((line, i) => ({ x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: plotlyText(line.label), showarrow: false, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" }));
     // Zoom on the occupied bins and the margin lines: the bins span every possible value, pairs rarely do.
     const used = centres.filter((_, i) => e.positive[i] || e.negative[i]);
     const xs = [...used, ...e.margin_lines.map((line) => line.x)];

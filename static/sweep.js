@@ -18,6 +18,7 @@ function colourOf(margins, m) {
   return `hsl(${Math.round(220 - 200 * t)}, 70%, 45%)`; // blue (small margin) to orange (large)
 }
 
+/** A run's name from its grid point: plain text, passed through `plotlyText` wherever it reaches a chart. */
 function label(job, axes) {
   return [...axes.map((a) => `${a}=${job.spec[a]}`), `seed=${job.spec.seed}`].join(" ");
 }

@@ -67,6 +67,19 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: f
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def train_one(settings: Settings, spec) -> int:
+    """Train `spec` to the end with an in-process worker on `settings`' database; the job's id (asserted succeeded)."""
+    from app.store import jobs
+    from trainer.worker import Worker
+
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    job = jobs.submit(engine, spec)
+    Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
+    assert jobs.get(engine, job["id"])["status"] == "succeeded", jobs.get(engine, job["id"])["error"]
+    return job["id"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
+import zipfile
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -25,6 +27,7 @@ from app.config import Settings
 from app.datasets import DatasetError
 from app.files import thumbnail_cache_dir
 from app.explorer.layout import SPLITS
+from app.files import CHECKPOINT_FILE
 
 router = APIRouter(tags=["embeddings"])
 
@@ -145,6 +148,9 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedd
         else:
             reason = f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them"
         raise HTTPException(404, reason) from None
+    except stored.CorruptProjection as e:
+        raise HTTPException(409, f"job {job_id}'s {e}: the explorer's file is damaged; run the job again (Clone on its page) "
+                                 f"to write a new one (its embeddings download is a separate file)") from None
 
 
 def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
@@ -221,6 +227,9 @@ def _read_upload(file: UploadFile) -> bytes:
     return blob
 
 
+# What torch.load (weights_only), the stored spec's validation and load_state_dict raise for a damaged checkpoint.
+CHECKPOINT_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, OSError, KeyError, ValueError, TypeError, StopIteration, zipfile.BadZipFile)
+
 # 400: a body that is not well-formed multipart (refused by Starlette's parser before the route runs).
 UPLOAD_ERRORS = {**ERRORS, **{code: {"model": ErrorOut} for code in (400, 409, 413, 415)}}
 
@@ -235,11 +244,16 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
     from trainer.errors import JobFailed
 
     try:
-        vector = inference.embed_image(settings.job_dir(job_id), settings, io.BytesIO(blob))
+        inference.load_model(settings.job_dir(job_id), settings)  # kept in memory: embed_image below reuses it
     except inference.NoCheckpoint:
         raise HTTPException(404, f"job {job_id} has no checkpoint") from None
     except JobFailed as e:  # e.g. pretrained weights needed to rebuild the net are not on this server
         raise HTTPException(409, f"cannot rebuild job {job_id}'s network here: {e}") from None
+    except CHECKPOINT_ERRORS as e:  # truncated, overwritten, or from another network
+        raise HTTPException(409, f"job {job_id}'s {CHECKPOINT_FILE} cannot be read ({type(e).__name__}: {str(e)[:200]}): the file is "
+                                 f"damaged; run the job again (Clone on its page) to train a new checkpoint") from None
+    try:
+        vector = inference.embed_image(settings.job_dir(job_id), settings, io.BytesIO(blob))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise HTTPException(415, "the upload could not be decoded as an image") from None
     if vector.shape[0] != data.embeddings.shape[1]:

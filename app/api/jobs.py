@@ -10,9 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
 from app.files import CHECKPOINT_FILE, EMBEDDINGS_FILE
+from app.devices import check_devices
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
 from app.store.rows import JobStatus
+from app.text import Text
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -23,6 +25,7 @@ DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embed
 @router.post("", status_code=201, response_model=JobOut, responses=BODY_ERRORS)
 async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> JobOut:
     await run_in_threadpool(check_spec, spec, settings)
+    await run_in_threadpool(check_devices, engine, {spec.device}, "device")
     row = await run_in_threadpool(jobs.submit, engine, spec, owner=identity.name, max_attempts=settings.max_attempts)
     return job_out(row)
 
@@ -31,7 +34,7 @@ async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, id
 def list_jobs(
     engine: EngineDep,
     status: Annotated[JobStatus | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search in job names")] = None,
+    q: Annotated[Text | None, Query(max_length=200, description="Search in job names")] = None,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import EngineDep, JobId, job_or_404
 from app.live import Feeds
 from app.api.schemas import ErrorOut, MetricsOut, job_out
+from app.text import Text
 from app.store import metrics
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
@@ -26,7 +27,7 @@ STATUS_FIELDS = {"status", "progress", "steps_per_second", "eta_seconds", "attem
 def get_metrics(
     job_id: JobId,
     engine: EngineDep,
-    names: Annotated[str | None, Query(max_length=2000, description="Comma-separated metric names; all when empty")] = None,
+    names: Annotated[Text | None, Query(max_length=2000, description="Comma-separated metric names; all when empty")] = None,
     max_points: Annotated[int, Query(ge=10, le=100_000)] = metrics.DEFAULT_MAX_POINTS,
     step_min: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     step_max: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,

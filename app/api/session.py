@@ -10,13 +10,14 @@ from app import auth, signin_limit
 from app.api.deps import EngineDep, IdentityDep, SettingsDep
 from app.api.schemas import BODY_ERRORS, ErrorOut
 from app.store import users
+from app.text import Text
 
 router = APIRouter(prefix="/api", tags=["session"])
 
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("", max_length=100)
+    name: Text = Field("", max_length=100)
     password: str | None = Field(None, max_length=1000)
     token: str | None = Field(None, max_length=1000)
 

@@ -15,6 +15,7 @@ from app import job_evidence as evidence
 from app.advisor import DEFAULT_SELECT, recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
+from app.devices import check_devices
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
 from app.store.rows import JobStatus, SweepRow
@@ -125,6 +126,7 @@ def _summary(row: SweepRow, counts: dict[JobStatus, int]) -> dict:
 @router.post("", status_code=201, response_model=SweepCreated, responses=BODY_ERRORS)
 async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
+    await run_in_threadpool(check_devices, engine, {s.device for s in specs}, "grid.device" if "device" in sweep.grid else "base.device")
     row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
     return SweepCreated(id=row.id, name=row.name, job_ids=job_ids)
 

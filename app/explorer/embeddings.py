@@ -40,6 +40,14 @@ class NoProjection(LookupError):
     """The job has no projection.npz (not finished, failed, or older than the explorer)."""
 
 
+class CorruptProjection(ValueError):
+    """projection.npz exists but cannot be read (a truncated or overwritten file): only a new run rewrites it."""
+
+
+PROJECTION_ARRAYS = ("embeddings", "labels", "indices", "split", "xy", "fitted", "nn_same_label")
+PROJECTION_META = {"space", "class_names", "layout", "per_class", "splits", "fitted_points", "umap", "preservation"}
+
+
 class ImageNotServed(LookupError):
     """An image index that names no image of the job's dataset (or a file that left it)."""
 
@@ -58,10 +66,21 @@ class JobEmbedding:
 
     @classmethod
     def read(cls, path: Path) -> "JobEmbedding":
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        return cls(**arrays, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"]))
+        """The file's arrays, checked for the shapes every route relies on; a damaged file is a CorruptProjection."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(str(arrays.pop("meta")))
+            missing = sorted({*PROJECTION_ARRAYS} - set(arrays)) + sorted(PROJECTION_META - set(meta))
+            if missing:
+                raise ValueError(f"{', '.join(missing)} missing")
+            n = len(arrays["labels"])
+            if arrays["embeddings"].ndim != 2 or arrays["xy"].shape != (n, 2) or any(len(arrays[k]) != n for k in PROJECTION_ARRAYS):
+                raise ValueError("its arrays disagree in length")
+            LayoutState.from_json(meta["layout"])  # a damaged layout state fails here, not at the first upload
+            return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"]))
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
+            raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
 
     def __len__(self) -> int:
         return len(self.labels)

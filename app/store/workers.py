@@ -52,3 +52,12 @@ def busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
     )
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
+
+
+def devices_seen(engine: Engine, within_seconds: float) -> list[str]:
+    """Devices of the workers that beat within `within_seconds`, stopped since or not: what this installation runs on."""
+    from datetime import timedelta
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    with reading(engine) as conn:
+        return list(conn.execute(select(Worker.device).where(Worker.last_heartbeat > since).distinct()).scalars())

@@ -17,7 +17,8 @@ from app.main import create_app
 from app.files import PROJECTION_FILE
 from app.spec import JobSpec
 from app.store import jobs
-from app.store.db import get_engine, init_db
+from app.store.db import get_engine
+from tests.conftest import train_one
 
 # Numba's compiled umap kernels survive between test runs (the JIT alone takes ~40 s).
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
@@ -25,17 +26,10 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Settings, int]:
-    from trainer.worker import Worker
-
     home = tmp_path_factory.mktemp("explorer") / "home"
     (home / "data" / "ok").mkdir(parents=True)
     settings = Settings(home=home, demo=False, data_roots=str(home / "data"))
-    engine = get_engine(settings.db_url)
-    init_db(engine)
-    job = jobs.submit(engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8))
-    Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    assert jobs.get(engine, job["id"])["status"] == "succeeded"
-    return settings, job["id"]
+    return settings, train_one(settings, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8))
 
 
 @pytest.fixture(scope="module")

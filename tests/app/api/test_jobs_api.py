@@ -59,7 +59,7 @@ def test_full_contract_spec_is_accepted(client):
         ({"classes_per_batch": 6}, "classes_per_batch", "only 5 training classes"),
         ({"samples_per_class": 500}, "classes_per_batch", "samples_per_class=500"),
         ({"loss": "circle", "loss_params": {"gama": 80}}, "loss_params", "does not take 'gama'"),
-        ({"loss": "circle", "loss_params": {"gamma": "big"}}, "loss_params", "number"),
+        ({"loss": "circle", "loss_params": {"gamma": "big"}}, "loss_params.gamma", "number"),
         ({"dataset": "imagefolder"}, "dataset_path", "required"),
         ({"dataset": "imagefolder", "dataset_path": "/etc"}, "dataset_path", "outside the allowed data roots"),
         ({"backbone": "resnet18", "pretrained": True}, "pretrained", "not on this machine"),
