@@ -4,6 +4,11 @@ Decoding dominates an image-folder job's start (and, on a GPU, its steps), so th
 pixels are kept as one .npy per (folder, size) and memory-mapped by later jobs: they share
 the page cache instead of decoding again. The entry is rebuilt when any file's name, size
 or modification time changes.
+
+A full disk is an error, never a crash: the space is checked and reserved (fallocate) before
+pixels go into the memory map, since writing a memory-mapped page the filesystem cannot back
+kills the process with SIGBUS instead of raising. A build that fails removes its files, and
+the folders of builds whose process died are removed by the next build on the host.
 """
 from __future__ import annotations
 
@@ -19,11 +24,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.datasets import Catalog
+from app.files import DiskFull, ensure_room, free_bytes, is_disk_full, preallocate, remove_leftovers, temp_prefix
 from trainer.errors import JobFailed
 
 # Decompression bombs and absurd images are refused rather than decoded.
 Image.MAX_IMAGE_PIXELS = 64_000_000
 UNREADABLE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
+BUILDING = "building"  # temp folders: .building.<host>-<pid>-XXXX beside the entries
+HEADER_BYTES = 4096  # an .npy header is at most this
 
 
 def decode_image(path_or_file, size: int) -> np.ndarray:
@@ -57,10 +65,17 @@ def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[
             log("info", f"decoded images reused from the cache ({meta['decoded']} images)")
             return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".building-"))
+    remove_leftovers(entry.parent, BUILDING)
+    what = f"the decoded-image cache of {catalog.root} at {size} px"
+    shape = (len(catalog.files), 3, size, size)
+    ensure_room(entry.parent, int(np.prod(shape)) + HEADER_BYTES, what)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=temp_prefix(BUILDING)))
+    out = full = None
     try:
         # Decode straight into the file: peak memory stays one image, not the whole folder.
-        out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(catalog.files), 3, size, size))
+        out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        with open(tmp / "images.npy", "r+b") as f:
+            preallocate(f.fileno(), os.fstat(f.fileno()).st_size, what, entry.parent)
         kept, skipped = [], []
         for i, path in enumerate(catalog.files):
             try:
@@ -77,16 +92,22 @@ def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[
         if not kept:
             raise JobFailed("no readable image in the folder")
         out.flush()
-        del out
+        out = None
         if len(kept) < len(catalog.files):  # drop the unused tail rows
             full = np.load(tmp / "images.npy", mmap_mode="r")
             np.save(tmp / "images.trimmed.npy", full[: len(kept)])
-            del full
+            full = None
             os.replace(tmp / "images.trimmed.npy", tmp / "images.npy")
         np.save(tmp / "kept.npy", np.asarray(kept, dtype=np.int64))
         (tmp / "meta.json").write_text(json.dumps({"signature": sig, "decoded": len(kept), "skipped": skipped}))
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)  # another job building the same entry at once: the last rename wins, both are whole
+    except Exception as e:
+        out = full = None  # unmap before deleting, so the room reported is the room there is
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(e) and not isinstance(e, DiskFull):
+            raise DiskFull(what, free_bytes(entry.parent)) from e
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")

@@ -1,6 +1,7 @@
-"""Workers: who is alive, on which device, running what."""
+"""Workers: who is alive, on which device, running what; and the room left on EMBEDLAB_HOME's disk."""
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -26,11 +27,29 @@ class WorkerOut(BaseModel):
     alive: bool
 
 
-@router.get("", response_model=list[WorkerOut])
-def list_workers(engine: EngineDep, settings: SettingsDep) -> list[WorkerOut]:
+class DiskOut(BaseModel):
+    free_bytes: int
+    total_bytes: int
+    low: bool  # under 10% or 1 GB free, whichever is less: jobs that write images or checkpoints may not fit
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+    home_disk: DiskOut  # where jobs write checkpoints, embeddings, the image cache and (SQLite) the database
+
+
+LOW_BYTES = 1_000_000_000
+
+
+@router.get("", response_model=WorkersOut)
+def list_workers(engine: EngineDep, settings: SettingsDep) -> WorkersOut:
     """A worker is alive while it has not stopped and beat within a lease."""
     now = utcnow()
-    return [
-        WorkerOut(**w, alive=w["stopped_at"] is None and (now - w["last_heartbeat"]).total_seconds() < settings.lease_seconds)
-        for w in workers.list_workers(engine)
-    ]
+    usage = shutil.disk_usage(settings.home_path)
+    return WorkersOut(
+        workers=[
+            WorkerOut(**w, alive=w["stopped_at"] is None and (now - w["last_heartbeat"]).total_seconds() < settings.lease_seconds)
+            for w in workers.list_workers(engine)
+        ],
+        home_disk=DiskOut(free_bytes=usage.free, total_bytes=usage.total, low=usage.free < min(LOW_BYTES, usage.total // 10)),
+    )
