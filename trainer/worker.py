@@ -149,7 +149,7 @@ class Worker:
                 except Exception as e:  # the database is full: the outcome waits until it can be stored
                     if (reason := self.disk.reason(e)) is None:
                         raise
-                    self.disk.retrying(lambda: jobs.finish(self.engine, claim.job_id, claim.token, "failed", error=reason), f"record that job {claim.job_id} failed")
+                    self.disk.retrying(lambda: self.record_failure(claim, reason), f"record that job {claim.job_id} failed")
                 done += 1
         finally:
             try:
@@ -159,6 +159,10 @@ class Worker:
                     raise
                 log.warning("could not record that the worker stopped: %s", reason)
         return done
+
+    def record_failure(self, claim: jobs.Claim, reason: str) -> None:
+        joblogs.add(self.engine, claim.job_id, claim.attempt, claim.token, "error", reason)
+        jobs.finish(self.engine, claim.job_id, claim.token, "failed", error=reason)
 
     def poll(self) -> jobs.Claim | None:
         jobs.requeue_expired(self.engine)

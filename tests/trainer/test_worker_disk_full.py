@@ -96,3 +96,26 @@ def test_a_full_database_disk_answers_503_keeps_reads_and_workers_wait(procs, en
     assert done["status"] == "succeeded", done["error"]
     assert "register the worker: the database takes writes again" in log_text(serve)
     assert job(url, before["id"])["status"] == "succeeded"  # nothing stored before was lost
+
+
+def test_a_job_running_when_the_database_disk_fills_fails_naming_it_once_it_can_be_written(procs, env, small_disk):
+    home = small_disk.path
+    settings = Settings(home=home)
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    running = jobs.submit(engine, JobSpec.model_validate({**TINY, "steps": 2000, "eval_every": 1000, "explorer": False}), max_attempts=3)
+    procs.env = {**env, "EMBEDLAB_HOME": str(home)}
+    worker = procs.worker()
+    wait_for(lambda: jobs.get(engine, running["id"])["step"] >= 5, 120, 0.2, "the job to train")
+
+    small_disk.fill()  # metric points, log lines, heartbeats: nothing can be written now
+    wait_for(lambda: "cannot record that job" in log_text(worker), 30, 0.2, "the worker to say it waits for the database")
+    time.sleep(3)
+    assert worker.poll() is None and jobs.get(engine, running["id"])["status"] == "running"  # nothing could be stored yet
+
+    small_disk.free()
+    ended = wait_for(lambda: (j := jobs.get(engine, running["id"]))["status"] != "running" and j, 90, 0.2, "the failure to be recorded")
+    assert ended["status"] == "failed" and ended["attempts"] == 1, ended
+    assert ended["error"] == f"disk full while writing the database {home}/embedlab.db (free 0 B)"
+    assert [line["message"] for line in joblogs.lines(engine, running["id"]) if line["level"] == "error"] == [ended["error"]]
+    assert log_text(worker).count("cannot record that job") == 1 and worker.poll() is None
