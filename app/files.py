@@ -57,10 +57,12 @@ def weights_dir(home: Path) -> Path:
 class DiskFull(OSError):
     """A write that did not fit: says what was being written and how much room is left (an OSError with ENOSPC)."""
 
-    def __init__(self, what: str, free: int, need: int | None = None):
+    def __init__(self, what: str, free: int | None, need: int | None = None):
+        """`free` None: the disk is not this host's to measure (a PostgreSQL server's)."""
         self.what, self.free, self.need = what, free, need
-        room = f"free {human_bytes(free)}" + (f", needs {human_bytes(need)}" if need is not None else "")
-        super().__init__(errno.ENOSPC, f"disk full while writing {what} ({room})")
+        room = [f"free {human_bytes(free)}"] if free is not None else []
+        room += [f"needs {human_bytes(need)}"] if need is not None else []
+        super().__init__(errno.ENOSPC, f"disk full while writing {what}" + (f" ({', '.join(room)})" if room else ""))
 
     def __str__(self) -> str:
         return self.strerror
@@ -104,15 +106,18 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def disk_full_reason(exc: BaseException, home: Path, database: str | None = None) -> str | None:
-    """The message a job fails with when `exc` came from a full disk, None otherwise."""
+def disk_full_reason(exc: BaseException, home: Path, database: str = "the database", database_dir: Path | None = None) -> str | None:
+    """The message a job fails with when `exc` came from a full disk, None otherwise.
+
+    A database error names `database`, with the room left in `database_dir` (the SQLite file's folder; None for a server's).
+    """
     if isinstance(exc, DiskFull):
         return str(exc)
     if not is_disk_full(exc):
         return None
-    sqlalchemy_error = type(exc).__module__.startswith("sqlalchemy")
-    what = f"the database {database or ''}".rstrip() if sqlalchemy_error else getattr(exc, "filename", None) or f"a file under {home}"
-    return str(DiskFull(what, free_bytes(home)))
+    if type(exc).__module__.startswith("sqlalchemy"):
+        return str(DiskFull(database, free_bytes(database_dir) if database_dir else None))
+    return str(DiskFull(getattr(exc, "filename", None) or f"a file under {home}", free_bytes(home)))
 
 
 def ensure_room(path: Path, need: int, what: str) -> None:

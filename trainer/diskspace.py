@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.engine import make_url
@@ -33,13 +34,15 @@ class DiskGuard:
     def __init__(self, settings: Settings, stopping: threading.Event, log: logging.Logger):
         self.home, self.stopping = settings.home_path, stopping
         url = make_url(settings.db_url)
-        self.database = url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+        sqlite = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        self.database = f"the database {url.database if sqlite else url.render_as_string(hide_password=True)}"
+        self.database_dir = Path(url.database).parent if sqlite else None
         self.backoff = Backoff(log, first=1.0, cap=60.0)
         self.full_at: int | None = None  # free bytes left when a job last filled the disk
 
     def reason(self, exc: BaseException) -> str | None:
         """"disk full while writing X (free Y)" when `exc` came from a full disk, else None."""
-        return disk_full_reason(exc, self.home, self.database)
+        return disk_full_reason(exc, self.home, self.database, self.database_dir)
 
     def job_failed(self, exc: BaseException) -> str | None:
         """The failure message when a job ran out of disk (and stop claiming until there is more), else None."""

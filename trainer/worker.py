@@ -138,7 +138,7 @@ class Worker:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
                 if not self.disk.may_claim():
                     continue
-                claim = self.disk.retrying(self.poll, "take a job")
+                claim = self.disk.retrying(self.poll, "poll the queue")
                 if claim is None:
                     if exit_when_idle:
                         break
