@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,27 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
-def free_bytes(path: Path) -> int:
-    """Bytes an unprivileged writer may still use on the filesystem holding `path` (or its nearest existing parent)."""
+LOW_BYTES = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    free_bytes: int  # as an unprivileged writer sees it
+    total_bytes: int
+    low: bool  # under 10% or 1 GB free, whichever is less: jobs that write image caches or checkpoints may not fit
+
+
+def disk_space(path: Path) -> DiskSpace:
+    """The filesystem holding `path` (or its nearest existing parent)."""
     path = Path(path)
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    usage = shutil.disk_usage(path)
+    return DiskSpace(usage.free, usage.total, usage.free < min(LOW_BYTES, usage.total // 10))
+
+
+def free_bytes(path: Path) -> int:
+    return disk_space(path).free_bytes
 
 
 def is_disk_full(exc: BaseException | None) -> bool:

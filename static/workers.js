@@ -17,7 +17,7 @@ function showDisk(disk) {
 }
 
 async function refresh() {
-  const { workers, home_disk: disk } = await api("/api/workers");
+  const [workers, disk] = await Promise.all([api("/api/workers"), api("/api/workers/disk")]);
   showDisk(disk);
   const body = document.querySelector("#workers-table tbody");
   body.replaceChildren(...workers.map((w) => el("tr", {},

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from PIL import Image
 
 from app.datasets import load_catalog
 from app.files import DiskFull
-from trainer.image_cache import decoded_folder
+from trainer.image_cache import decode_image, decoded_folder
 
 
 def folder(root, classes=2, per_class=6):
@@ -59,7 +60,7 @@ def test_a_disk_filled_after_the_check_is_an_error_not_a_bus_error(tmp_path, sma
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 0, f"the process died with {done.returncode}: {done.stderr[-2000:]}"
     error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
-    assert error.startswith(f"disk full while writing the decoded-image cache of {data} at 512 px"), error
+    assert error == f"disk full while writing the decoded-image cache of {data} at 512 px (free 8.4 MB, needs 9.4 MB)"  # room once unmapped
     assert [p.name for p in (small_disk.path / "cache" / "folders").iterdir()] == []
 
 
@@ -84,3 +85,27 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next(tmp_path, small_disk):
     catalog = load_catalog("imagefolder", str(data), [tmp_path])
     decoded_folder(catalog, 256, cache, lambda *_: None)
     assert not any(p.name.startswith(".building.") for p in (cache / "folders").iterdir())
+
+
+def test_unreadable_files_are_trimmed_in_place_without_a_second_copy(tmp_path, small_disk):
+    data = folder(tmp_path / "data")
+    for c in range(2):  # half the files do not decode: the rows decoded are fewer than those reserved
+        for i in range(6):
+            (data / f"class{c}" / f"broken{i}.png").write_bytes(b"not a png")
+    catalog = load_catalog("imagefolder", str(data), [tmp_path])
+    images, kept = decoded_folder(catalog, 288, small_disk.path / "cache", lambda *_: None)  # 24 rows reserved: 6.0 MB of 8.4
+    assert images.shape == (12, 3, 288, 288) and len(kept) == 12  # a 3.0 MB copy of the kept rows would not have fitted
+    assert np.array_equal(images[11], decode_image(catalog.files[kept[11]], 288))
+    assert shutil.disk_usage(small_disk.path).free > 8_388_608 - 3_100_000
+
+
+def test_a_write_failing_late_in_the_build_reports_the_room_left_after_cleanup(tmp_path, small_disk):
+    data = folder(tmp_path / "data")
+    catalog = load_catalog("imagefolder", str(data), [tmp_path])
+    room = 12 * 3 * 64 * 64 + 4096  # the pixels and their header page: the index file after them finds no room
+    small_disk.fill(leave=room)
+    with pytest.raises(DiskFull) as caught:
+        decoded_folder(catalog, 64, small_disk.path / "cache", lambda *_: None)
+    assert str(caught.value) == f"disk full while writing the decoded-image cache of {data} at 64 px (free 151.6 KB)"
+    assert shutil.disk_usage(small_disk.path).free == room  # the half-built files are gone and unmapped
+    assert list((small_disk.path / "cache" / "folders").iterdir()) == []

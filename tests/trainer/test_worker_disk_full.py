@@ -66,7 +66,7 @@ def test_a_full_database_disk_answers_503_keeps_reads_and_workers_wait(procs, en
     stored = wait_status(url, before["id"], ("succeeded", "failed"))
     assert stored["status"] == "succeeded", stored["error"]
     series = httpx.get(f"{url}/api/jobs/{before['id']}/metrics", timeout=30).json()["series"]
-    worker_pid = httpx.get(f"{url}/api/workers", timeout=30).json()["workers"][0]["pid"]
+    worker_pid = httpx.get(f"{url}/api/workers", timeout=30).json()[0]["pid"]
 
     small_disk.fill()
     refused = httpx.post(f"{url}/api/jobs", json={**TINY, "name": "while full"}, timeout=30)
@@ -76,9 +76,9 @@ def test_a_full_database_disk_answers_503_keeps_reads_and_workers_wait(procs, en
     assert [j["id"] for j in httpx.get(f"{url}/api/jobs", timeout=30).json()["jobs"]] == [before["id"]]
     assert job(url, before["id"])["status"] == "succeeded"
     assert httpx.get(f"{url}/api/jobs/{before['id']}/metrics", timeout=30).json()["series"] == series
-    listed = httpx.get(f"{url}/api/workers", timeout=30).json()
-    assert listed["home_disk"]["total_bytes"] == shutil.disk_usage(home).total == 8 << 20
-    assert listed["home_disk"]["free_bytes"] < 100_000 and listed["home_disk"]["low"]
+    disk = httpx.get(f"{url}/api/workers/disk", timeout=30).json()
+    assert disk["total_bytes"] == shutil.disk_usage(home).total == 8 << 20
+    assert disk["free_bytes"] < 100_000 and disk["low"]
 
     # A worker that cannot start on the full disk waits and says why once, instead of being restarted every few seconds.
     os.kill(worker_pid, signal.SIGKILL)

@@ -16,7 +16,7 @@ def test_writes_answer_503_with_the_reason_and_reads_keep_working(small_disk):
     with TestClient(create_app(settings)) as client:
         stored = client.post("/api/jobs", json={**TINY, "name": "stored"})
         assert stored.status_code == 201
-        disk = client.get("/api/workers").json()["home_disk"]
+        disk = client.get("/api/workers/disk").json()
         assert disk["total_bytes"] == 8 << 20 and 6_000_000 < disk["free_bytes"] <= shutil.disk_usage(small_disk.path).free + 100_000
         assert not disk["low"]
 
@@ -30,7 +30,7 @@ def test_writes_answer_503_with_the_reason_and_reads_keep_working(small_disk):
         listed = client.get("/api/jobs").json()
         assert [j["name"] for j in listed["jobs"]] == ["stored"]
         assert client.get(f"/api/jobs/{stored.json()['id']}").json()["status"] == "queued"
-        full = client.get("/api/workers").json()["home_disk"]
+        full = client.get("/api/workers/disk").json()
         assert full["free_bytes"] < 100_000 and full["low"]
 
         small_disk.free()

@@ -151,6 +151,6 @@ def test_workers_are_listed_with_liveness(client, engine):
     workers.register(engine, "host:1:a", host="host", pid=1, device="cpu", version="0.1.0")
     workers.register(engine, "host:2:b", host="host", pid=2, device="cuda:0", version="0.1.0")
     workers.stopped(engine, "host:2:b")
-    listed = {w["id"]: w for w in client.get("/api/workers").json()["workers"]}
+    listed = {w["id"]: w for w in client.get("/api/workers").json()}
     assert listed["host:1:a"]["alive"] and not listed["host:2:b"]["alive"]
     assert listed["host:2:b"]["device"] == "cuda:0"
