@@ -149,7 +149,7 @@ class Worker:
                 except Exception as e:  # the database is full: the outcome waits until it can be stored
                     if (reason := self.disk.reason(e)) is None:
                         raise
-                    self.disk.retrying(lambda: self.record_failure(claim, reason), f"record that job {claim.job_id} failed")
+                    self.disk.retrying(lambda c=claim, r=reason: self.record_failure(c, r), f"record that job {claim.job_id} failed")
                 done += 1
         finally:
             try:

@@ -6,7 +6,6 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import SignInRequired
