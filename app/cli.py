@@ -22,6 +22,9 @@ DEMO_SPEC = {"name": "demo: triplet m=0.2 on mnist5k", "dataset": "mnist5k", "lo
              "miner": "semihard", "steps": 1500, "eval_every": 100}
 
 
+STARTED_SECONDS = 60.0  # a worker that exits sooner than this after its start failed to start
+
+
 class WorkerPool:
     """Embedded worker processes for `serve`; a worker that dies is started again."""
 
@@ -39,11 +42,30 @@ class WorkerPool:
         threading.Thread(target=self._supervise, daemon=True, name="worker-supervisor").start()
 
     def _supervise(self) -> None:
-        while not self.stopping.wait(2.0):
+        """Restart workers that die; one that keeps dying at start is restarted less and less often (2 s, 4 s, ... 5 min),
+        said once, instead of every few seconds."""
+        from app.backoff import Backoff
+
+        started = [time.monotonic()] * len(self.procs)
+        backoffs = [Backoff(log, first=2.0, cap=300.0) for _ in self.procs]
+        due: list[float | None] = [None] * len(self.procs)  # when an exited worker is started again
+        while not self.stopping.wait(1.0):
+            now = time.monotonic()
             for i, p in enumerate(self.procs):
-                if p.poll() is not None and not self.stopping.is_set():
-                    log.warning("worker %d exited with %s; starting it again", i, p.returncode)
-                    self.procs[i] = self._spawn(i)
+                if self.stopping.is_set():
+                    break
+                if p.poll() is None:
+                    if now - started[i] >= STARTED_SECONDS:
+                        backoffs[i].succeeded(f"worker {i} running")
+                    continue
+                if due[i] is None:
+                    if now - started[i] >= STARTED_SECONDS:  # it ran a while: a crash, not a failing start
+                        log.warning("worker %d exited with %s; starting it again", i, p.returncode)
+                        due[i] = now
+                    else:
+                        due[i] = now + backoffs[i].failed(f"worker {i} exits at start (exit status {p.returncode}; its messages above say why)")
+                if now >= due[i]:
+                    self.procs[i], started[i], due[i] = self._spawn(i), now, None
 
     def stop(self, grace: float = 30.0) -> None:
         self.stopping.set()

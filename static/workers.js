@@ -1,8 +1,24 @@
-// Workers: who is alive, on which device, running what.
+// Workers: who is alive, on which device, running what; and the room left on EMBEDLAB_HOME's disk.
 import { api, el, fmtAgo, fmtDateTime } from "/static/common.js";
 
+/** 31200000 -> "31.2 MB" (decimal units, as `df -H` and the server's messages). */
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+function showDisk(disk) {
+  const node = document.getElementById("home-disk");
+  node.textContent = `EMBEDLAB_HOME: ${fmtBytes(disk.free_bytes)} free of ${fmtBytes(disk.total_bytes)}`
+    + (disk.low ? " — low: jobs that write image caches or checkpoints may fail with “disk full”" : "");
+  node.className = disk.low ? "error-box" : "muted";
+}
+
 async function refresh() {
-  const workers = await api("/api/workers");
+  const [workers, disk] = await Promise.all([api("/api/workers"), api("/api/workers/disk")]);
+  showDisk(disk);
   const body = document.querySelector("#workers-table tbody");
   body.replaceChildren(...workers.map((w) => el("tr", {},
     el("td", {}, w.id), el("td", {}, w.host), el("td", {}, w.device), el("td", {}, w.version),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -163,3 +164,39 @@ def procs(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
     p = Processes(env, tmp_path)
     yield p
     p.stop_all()
+
+
+class SmallDisk:
+    """A real tmpfs of a few MB: writes there meet a genuinely full filesystem (ENOSPC, SQLITE_FULL, SIGBUS for
+    memory maps), not a simulated one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.filler = path / ".filler"
+
+    def fill(self, leave: int = 0) -> None:
+        """Take every free byte but `leave`."""
+        with open(self.filler, "ab") as f:
+            while (room := shutil.disk_usage(self.path).free - leave) > 0:
+                try:
+                    f.write(b"\0" * min(room, 1 << 20))
+                    f.flush()
+                except OSError:
+                    break
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """An 8 MB tmpfs mounted for the test (needs root, as in the dev container and CI's container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield SmallDisk(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

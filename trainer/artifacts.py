@@ -16,7 +16,13 @@ from app.files import EMBEDDINGS_FILE as EMBEDDINGS
 
 
 def save_checkpoint(job_dir: Path, state: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:
-    return atomic_write(job_dir / CHECKPOINT, lambda p: torch.save(state, p), commit_ok)
+    def write(p: Path) -> None:
+        # Through a Python file: torch.save(state, path) reports a full disk as a bare RuntimeError
+        # ("unexpected pos"); with a file object the OSError (ENOSPC) stays in the chain for atomic_write.
+        with open(p, "wb") as f:
+            torch.save(state, f)
+
+    return atomic_write(job_dir / CHECKPOINT, write, commit_ok)
 
 
 def load_checkpoint(job_dir: Path) -> dict[str, Any] | None:

@@ -4,6 +4,11 @@ Decoding dominates an image-folder job's start (and, on a GPU, its steps), so th
 pixels are kept as one .npy per (folder, size) and memory-mapped by later jobs: they share
 the page cache instead of decoding again. The entry is rebuilt when any file's name, size
 or modification time changes.
+
+A full disk is an error, never a crash: the space is checked and reserved (fallocate) before
+pixels go into the memory map, since writing a memory-mapped page the filesystem cannot back
+kills the process with SIGBUS instead of raising. A build that fails removes its files, and
+the folders of builds whose process died are removed by the next build on the host.
 """
 from __future__ import annotations
 
@@ -19,11 +24,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.datasets import Catalog
+from app.files import DiskFull, ensure_room, free_bytes, is_disk_full, preallocate, remove_leftovers, temp_prefix
 from trainer.errors import JobFailed
 
 # Decompression bombs and absurd images are refused rather than decoded.
 Image.MAX_IMAGE_PIXELS = 64_000_000
 UNREADABLE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
+BUILDING = "building"  # temp folders: .building.<host>-<pid>-XXXX beside the entries
+HEADER_BYTES = 4096  # an .npy header is at most this
 
 
 def decode_image(path_or_file, size: int) -> np.ndarray:
@@ -31,6 +39,21 @@ def decode_image(path_or_file, size: int) -> np.ndarray:
     with Image.open(path_or_file) as im:
         im = im.convert("RGB").resize((size, size), Image.BILINEAR)
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def keep_first_rows(path: Path, rows: int) -> None:
+    """Shrink a C-order .npy file to its first `rows` rows in place: the new shape goes into the header
+    (padded to its old length, as the format allows) and the file is truncated. No copy, so no more disk
+    than the full file already holds."""
+    fmt = np.lib.format
+    with open(path, "r+b") as f:
+        major, _ = fmt.read_magic(f)
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(f)
+        data_offset, prefix = f.tell(), 10 if major == 1 else 12  # magic + version + header length field
+        header = repr({"descr": fmt.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, *shape[1:])})
+        f.seek(prefix)
+        f.write(header.ljust(data_offset - prefix - 1).encode("latin1") + b"\n")
+        f.truncate(data_offset + rows * int(np.prod(shape[1:])) * dtype.itemsize)
 
 
 def signature(catalog: Catalog, size: int) -> str:
@@ -45,7 +68,22 @@ def signature(catalog: Catalog, size: int) -> str:
 
 
 def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[str, str], None]) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, 3, size, size), dataset indices of the N readable files), from the cache when current."""
+    """(images uint8 (N, 3, size, size), dataset indices of the N readable files), from the cache when current.
+
+    A write that does not fit raises DiskFull naming the cache and the room left once its files are gone."""
+    try:
+        return _decoded_folder(catalog, size, cache_dir, log)
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFull(_cache_name(catalog, size), free_bytes(cache_dir), e.need if isinstance(e, DiskFull) else None) from e
+
+
+def _cache_name(catalog: Catalog, size: int) -> str:
+    return f"the decoded-image cache of {catalog.root} at {size} px"
+
+
+def _decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[str, str], None]) -> tuple[np.ndarray, np.ndarray]:
     entry = cache_dir / "folders" / hashlib.sha256(f"{catalog.root}\0{size}".encode()).hexdigest()[:24]
     sig = signature(catalog, size)
     meta_path = entry / "meta.json"
@@ -57,10 +95,15 @@ def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[
             log("info", f"decoded images reused from the cache ({meta['decoded']} images)")
             return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".building-"))
+    remove_leftovers(entry.parent, BUILDING)
+    shape = (len(catalog.files), 3, size, size)
+    ensure_room(entry.parent, int(np.prod(shape)) + HEADER_BYTES, _cache_name(catalog, size))
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=temp_prefix(BUILDING)))
     try:
         # Decode straight into the file: peak memory stays one image, not the whole folder.
-        out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(catalog.files), 3, size, size))
+        out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        with open(tmp / "images.npy", "r+b") as f:
+            preallocate(f.fileno(), os.fstat(f.fileno()).st_size, _cache_name(catalog, size), entry.parent)
         kept, skipped = [], []
         for i, path in enumerate(catalog.files):
             try:
@@ -79,10 +122,7 @@ def decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[
         out.flush()
         del out
         if len(kept) < len(catalog.files):  # drop the unused tail rows
-            full = np.load(tmp / "images.npy", mmap_mode="r")
-            np.save(tmp / "images.trimmed.npy", full[: len(kept)])
-            del full
-            os.replace(tmp / "images.trimmed.npy", tmp / "images.npy")
+            keep_first_rows(tmp / "images.npy", len(kept))
         np.save(tmp / "kept.npy", np.asarray(kept, dtype=np.int64))
         (tmp / "meta.json").write_text(json.dumps({"signature": sig, "decoded": len(kept), "skipped": skipped}))
         # Jobs building the same entry at once: each replaces the one before (jobs reading it keep their

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics, workers
 from app.store.db import get_engine, init_db, is_sqlite
+from trainer.diskspace import DiskGuard
 from trainer.errors import JobFailed, StopRequested
 from trainer.train import train
 
@@ -111,6 +112,7 @@ class Worker:
             torch.set_num_threads(threads)
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
+        self.disk = DiskGuard(settings, self.stopping, log)
         # Which queued jobs this worker may take (by their `device` field).
         self.accepts = ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))) if self.device.type == "cuda" else ("auto", "cpu")
 
@@ -129,24 +131,46 @@ class Worker:
         if is_sqlite(self.engine) and (others := workers.other_hosts_alive(self.engine, socket.gethostname(), self.settings.lease_seconds)):
             raise SystemExit(f"SQLite is already used by workers on {', '.join(others)}: SQLite needs all workers on one host; "
                              "use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) for several hosts")
-        workers.register(self.engine, self.id, host=socket.gethostname(), pid=os.getpid(), device=str(self.device), version=version("embedlab"))
+        self.disk.retrying(lambda: workers.register(self.engine, self.id, host=socket.gethostname(), pid=os.getpid(),
+                                                    device=str(self.device), version=version("embedlab")), "register the worker")
         done = 0
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
-                jobs.requeue_expired(self.engine)
-                claim = jobs.claim(self.engine, self.id, devices=self.accepts, lease_seconds=self.settings.lease_seconds,
-                                   run_device=str(self.device), max_running_per_user=self.settings.max_running_per_user)
+                if not self.disk.may_claim():
+                    continue
+                claim = self.disk.retrying(self.poll, "poll the queue")
                 if claim is None:
-                    workers.beat(self.engine, self.id, None)
                     if exit_when_idle:
                         break
                     self.stopping.wait(poll_seconds)
                     continue
-                self.run_one(claim)
+                try:
+                    self.run_one(claim)
+                except Exception as e:  # the database is full: the outcome waits until it can be stored
+                    if (reason := self.disk.reason(e)) is None:
+                        raise
+                    self.disk.retrying(lambda c=claim, r=reason: self.record_failure(c, r), f"record that job {claim.job_id} failed")
                 done += 1
         finally:
-            workers.stopped(self.engine, self.id)
+            try:
+                workers.stopped(self.engine, self.id)
+            except Exception as e:  # on a full disk the worker shows as lost once its heartbeat is old: true enough
+                if (reason := self.disk.reason(e)) is None:
+                    raise
+                log.warning("could not record that the worker stopped: %s", reason)
         return done
+
+    def record_failure(self, claim: jobs.Claim, reason: str) -> None:
+        joblogs.add(self.engine, claim.job_id, claim.attempt, claim.token, "error", reason)
+        jobs.finish(self.engine, claim.job_id, claim.token, "failed", error=reason)
+
+    def poll(self) -> jobs.Claim | None:
+        jobs.requeue_expired(self.engine)
+        claim = jobs.claim(self.engine, self.id, devices=self.accepts, lease_seconds=self.settings.lease_seconds,
+                           run_device=str(self.device), max_running_per_user=self.settings.max_running_per_user)
+        if claim is None:
+            workers.beat(self.engine, self.id, None)
+        return claim
 
     def share_of_cores(self) -> int:
         if self.fixed_threads:
@@ -192,6 +216,10 @@ class Worker:
             jobs.finish(self.engine, job_id, token, "failed", error=str(e), step=run.step)
         except Exception as e:
             run.flush()
+            if full := self.disk.job_failed(e):  # another attempt would fill the disk again: fail now, naming it
+                run.log("error", full)
+                jobs.finish(self.engine, job_id, token, "failed", error=full, step=run.step)
+                return
             reason = f"{type(e).__name__}: {e} (at step {run.step})"
             run.log("error", "".join(traceback.format_exception_only(e)).strip() + f"\n{traceback.format_exc(limit=-4)}")
             jobs.retry_or_fail(self.engine, job_id, token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)

@@ -6,9 +6,13 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import SignInRequired
+from app.files import free_bytes, human_bytes, is_disk_full
 from app.spec import SpecError
+
+RETRY_AFTER_SECONDS = 60  # a full disk waits for a person to free space
 
 
 def error_item(field: str, reason: str, loc: list | None = None, kind: str = "value_error") -> dict:
@@ -60,3 +64,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def on_spec_error(_request: Request, exc: SpecError) -> JSONResponse:
         return field_error(exc.field, exc.reason)
+
+    # A write refused because the disk is full (SQLite's "database or disk is full", ENOSPC, PostgreSQL's
+    # disk_full) is the server's condition, not the request's fault: 503 with the reason; reads go on working.
+    async def on_storage_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_disk_full(exc):
+            raise exc
+        home = request.app.state.settings.home_path
+        detail = (f"the server's disk is full, so nothing can be stored now ({human_bytes(free_bytes(home))} free in EMBEDLAB_HOME); "
+                  "what is stored can still be read. Try again once space has been freed.")
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    app.add_exception_handler(SQLAlchemyError, on_storage_error)
+    app.add_exception_handler(OSError, on_storage_error)

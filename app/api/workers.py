@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from app.api.deps import EngineDep, SettingsDep
+from app.files import DiskSpace, disk_space
 from app.store import workers
 from app.store.models import utcnow
 from app.store.rows import WorkerRow
@@ -27,3 +28,9 @@ def list_workers(engine: EngineDep, settings: SettingsDep) -> list[WorkerOut]:
         WorkerOut(**w.as_dict(), alive=w.stopped_at is None and (now - w.last_heartbeat).total_seconds() < settings.lease_seconds)
         for w in workers.list_workers(engine)
     ]
+
+
+@router.get("/disk", response_model=DiskSpace)
+def home_disk(settings: SettingsDep) -> DiskSpace:
+    """The room left where workers write (EMBEDLAB_HOME: checkpoints, embeddings, the image cache, the SQLite file)."""
+    return disk_space(settings.home_path)

@@ -1,0 +1,27 @@
+"""The workers page in Chromium shows the free space of EMBEDLAB_HOME (a real 8 MB tmpfs here), and warns when it runs low."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import screenshot
+from tests.e2e.test_dashboard import real_errors, wait_js
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_workers_page_shows_the_free_space_of_the_home_disk(procs, env, small_disk, page):
+    procs.env = {**env, "EMBEDLAB_HOME": str(small_disk.path)}
+    url = procs.server(workers=0)
+    page.goto(url + "/workers")
+    wait_js(page, "document.getElementById('home-disk').textContent.includes('free of')")
+    text = page.locator("#home-disk").inner_text()
+    assert text.startswith("EMBEDLAB_HOME: ") and text.endswith(" free of 8.4 MB"), text  # 8 MiB, in decimal units
+    assert float(text.split(": ")[1].split(" MB")[0]) > 6
+
+    small_disk.fill()
+    wait_js(page, "document.getElementById('home-disk').textContent.includes('low')")  # the page refreshes every 3 s
+    text = page.locator("#home-disk").inner_text()
+    assert text.startswith("EMBEDLAB_HOME: 0 B free of 8.4 MB") and "disk full" in text, text
+    assert page.locator("#home-disk").get_attribute("class") == "error-box"
+    screenshot(page, "workers-disk-full")
+    assert real_errors(page) == []
