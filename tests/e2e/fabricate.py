@@ -59,8 +59,8 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
         np.savez(f, indices=indices, **per_step[best_step], seed=np.int64(claim.spec.get("seed", 0)), step=np.int64(best_step))
     edges = np.linspace(0, 2, 41)
     centre = 0.5 + 0.5 * level
-    save_json(job_dir / DISTANCES_FILE, {"loss": claim.spec["loss"], "margin": claim.spec["margin"], "kind": "euclidean", "evaluations": [
-        {"step": 20, "kind": "euclidean", "edges": edges.tolist(), "positive": np.histogram(rng.normal(0.5, 0.15, 500), edges)[0].tolist(),
+    save_json(job_dir / DISTANCES_FILE, {"loss": claim.spec["loss"], "margin": claim.spec["margin"], "kind": "l2", "evaluations": [
+        {"step": 20, "kind": "l2", "edges": edges.tolist(), "positive": np.histogram(rng.normal(0.5, 0.15, 500), edges)[0].tolist(),
          "negative": np.histogram(rng.normal(centre + 0.5, 0.15, 500), edges)[0].tolist(), "overlap": 0.1,
          "positive_median": 0.5, "negative_median": centre + 0.5, "positive_p90": 0.7}]})
     assert jobs.finish(engine, claim.job_id, claim.token, "succeeded", step=20)
