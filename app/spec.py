@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.config import Settings
-from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
+from app.datasets import Catalog, DatasetError, Split, load_catalog, split_indices, trainable_classes
 from app.files import weights_dir
 
 Loss = Literal["contrastive", "triplet", "circle", "multisimilarity", "ntxent"]
 Miner = Literal["none", "semihard", "hard", "all", "multisimilarity"]
+Retrieval = Literal["precision_at_1", "r_precision", "mean_average_precision_at_r"]
 
 # Extra constructor arguments each loss accepts through `loss_params`, with their types.
 # Explicit so a typo is refused at submit time rather than crashing a worker.
@@ -44,7 +45,11 @@ class JobSpec(BaseModel):
     dataset: Literal["digits", "mnist5k", "imagefolder"] = Field("digits", description="Bundled set or a class-per-folder image folder.")
     dataset_path: str | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
-    val_fraction: float = Field(0.5, gt=0, lt=1, description="Fraction of classes or samples held out for validation.")
+    val_fraction: float = Field(0.3, gt=0, lt=1, description="Fraction of classes or samples in the validation part (what chooses: curves, best checkpoint, sweeps).")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of classes or samples in the locked test part, scored only at the end; 0: no test part.")
+    folds: int | None = Field(None, ge=2, le=20, description="Cross-validation: split the non-test classes (or samples) into this many folds; "
+                                                              "`fold` picks the one validated on (sweep `fold` for all k). Replaces val_fraction.")
+    fold: int = Field(0, ge=0, le=19, description="Which fold validates when `folds` is set.")
     split_seed: int = Field(0, description="Seed of the `samples` split; independent of the training seed.")
     backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
     pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
@@ -62,6 +67,8 @@ class JobSpec(BaseModel):
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
+    select_metric: Retrieval = Field("mean_average_precision_at_r", description="Validation metric that picks the best checkpoint.")
+    patience: int | None = Field(None, ge=1, le=100_000, description="Stop after this many evaluations without a better select_metric; empty: never.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
     explorer: bool = Field(True, description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
                                              "(seconds per job); off saves that time in a big sweep.")
@@ -69,7 +76,7 @@ class JobSpec(BaseModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
-    @field_validator("val_fraction", "margin", "lr", "weight_decay", mode="before")
+    @field_validator("val_fraction", "test_fraction", "margin", "lr", "weight_decay", mode="before")
     @classmethod
     def _number_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
@@ -84,6 +91,12 @@ class JobSpec(BaseModel):
                 raise SpecError("loss_params", f"{self.loss} does not take {key!r}; it takes {', '.join(allowed) or 'nothing'}")
             if not isinstance(value, allowed[key]) or (allowed[key] != bool and isinstance(value, bool)):
                 raise SpecError("loss_params", f"{key!r} must be a number" if allowed[key] != bool else f"{key!r} must be true or false")
+        if self.val_fraction + self.test_fraction >= 1 and not self.folds:
+            raise SpecError("test_fraction", f"val_fraction {self.val_fraction:g} + test_fraction {self.test_fraction:g} leave no training part; keep the sum below 1")
+        if not self.folds and self.fold:
+            raise SpecError("fold", "only used with `folds` (cross-validation)")
+        if self.folds and self.fold >= self.folds:
+            raise SpecError("fold", f"fold {self.fold} does not exist with folds={self.folds}; choose 0 to {self.folds - 1}")
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
         if self.dataset != "imagefolder" and self.dataset_path:
@@ -125,7 +138,10 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
         catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
     except DatasetError as e:
         raise SpecError(e.field, e.reason) from None
-    train_idx, _ = split_indices(catalog.labels, spec.split, spec.val_fraction, spec.split_seed)
+    try:
+        train_idx = job_split(catalog.labels, spec).train
+    except DatasetError as e:
+        raise SpecError(e.field, e.reason) from None
     usable = len(trainable_classes(catalog.labels[train_idx], spec.samples_per_class))
     if spec.classes_per_batch > usable:
         raise SpecError(
@@ -143,6 +159,11 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
                 f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
             )
     return catalog
+
+
+def job_split(labels, spec: JobSpec) -> Split:
+    """The job's train / validation / test parts (app.datasets.split_indices with the spec's fields)."""
+    return split_indices(labels, spec.split, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
 
 
 def embedding_space(spec: JobSpec) -> Literal["cosine", "euclidean"]:

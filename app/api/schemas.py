@@ -12,6 +12,21 @@ class Progress(BaseModel):
     total: int
 
 
+class Scored(BaseModel):
+    step: int
+    metrics: dict[str, float | None]  # metric, metric_low, metric_high (95% bootstrap interval over query images)
+
+
+class TestScores(BaseModel):
+    best: Scored
+    final: Scored
+
+
+class StoppedEarly(BaseModel):
+    step: int
+    reason: str
+
+
 class JobOut(BaseModel):
     id: int
     name: str
@@ -27,6 +42,12 @@ class JobOut(BaseModel):
     steps_per_second: float | None
     eta_seconds: float | None
     metrics: dict[str, float | None]
+    select_metric: str | None = None
+    best: Scored | None = None
+    baseline: Scored | None = None
+    test: TestScores | None = None
+    no_gain: str | None = None
+    stopped_early: StoppedEarly | None = None
     attempts: int
     max_attempts: int
     device: str | None
@@ -88,13 +109,21 @@ class ErrorOut(BaseModel):
     detail: list[FieldError] | str
 
 
+EVIDENCE_KEYS = ("select_metric", "best", "baseline", "test", "no_gain", "stopped_early")
+
+
+def summary_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The job summary as JobOut fields: latest `val/` values under `metrics`, the evidence keys beside them."""
+    return {"metrics": {k: v for k, v in summary.items() if k not in EVIDENCE_KEYS}, **{k: summary.get(k) for k in EVIDENCE_KEYS}}
+
+
 def job_out(row: dict) -> JobOut:
     sps, step, total = row["steps_per_second"], row["step"], row["total_steps"]
     eta = (total - step) / sps if row["status"] == "running" and sps else None
     return JobOut(
         id=row["id"], name=row["name"], owner=row["owner"], status=row["status"], spec=row["spec"], dataset=row["dataset"],
         loss=row["loss"], margin=row["margin"], priority=row["priority"], sweep_id=row["sweep_id"],
-        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, metrics=row["summary"] or {},
+        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, **summary_fields(row["summary"] or {}),
         attempts=row["attempts"], max_attempts=row["max_attempts"], device=row["run_device"], worker=row["worker_id"],
         error=row["error"], cancel_requested=row["cancel_requested"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"],
