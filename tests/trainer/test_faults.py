@@ -74,7 +74,7 @@ def folder(root, classes: int = 3, per_class: int = 10, size: int = 16):
     return root
 
 
-IMAGE_JOB = {"dataset": "imagefolder", "classes_per_batch": 2, "samples_per_class": 4, "val_fraction": 0.34, "image_size": 16, "steps": 20, "eval_every": 10}
+IMAGE_JOB = {"dataset": "imagefolder", "split": "samples", "classes_per_batch": 2, "samples_per_class": 4, "val_fraction": 0.34, "image_size": 16, "steps": 20, "eval_every": 10}
 
 
 def test_a_job_failing_on_every_attempt_backs_off_then_fails(engine, settings):
