@@ -7,18 +7,31 @@ training seed: that is what several seeds in a sweep are for).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 RESAMPLES = 1000
 LEVEL = 0.95
 
 
+@lru_cache(maxsize=1)
+def _resample_rows(n: int, seed: int, resamples: int) -> np.ndarray:
+    """(resamples, n) query rows drawn with replacement; kept, since every evaluation of a job resamples the same n queries."""
+    rows = np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=np.int32)
+    rows.flags.writeable = False
+    return rows
+
+
 def _resampled_means(values: np.ndarray, seed: int, resamples: int) -> np.ndarray:
-    """(resamples, M) means of `values` (N, M) over queries drawn with replacement; one index draw for all M columns."""
+    """(resamples, M) means of `values` (N, M) over resampled queries, one draw of rows for all M columns.
+
+    float32 gathers and sums: half the memory traffic of float64, and an error (~1e-7) far below the interval's width.
+    """
     n = len(values)
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=np.int32)
-    columns = np.ascontiguousarray(values.T)
-    return np.stack([np.take(col, idx).mean(axis=1) for col in columns], axis=1)
+    rows = _resample_rows(n, seed, resamples)
+    columns = np.ascontiguousarray(values.T, dtype=np.float32)
+    return np.stack([np.take(col, rows).sum(axis=1, dtype=np.float64) / n for col in columns], axis=1)
 
 
 def bootstrap_interval(values: np.ndarray, seed: int, resamples: int = RESAMPLES, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
