@@ -109,7 +109,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatc
 
     def save_then_fill_the_disk(obj, f, *a, **kw):
         saves.append(obj.get("step") if isinstance(obj, dict) else None)
-        if len(saves) >= 2:
+        if len(saves) >= 3:  # step 0's best.pt and checkpoint.pt are written, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(obj, f, *a, **kw)
 
@@ -119,4 +119,5 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatc
     assert row["status"] == "failed" and "No space left on device" in row["error"]
     job_dir = settings.job_dir(created["id"])
     assert artifacts.load_checkpoint(job_dir)["step"] == 0  # the step-0 checkpoint, intact
+    assert artifacts.load_checkpoint(job_dir, artifacts.BEST_CHECKPOINT)["step"] == 0
     assert [p.name for p in job_dir.iterdir() if p.name.endswith(".tmp")] == []
