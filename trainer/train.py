@@ -248,6 +248,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     run.flush()
     if len(test):
         score_test(step)
+        run.flush()
     export_best(step)
     return latest
 
