@@ -1,4 +1,4 @@
-"""The dataset catalog: which images a job may use, their labels and the train/val split.
+"""The dataset catalog: which images a job may use, their labels and the train/validation/test split.
 
 Torch-free on purpose: the API validates specs against it, the trainer decodes the
 images it lists. Every image of a dataset has one index (its position in `labels`),
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -160,29 +161,67 @@ def load_catalog(name: str, dataset_path: str | None, roots: list[Path]) -> Cata
     return catalog
 
 
-def split_indices(labels: np.ndarray, split: str, val_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation image indices.
+class Split(NamedTuple):
+    """Dataset indices of the three parts: train (fit), val (everything that chooses), test (scored once, at the end)."""
 
-    `classes` holds out the last `val_fraction` of the sorted classes (the CUB/Cars/SOP
-    protocol: retrieval is evaluated on classes never seen in training). `samples`
-    holds out a stratified, seeded fraction of each class. Neither depends on the
-    training seed, so the runs of a sweep share one split.
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_indices(
+    labels: np.ndarray, split: str, val_fraction: float, test_fraction: float, split_seed: int,
+    folds: int | None = None, fold: int = 0,
+) -> Split:
+    """Train, validation and test image indices; a DatasetError naming the field when a part has < 2 classes.
+
+    `classes`: class-disjoint parts of the sorted classes (the CUB/Cars/SOP protocol, as in Musgrave
+    et al.'s "Metric Learning Reality Check"): test = the last round(n * test_fraction), validation =
+    the round(n * val_fraction) before them, train = the rest. `samples`: the same three parts inside
+    every class, seeded by `split_seed`. With `folds`, validation is fold `fold` of the non-test
+    classes (or samples) and `val_fraction` is unused. Nothing depends on the training seed, so all
+    runs of a sweep share one split.
     """
     classes = np.unique(labels)
+    part = np.zeros(len(labels), dtype=np.int8)  # 0 train, 1 val, 2 test
     if split == "classes":
-        n_val = min(len(classes) - 1, max(1, round(len(classes) * val_fraction)))
-        val_classes = classes[len(classes) - n_val:]
-        is_val = np.isin(labels, val_classes)
+        n_test = round(len(classes) * test_fraction)
+        rest, test_classes = classes[:len(classes) - n_test], classes[len(classes) - n_test:]
+        val_classes = _validation_part(rest, val_fraction, len(classes), folds, fold)
+        part[np.isin(labels, val_classes)] = 1
+        part[np.isin(labels, test_classes)] = 2
     else:
         rng = np.random.default_rng(split_seed)
-        is_val = np.zeros(len(labels), dtype=bool)
         for c in classes:
-            idx = np.flatnonzero(labels == c)
-            n_val = int(round(len(idx) * val_fraction))
-            if len(idx) > 1:
-                n_val = min(max(n_val, 1), len(idx) - 1)
-            is_val[rng.permutation(idx)[:n_val]] = True
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            n_test = round(len(idx) * test_fraction)
+            if test_fraction > 0 and len(idx) >= 3:
+                n_test = min(max(n_test, 1), len(idx) - 2)  # every part keeps an image of the class when it can
+            part[idx[:n_test]] = 2
+            val = _validation_part(idx[n_test:], val_fraction, len(idx), folds, fold)
+            if len(val) == 0 and len(idx) - n_test >= 2 and not folds:
+                val = idx[n_test:n_test + 1]
+            part[val] = 1
+    result = Split(np.flatnonzero(part == 0), np.flatnonzero(part == 1), np.flatnonzero(part == 2))
+    val_field = "folds" if folds else "val_fraction"
+    for name, rows, fld in (("training", result.train, val_field), ("validation", result.val, val_field), ("test", result.test, "test_fraction")):
+        if name == "test" and test_fraction == 0:
+            continue
+        found = len(np.unique(labels[rows]))
+        if found < 2:
+            raise DatasetError(
+                fld, f"the {name} part of this {split} split has {found} class(es) of {len(classes)}; every part needs at least 2 "
+                     f"(val_fraction {val_fraction:g}, test_fraction {test_fraction:g}{f', folds {folds}' if folds else ''})",
+            )
+    return result
+
+
+def _validation_part(pool: np.ndarray, val_fraction: float, total: int, folds: int | None, fold: int) -> np.ndarray:
+    """The validation members of `pool` (the non-test classes, or a class's non-test images): a fold, or the last fraction."""
+    if folds:
+        return np.array_split(pool, folds)[fold] if len(pool) else pool
+    n_val = min(len(pool), round(total * val_fraction))
+    return pool[len(pool) - n_val:]
 
 
 def trainable_classes(labels: np.ndarray, min_count: int) -> np.ndarray:

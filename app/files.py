@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 # A job's files under EMBEDLAB_HOME/jobs/<id>/ (written by the worker, served by the API).
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # the last evaluated state (resuming starts from it)
+BEST_CHECKPOINT_FILE = "best.pt"  # the state with the best validation select_metric: explorer, exports, image queries
+PER_QUERY_FILE = "per_query.npz"  # per-query validation values at the best step, for paired comparisons between jobs
 EMBEDDINGS_FILE = "embeddings.npz"
 DISTANCES_FILE = "distances.json"
 PER_QUERY_FILE = "per_query.npz"  # each validation query's retrieval metrics at the best step (paired comparisons)

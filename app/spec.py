@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.config import Settings
-from app.datasets import Catalog, DatasetError, load_catalog, resolve_inside_roots, split_indices, trainable_classes
+from app.datasets import Catalog, DatasetError, Split, load_catalog, resolve_inside_roots, split_indices, trainable_classes
 from app.files import weights_dir
 from app.text import JsonText, Text
 
 Loss = Literal["contrastive", "triplet", "circle", "multisimilarity", "ntxent"]
 Miner = Literal["none", "semihard", "hard", "all", "multisimilarity"]
+Retrieval = Literal["precision_at_1", "r_precision", "mean_average_precision_at_r"]
 
 # Extra constructor arguments each loss accepts through `loss_params`, with the ranges in which
 # pytorch-metric-learning's loss is finite and means what it says. Explicit so a typo or a value
@@ -80,7 +81,11 @@ class JobSpec(BaseModel):
     dataset: Literal["digits", "mnist5k", "imagefolder"] = Field("digits", description="Bundled set or a class-per-folder image folder.")
     dataset_path: Text | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
-    val_fraction: float = Field(0.5, gt=0, lt=1, description="Fraction of classes or samples held out for validation.")
+    val_fraction: float = Field(0.3, gt=0, lt=1, description="Fraction of classes or samples in the validation part (what chooses: curves, best checkpoint, sweeps).")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of classes or samples in the locked test part, scored only at the end; 0: no test part.")
+    folds: int | None = Field(None, ge=2, le=20, description="Cross-validation: split the non-test classes (or samples) into this many folds; "
+                                                              "`fold` picks the one validated on (sweep `fold` for all k). Replaces val_fraction.")
+    fold: int = Field(0, ge=0, le=19, description="Which fold validates when `folds` is set.")
     split_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the `samples` split; independent of the training seed.")
     backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
     pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
@@ -98,6 +103,8 @@ class JobSpec(BaseModel):
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, le=10_000_000, description="Evaluate on the validation split every this many steps, and at the end.")
+    select_metric: Retrieval = Field("mean_average_precision_at_r", description="Validation metric that picks the best checkpoint.")
+    patience: int | None = Field(None, ge=1, le=100_000, description="Stop after this many evaluations without a better select_metric; empty: never.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
     explorer: bool = Field(True, description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
                                              "(seconds per job); off saves that time in a big sweep.")
@@ -105,7 +112,7 @@ class JobSpec(BaseModel):
     device: Text = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
-    @field_validator("val_fraction", "margin", "lr", "weight_decay", mode="before")
+    @field_validator("val_fraction", "test_fraction", "margin", "lr", "weight_decay", mode="before")
     @classmethod
     def _number_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
@@ -115,6 +122,12 @@ class JobSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":
         check_loss_params(self.loss, self.loss_params, self.margin)
+        if self.val_fraction + self.test_fraction >= 1 and not self.folds:
+            raise SpecError("test_fraction", f"val_fraction {self.val_fraction:g} + test_fraction {self.test_fraction:g} leave no training part; keep the sum below 1")
+        if not self.folds and self.fold:
+            raise SpecError("fold", "only used with `folds` (cross-validation)")
+        if self.folds and self.fold >= self.folds:
+            raise SpecError("fold", f"fold {self.fold} does not exist with folds={self.folds}; choose 0 to {self.folds - 1}")
         if self.dataset == "imagefolder" and not self.dataset_path:
             raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
         if self.dataset != "imagefolder" and self.dataset_path:
@@ -184,7 +197,10 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
         raise SpecError(e.field, e.reason) from None
     if catalog.root is not None:
         spec.dataset_path = str(catalog.root)  # stored resolved: what was typed never reaches a page
-    train_idx, _ = split_indices(catalog.labels, spec.split, spec.val_fraction, spec.split_seed)
+    try:
+        train_idx = job_split(catalog.labels, spec).train
+    except DatasetError as e:
+        raise SpecError(e.field, e.reason) from None
     usable = len(trainable_classes(catalog.labels[train_idx], spec.samples_per_class))
     if spec.classes_per_batch > usable:
         raise SpecError(
@@ -202,6 +218,11 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
                 f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
             )
     return catalog
+
+
+def job_split(labels, spec: JobSpec) -> Split:
+    """The job's train / validation / test parts (app.datasets.split_indices with the spec's fields)."""
+    return split_indices(labels, spec.split, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
 
 
 MAX_SWEEP_JOBS = 200

@@ -1,7 +1,7 @@
 """One job through embedlab's worker against the plain reference loop, in one run.
 
 The reference is ../shared/reference/pml_loop.py run as it is (PyTorch +
-pytorch-metric-learning, mnist5k, train on digits 0-4, evaluate on 5-9). The worker
+pytorch-metric-learning, mnist5k, train on digits 0-4, evaluate on 5-9; no test part). The worker
 runs the same configuration as a queued job, with logging, evaluation every 100 steps,
 checkpoints and heartbeats on. Runs alternate to share the machine's drift; the ratio
 of medians is printed.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import reference, run_in_worker  # noqa: E402
 
-SPEC = {"dataset": "mnist5k", "split": "classes", "val_fraction": 0.5, "backbone": "cnn", "embedding_dim": 128, "normalize": True,
+SPEC = {"dataset": "mnist5k", "split": "classes", "val_fraction": 0.5, "test_fraction": 0, "backbone": "cnn", "embedding_dim": 128, "normalize": True,
         "loss": "triplet", "margin": 0.2, "miner": "semihard", "classes_per_batch": 5, "samples_per_class": 16,
         "optimizer": "adam", "lr": 0.001, "eval_every": 100, "seed": 0}
 

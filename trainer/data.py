@@ -1,7 +1,7 @@
 """A job's images as one uint8 tensor, its PK training batches and its fixed validation batches.
 
 Bundled sets are parsed into memory; image folders are memory-mapped from the decoded cache
-(trainer/image_cache.py). The train/val split is app.datasets.split_indices. Every row keeps
+(trainer/image_cache.py). The train / validation / test split is app.spec.job_split. Every row keeps
 its dataset index (app.datasets numbering), so artifacts and the API always name the same
 image, even when unreadable files were skipped.
 """

@@ -1,11 +1,14 @@
-"""Embeddings and retrieval metrics of the validation split."""
+"""Embeddings and retrieval metrics of a part of the split (validation during training, test at the end)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from app.distance import Distance
+from app.evidence import bootstrap_interval
 from trainer.data import to_float
 
 RETRIEVAL = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
@@ -68,9 +71,62 @@ def accuracy_calculator(distance: Distance, **options) -> AccuracyCalculator:
     return AccuracyCalculator(include=RETRIEVAL, k="max_bin_count", knn_func=ChunkedKNN(distance), **options)
 
 
+@dataclass(frozen=True)
+class Scores:
+    """Retrieval metrics of one embedding of a part: means, their 95% intervals, and the per-query values behind them."""
+
+    metrics: dict[str, float]  # name, name_low, name_high for each of RETRIEVAL
+    per_query: dict[str, np.ndarray]  # name -> float64 value of each scored query, aligned with `queries`
+    queries: np.ndarray  # row numbers of the scored queries (images whose class has no other image are not scored)
+
+
+def per_query_retrieval(embeddings: torch.Tensor, labels: torch.Tensor, distance: Distance) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """P@1, R-Precision and AP@R of each image querying all the others (pytorch-metric-learning's definitions).
+
+    Their means are AccuracyCalculator's values (tests/trainer/test_evaluate.py checks it); computed from one
+    exact kNN of the R nearest neighbours (R = the query's class size - 1), so the per-query values that the
+    intervals and the paired comparisons need come at no extra search. Lone queries (R = 0) are left out, as
+    the library does.
+    """
+    labels = labels.long()
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    relevant = counts[inverse] - 1  # R of each query
+    keep = relevant > 0
+    k = int(relevant.max()) if len(labels) else 0
+    if k == 0:
+        empty = np.zeros(0)
+        return {name: empty for name in RETRIEVAL}, np.zeros(0, dtype=np.int64)
+    _, neighbours = ChunkedKNN(distance)(embeddings, k, embeddings, True)
+    hits = (labels[neighbours] == labels[:, None])[keep]  # (queries, k): neighbour j has the query's class
+    r = relevant[keep]
+    in_r = torch.arange(hits.shape[1])[None, :] < r[:, None]  # the first R neighbours
+    hits_r = hits & in_r
+    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
+    precision_at_hits = torch.cumsum(hits_r, dim=1).double() * hits_r / ranks
+    values = {
+        "precision_at_1": hits[:, 0].double(),
+        "r_precision": hits_r.sum(1).double() / r,
+        "mean_average_precision_at_r": precision_at_hits.sum(1) / r,
+    }
+    return {name: v.numpy() for name, v in values.items()}, torch.nonzero(keep).flatten().numpy()
+
+
+def score(embeddings: torch.Tensor, labels: torch.Tensor, distance: Distance, seed: int) -> Scores:
+    """Per-query values, their means and seeded 95% percentile-bootstrap intervals over the queries."""
+    per_query, queries = per_query_retrieval(embeddings, labels, distance)
+    table = np.stack([per_query[name] for name in RETRIEVAL], axis=1)
+    low, high = bootstrap_interval(table, seed)
+    metrics: dict[str, float] = {}
+    for j, name in enumerate(RETRIEVAL):
+        metrics[name] = float(table[:, j].mean()) if len(table) else float("nan")
+        metrics[f"{name}_low"], metrics[f"{name}_high"] = float(low[j]), float(high[j])
+    return Scores(metrics, per_query, queries)
+
+
 def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, distance: Distance) -> dict[str, float]:
     """P@1, R-Precision and MAP@R (pytorch-metric-learning's definitions), each image querying all the others."""
-    return {k: float(v) for k, v in accuracy_calculator(distance).get_accuracy(embeddings, labels).items()}
+    per_query, _ = per_query_retrieval(embeddings, labels, distance)
+    return {name: float(v.mean()) for name, v in per_query.items()}
 
 
 @torch.inference_mode()

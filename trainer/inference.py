@@ -44,9 +44,15 @@ def _in_channels(state: dict[str, torch.Tensor]) -> int:
     return next(int(t.shape[1]) for t in state.values() if t.ndim == 4)
 
 
-def load_model(job_dir: Path, settings: Settings) -> LoadedModel:
-    """The job's trained net in eval mode, cached by checkpoint file and modification time."""
-    path = job_dir / artifacts.CHECKPOINT
+def checkpoint_name(job_dir: Path, which: str = "best") -> str:
+    """The best checkpoint unless `which` is "final" (or the job has no best yet, as one from before best checkpoints)."""
+    return artifacts.BEST_CHECKPOINT if which == "best" and (job_dir / artifacts.BEST_CHECKPOINT).is_file() else artifacts.CHECKPOINT
+
+
+def load_model(job_dir: Path, settings: Settings, which: str = "best") -> LoadedModel:
+    """The job's trained net (best checkpoint by default) in eval mode, cached by checkpoint file and modification time."""
+    name = checkpoint_name(job_dir, which)
+    path = job_dir / name
     try:
         key = (str(path), path.stat().st_mtime_ns)
     except FileNotFoundError:
@@ -55,7 +61,7 @@ def load_model(job_dir: Path, settings: Settings) -> LoadedModel:
         if key in _models:
             _models.move_to_end(key)
             return _models[key]
-    ckpt = artifacts.load_checkpoint(job_dir)  # weights_only=True: tensors and plain containers only
+    ckpt = artifacts.load_checkpoint(job_dir, name)  # weights_only=True: tensors and plain containers only
     if ckpt is None:
         raise NoCheckpoint(f"{job_dir.name} has no checkpoint")
     spec = JobSpec.model_validate(ckpt["spec"])
@@ -83,7 +89,7 @@ def preprocess(file: BinaryIO, model: LoadedModel) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))[None]
 
 
-def embed_image(job_dir: Path, settings: Settings, file: BinaryIO) -> np.ndarray:
-    """The embedding (float32, 1-D) of one image file under the job's model."""
-    model = load_model(job_dir, settings)
+def embed_image(job_dir: Path, settings: Settings, file: BinaryIO, which: str = "best") -> np.ndarray:
+    """The embedding (float32, 1-D) of one image file under the job's best (or final) model."""
+    model = load_model(job_dir, settings, which)
     return embed(model.net, preprocess(file, model), torch.device("cpu"))[0].numpy().astype(np.float32)

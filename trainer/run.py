@@ -6,7 +6,7 @@ device, the job's folder, whether this process still owns the job, and where to 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -20,3 +20,4 @@ class Run(Protocol):
     def check(self, step: int) -> None: ...  # raises StopRequested
     def still_owner(self) -> bool: ...
     def flush(self) -> None: ...  # write buffered metric points now
+    def summarize(self, entries: dict[str, Any]) -> None: ...  # merge the job's evidence (best, baseline, test) into its summary

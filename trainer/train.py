@@ -1,8 +1,11 @@
 """The training loop of one job, readable top to bottom.
 
 Order of each step (fixed): batch, forward, mine, loss, finite check, backward, step,
-log, evaluate when due (with a checkpoint), stop check. The worker supplies `run`: where
-metrics and log lines go, the device, and whether to stop (cancel, SIGTERM, lease lost).
+log, evaluation when due, stop check. An evaluation is named steps: `evaluate` (validation
+only; returns the metrics), `record` (chart points), `keep_checkpoints` (last and best, the
+selection). At the end: the locked test part (`score_test`, once per checkpoint), then the
+exports from the best checkpoint (`export_best`). The worker supplies `run`: where metrics
+and log lines go, the device, and whether to stop (cancel, SIGTERM, lease lost).
 """
 from __future__ import annotations
 
@@ -16,18 +19,19 @@ import numpy as np
 import torch
 
 from app.config import Settings
-from app.datasets import split_indices, trainable_classes
+from app.datasets import trainable_classes
 from app.distance import job_distance
-from app.spec import MARGIN_LOSSES, JobSpec
+from app.spec import MARGIN_LOSSES, JobSpec, job_split
 from trainer import artifacts
-from trainer.data import fixed_val_batches, load_images, pk_batches, to_float
+from trainer.data import ImageData, fixed_val_batches, load_images, pk_batches, to_float
 from trainer.diagnostics import active_pairs, distance_histograms, triplet_hardness
 from trainer.errors import JobFailed, StopRequested
-from trainer.evaluate import batch_loss, embed, retrieval_metrics
+from trainer.evaluate import Scores, batch_loss, embed, score
 from trainer.losses import build_loss
 from trainer.nets import build_net
 from trainer.project import project_for_explorer
 from trainer.run import Run
+from trainer.selection import Scored, Selection, scored
 
 
 @dataclass
@@ -68,14 +72,26 @@ def make_optimizer(spec: JobSpec, params) -> torch.optim.Optimizer:
     return cls(params, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
+@dataclass
+class Evaluation:
+    """One evaluation on the validation part: what the charts, the selection and the checkpoints need."""
+
+    step: int
+    metrics: dict[str, float]  # retrieval metrics with their intervals, and the validation loss
+    scores: Scores
+    embeddings: torch.Tensor
+    histograms: dict
+
+
 def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     seed_everything(spec.seed)
     device = run.device
 
-    # Data: everything decoded once into memory; the split ignores the training seed.
+    # Data: everything decoded once into memory; the split ignores the training seed. The test part
+    # stays untouched until `score_test` at the very end.
     data = load_images(spec, settings, run.log)
-    train_rows, val_rows = split_indices(data.labels.numpy(), spec.split, spec.val_fraction, spec.split_seed)
-    train, val = data.subset(train_rows), data.subset(val_rows)
+    parts = job_split(data.labels.numpy(), spec)
+    train, val, test = data.subset(parts.train), data.subset(parts.val), data.subset(parts.test)
     usable = trainable_classes(train.labels.numpy(), spec.samples_per_class)
     left_out = len(np.unique(train.labels.numpy())) - len(usable)
     if left_out:
@@ -85,7 +101,8 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         raise JobFailed(f"only {len(usable)} training classes have {spec.samples_per_class} images; classes_per_batch is {spec.classes_per_batch}")
     if spec.loss not in MARGIN_LOSSES:
         run.log("info", f"{spec.loss} has no margin; the margin field is ignored")
-    run.log("info", f"{len(train)} training images in {len(usable)} classes, {len(val)} validation images in {len(np.unique(val.labels.numpy()))} classes, on {device}")
+    run.log("info", f"{len(train)} training images in {len(usable)} classes, {len(val)} validation images in {n_classes(val)} classes, "
+                    f"{len(test)} test images in {n_classes(test)} classes (scored once, at the end), on {device}")
     # Keep the whole dataset on the accelerator when there is one: no per-step copies.
     train_images = train.images.to(device) if device.type == "cuda" else train.images
     val_batches = fixed_val_batches(val.labels.numpy(), spec)
@@ -105,44 +122,96 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         start = int(ckpt["step"])
         seed_everything(spec.seed + start)
         run.log("info", f"resumed from the checkpoint at step {start}")
+    selection = Selection.restore(spec.select_metric, spec.patience, ckpt.get("selection") if start else None)
     batches = pk_batches(train.labels, spec, start)
-    final: dict[str, float] = {}
+    latest: dict[str, float] = dict(ckpt["metrics"]) if start else {}
     speed = Throughput()
     distance = job_distance(spec)  # the loss's own: evaluation, histograms and hardness all measure with it
     distances = artifacts.load_json(run.job_dir / artifacts.DISTANCES) if start else None
     distances = distances or {"loss": spec.loss, "margin": spec.margin, "kind": distance.measure, "evaluations": []}
 
     def save_checkpoint(step: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step, "metrics": dict(final)}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step,
+                 "metrics": dict(latest), "selection": selection.state()}
         artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
 
-    def evaluate(step: int) -> None:
-        speed.pause()
+    def evaluate(step: int) -> Evaluation:
+        """Validation only: embed, score with intervals, loss, distance histograms. Writes nothing."""
         emb = embed(model, val.images, device)
-        final.update(retrieval_metrics(emb, val.labels, distance))
-        vloss = batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)
-        if vloss is not None:
-            final["loss"] = vloss
-        for name, value in final.items():
-            run.metric(f"val/{name}", step, value)
+        scores = score(emb, val.labels, distance, seed=spec.split_seed)
+        metrics = dict(scores.metrics)
+        if (vloss := batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)) is not None:
+            metrics["loss"] = vloss
+        return Evaluation(step, metrics, scores, emb, distance_histograms(emb, val.labels, distance, seed=spec.split_seed))
+
+    def record(ev: Evaluation) -> None:
+        """The evaluation's points for the charts, and its histograms for the distance chart."""
+        latest.update(ev.metrics)
+        for name, value in ev.metrics.items():
+            run.metric(f"val/{name}", ev.step, value)
         if speed.images:
-            run.metric("train/images_per_second", step, speed.rate)
-        hist = distance_histograms(emb, val.labels, distance, seed=spec.split_seed)
-        run.metric("val/distance_overlap", step, hist["overlap"])
-        distances["evaluations"] = [e for e in distances["evaluations"] if e["step"] < step] + [{"step": step, **hist}]
+            run.metric("train/images_per_second", ev.step, speed.rate)
+        run.metric("val/distance_overlap", ev.step, ev.histograms["overlap"])
+        distances["evaluations"] = [e for e in distances["evaluations"] if e["step"] < ev.step] + [{"step": ev.step, **ev.histograms}]
         artifacts.save_json(run.job_dir / artifacts.DISTANCES, distances, run.still_owner)
-        save_checkpoint(step)
-        if step == spec.steps:
-            run.flush()  # the last points reach the charts now, not after the layout below
-            artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
-            if spec.explorer:
-                project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
+
+    def keep_checkpoints(ev: Evaluation) -> None:
+        """The last state always; the best one (and its per-query values) when select_metric improved."""
+        if selection.update(ev.step, ev.metrics):
+            best = {"model": model.state_dict(), "spec": spec_json, "step": ev.step, "metrics": dict(ev.metrics)}
+            artifacts.save_checkpoint(run.job_dir, best, run.still_owner, name=artifacts.BEST_CHECKPOINT)
+            artifacts.save_per_query(run.job_dir, val.indices[ev.scores.queries], ev.scores.per_query,
+                                     {"step": ev.step, "seed": spec.seed, "bootstrap_seed": spec.split_seed}, run.still_owner)
+        save_checkpoint(ev.step)
+        run.summarize(selection.summary())
+
+    def evaluation(step: int) -> None:
+        speed.pause()
+        ev = evaluate(step)
+        record(ev)
+        keep_checkpoints(ev)
         speed.resume()
 
+    def load_best(final_step: int) -> None:
+        """Put the best checkpoint's weights in `model` (they are the model's own when the last step was the best)."""
+        if selection.best is not None and selection.best["step"] != final_step:
+            model.load_state_dict(artifacts.load_checkpoint(run.job_dir, artifacts.BEST_CHECKPOINT)["model"])
+
+    def score_test_part(step: int) -> Scored:
+        metrics = score(embed(model, test.images, device), test.labels, distance, seed=spec.split_seed).metrics
+        for name, value in metrics.items():
+            run.metric(f"test/{name}", step, value)
+        return scored(step, metrics)
+
+    def score_test(final_step: int) -> None:
+        """The locked test part, read once per checkpoint: the final weights, then the best ones."""
+        assert selection.best is not None
+        best_step = selection.best["step"]
+        results = {"final": score_test_part(final_step)}
+        if best_step == final_step:
+            results["best"] = results["final"]  # one checkpoint, scored once
+        else:
+            load_best(final_step)
+            results["best"] = score_test_part(best_step)
+        run.summarize({"test": results})
+        run.log("info", f"locked test part, scored once per checkpoint: {spec.select_metric} "
+                        f"{results['best']['metrics'][spec.select_metric]:.4f} at the best step {best_step}, "
+                        f"{results['final']['metrics'][spec.select_metric]:.4f} at the final step {final_step}")
+
+    def export_best(final_step: int) -> None:
+        """Embeddings and the explorer's layout from the best checkpoint."""
+        load_best(final_step)
+        emb = embed(model, val.images, device)
+        artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
+        if spec.explorer:
+            project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
+
     if start == 0:
-        evaluate(0)
+        evaluation(0)  # the untrained network: the baseline every later evaluation is compared with
+    step = start
     model.train()
-    for step in range(start + 1, spec.steps + 1):
+    while step < spec.steps and not selection.out_of_patience:
+        step += 1
         rows = torch.from_numpy(next(batches))
         x = to_float(train_images[rows], device).contiguous(memory_format=memory_format)
         y = train.labels[rows].to(device, non_blocking=True)
@@ -164,11 +233,25 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         if (active := active_pairs(emb.detach(), y, spec.loss, spec.margin, distance, spec.loss_params.get("pos_margin", 0.0))) is not None:
             run.metric("train/active_pairs", step, active)
         if step % spec.eval_every == 0 or step == spec.steps:
-            evaluate(step)
+            evaluation(step)
         try:
             run.check(step)
         except StopRequested as stop:
             if stop.reason == "shutdown":  # the next attempt resumes exactly here
                 save_checkpoint(step)
             raise
-    return final
+
+    if step < spec.steps:  # patience ran out (possibly in an earlier attempt)
+        run.log("info", f"stopped early at step {step}: {selection.stop_early(step)}")
+        run.summarize(selection.summary())
+    # The end: the last points reach the charts now (not after the layout), then test, then exports.
+    run.flush()
+    if len(test):
+        score_test(step)
+        run.flush()
+    export_best(step)
+    return latest
+
+
+def n_classes(part: ImageData) -> int:
+    return len(np.unique(part.labels.numpy()))

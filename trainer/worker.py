@@ -85,6 +85,10 @@ class JobRun:
         if points and not metrics.append(self.engine, self.claim.job_id, self.claim.attempt, self.claim.token, points):
             self.stop_reason = "lost"
 
+    def summarize(self, entries: dict) -> None:
+        if not jobs.update_summary(self.engine, self.claim.job_id, self.claim.token, entries):
+            self.stop_reason = "lost"
+
     # -- called by the worker --
 
     def heartbeat(self) -> None:
@@ -202,7 +206,7 @@ class Worker:
             spec = JobSpec.model_validate(claim.spec)
             train(spec, run, self.settings)
             run.flush()
-            jobs.finish(self.engine, job_id, token, "succeeded", step=spec.steps)
+            jobs.finish(self.engine, job_id, token, "succeeded", step=run.step)  # below spec.steps when stopped early
         except StopRequested as stop:
             run.flush()
             if stop.reason == "cancel":

@@ -9,8 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
-from app.files import CHECKPOINT_FILE, EMBEDDINGS_FILE
 from app.devices import check_devices
+from app.files import BEST_CHECKPOINT_FILE, CHECKPOINT_FILE, EMBEDDINGS_FILE, PER_QUERY_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
 from app.store.rows import JobStatus
@@ -19,7 +19,8 @@ from app.text import Text
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 # Downloadable artifacts: a fixed list, so no request can name another file.
-DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "embeddings": (EMBEDDINGS_FILE, "application/octet-stream")}
+DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "best": (BEST_CHECKPOINT_FILE, "application/octet-stream"),
+             "embeddings": (EMBEDDINGS_FILE, "application/octet-stream"), "per_query": (PER_QUERY_FILE, "application/octet-stream")}
 
 
 @router.post("", status_code=201, response_model=JobOut, responses=BODY_ERRORS)
@@ -65,7 +66,7 @@ def get_job_logs(job_id: JobId, engine: EngineDep) -> list[LogLine]:
 
 
 @router.get("/{job_id}/download/{artifact}", response_class=FileResponse, responses={404: {"model": ErrorOut}})
-def download_artifact(job_id: JobId, artifact: Literal["checkpoint", "embeddings"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
+def download_artifact(job_id: JobId, artifact: Literal["checkpoint", "best", "embeddings", "per_query"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
     job_or_404(engine, job_id)
     filename, media_type = DOWNLOADS[artifact]
     path = settings.job_dir(job_id) / filename

@@ -30,10 +30,10 @@ router = APIRouter(include_in_schema=False)
 # Sections of the new-job form. A spec field missing here still shows, under "Other".
 FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Job": ("name",),
-    "Data": ("dataset", "dataset_path", "split", "val_fraction", "split_seed", "image_size"),
+    "Data": ("dataset", "dataset_path", "split", "val_fraction", "test_fraction", "folds", "fold", "split_seed", "image_size"),
     "Loss": ("loss", "margin", "loss_params", "miner"),
     "Model": ("backbone", "pretrained", "embedding_dim", "normalize"),
-    "Training": ("steps", "eval_every", "classes_per_batch", "samples_per_class", "optimizer", "lr", "weight_decay", "seed", "explorer"),
+    "Training": ("steps", "eval_every", "select_metric", "patience", "classes_per_batch", "samples_per_class", "optimizer", "lr", "weight_decay", "seed", "explorer"),
     "Where it runs": ("device", "precision", "priority"),
 }
 DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")

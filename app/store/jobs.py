@@ -165,6 +165,16 @@ def finish(engine: Engine, job_id: int, token: str, status: TerminalStatus, *, e
         return conn.execute(update(Job).where(_owned(job_id, token)).values(**values)).rowcount == 1
 
 
+def update_summary(engine: Engine, job_id: int, token: str, entries: dict[str, Any]) -> bool:
+    """Merge `entries` (the best / baseline / test evidence) into the job's summary; False when the lease was lost."""
+    with writing(engine) as conn:
+        row = conn.execute(select(Job.summary).where(_owned(job_id, token)).with_for_update()).first()
+        if row is None:
+            return False
+        conn.execute(update(Job).where(_owned(job_id, token)).values(summary={**(row.summary or {}), **entries}))
+        return True
+
+
 def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
     """Give a job back to the queue (the worker is shutting down); not counted as a failure."""
     now = utcnow()

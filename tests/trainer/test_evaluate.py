@@ -1,6 +1,7 @@
 """The fast kNN gives pytorch-metric-learning's metric values."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -31,3 +32,21 @@ def test_knn_excludes_the_query_and_is_sorted():
     assert torch.all(sims[:, :-1] >= sims[:, 1:])
     brute = (e @ e.T).fill_diagonal_(-2).topk(5).indices
     assert torch.equal(idx, brute)
+
+
+def test_per_query_values_average_to_the_library_values_with_uneven_and_lone_classes():
+    from trainer.evaluate import per_query_retrieval, score
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([3, 40, 17, 1, 90, 2])])  # class 3 has a lone image
+    e = torch.randn(len(labels), 8, generator=g) + torch.nn.functional.one_hot(labels, 8) * 1.5
+    for normalize in (True, False):
+        x = torch.nn.functional.normalize(e, dim=1) if normalize else e
+        per_query, queries = per_query_retrieval(x, labels, Distance("l2", normalized=normalize))
+        assert len(queries) == len(labels) - 1 and 3 not in labels[queries].tolist()
+        reference = AccuracyCalculator(include=RETRIEVAL).get_accuracy(x, labels)
+        scores = score(x, labels, Distance("l2", normalized=normalize), seed=0)
+        for k in RETRIEVAL:
+            assert abs(per_query[k].mean() - reference[k]) < 1e-9, (normalize, k)
+            assert scores.metrics[f"{k}_low"] <= scores.metrics[k] <= scores.metrics[f"{k}_high"]
+            assert np.all((per_query[k] >= 0) & (per_query[k] <= 1))

@@ -75,7 +75,7 @@ def folder(root, classes: int = 3, per_class: int = 10, size: int = 16):
     return root
 
 
-IMAGE_JOB = {"dataset": "imagefolder", "classes_per_batch": 2, "samples_per_class": 4, "val_fraction": 0.34, "image_size": 16, "steps": 20, "eval_every": 10}
+IMAGE_JOB = {"dataset": "imagefolder", "split": "samples", "classes_per_batch": 2, "samples_per_class": 4, "val_fraction": 0.34, "image_size": 16, "steps": 20, "eval_every": 10}
 
 
 def test_a_job_failing_on_every_attempt_backs_off_then_fails(engine, settings):
@@ -110,7 +110,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatc
 
     def save_then_fill_the_disk(obj, f, *a, **kw):
         saves.append(obj.get("step") if isinstance(obj, dict) else None)
-        if len(saves) >= 2:
+        if len(saves) >= 3:  # step 0's best.pt and checkpoint.pt are written, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(obj, f, *a, **kw)
 
@@ -120,4 +120,5 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatc
     job_dir = settings.job_dir(created["id"])
     assert row["status"] == "failed" and row["error"].startswith(f"disk full while writing {job_dir}/checkpoint.pt (free "), row["error"]
     assert artifacts.load_checkpoint(job_dir)["step"] == 0  # the step-0 checkpoint, intact
+    assert artifacts.load_checkpoint(job_dir, artifacts.BEST_CHECKPOINT)["step"] == 0
     assert [p.name for p in job_dir.iterdir() if p.name.endswith(".tmp")] == []

@@ -24,7 +24,7 @@ def test_minimal_spec_gets_every_default(client):
     assert job["status"] == "queued" and job["id"] >= 1
     assert datetime.fromisoformat(job["created_at"]).tzinfo is not None
     spec = job["spec"]
-    for key in ("name", "dataset", "dataset_path", "split", "val_fraction", "backbone", "pretrained", "embedding_dim", "normalize",
+    for key in ("name", "dataset", "dataset_path", "split", "val_fraction", "test_fraction", "folds", "select_metric", "patience", "backbone", "pretrained", "embedding_dim", "normalize",
                 "image_size", "loss", "margin", "loss_params", "miner", "classes_per_batch", "samples_per_class", "optimizer", "lr",
                 "weight_decay", "steps", "eval_every", "seed", "device", "priority"):
         assert key in spec, key
@@ -32,8 +32,16 @@ def test_minimal_spec_gets_every_default(client):
     assert job["progress"] == {"step": 0, "total": spec["steps"]}
 
 
+@pytest.mark.parametrize("body", [{"dataset": "digits"}, {"dataset": "mnist5k"}, {"dataset": "digits", "split": "samples"},
+                                  {"dataset": "digits", "folds": 4, "fold": 3}, {"dataset": "digits", "test_fraction": 0, "val_fraction": 0.5}])
+def test_the_smallest_specs_split_into_three_parts_of_at_least_two_classes(client, body):
+    r = post(client, body)
+    assert r.status_code == 201, r.text
+
+
 def test_full_contract_spec_is_accepted(client):
-    spec = {"name": "triplet m=0.2", "dataset": "mnist5k", "dataset_path": None, "split": "classes", "val_fraction": 0.5,
+    spec = {"name": "triplet m=0.2", "dataset": "mnist5k", "dataset_path": None, "split": "classes", "val_fraction": 0.3,
+            "test_fraction": 0.2, "folds": None, "fold": 0, "select_metric": "mean_average_precision_at_r", "patience": None,
             "backbone": "cnn", "pretrained": False, "embedding_dim": 128, "normalize": True, "image_size": None,
             "loss": "triplet", "margin": 0.2, "loss_params": {}, "miner": "semihard", "classes_per_batch": 5,
             "samples_per_class": 16, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "steps": 300,
@@ -64,6 +72,20 @@ def test_full_contract_spec_is_accepted(client):
         ({"dataset": "imagefolder", "dataset_path": "/etc"}, "dataset_path", "outside the allowed data roots"),
         ({"backbone": "resnet18", "pretrained": True}, "pretrained", "not on this machine"),
         ({"device": "tpu"}, "device", "pattern"),
+        ({"val_fraction": 0}, "val_fraction", "greater than 0"),
+        ({"val_fraction": 1.5}, "val_fraction", "less than 1"),
+        ({"test_fraction": -0.1}, "test_fraction", "greater than or equal to 0"),
+        ({"test_fraction": True}, "test_fraction", "number"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "test_fraction", "no training part"),
+        ({"test_fraction": 0.1}, "test_fraction", "test part of this classes split has 1 class(es) of 10"),
+        ({"val_fraction": 0.1}, "val_fraction", "validation part of this classes split has 1 class(es) of 10"),
+        ({"split": "samples", "val_fraction": 0.6, "test_fraction": 0.39}, "classes_per_batch", "only 0 training classes"),
+        ({"folds": 1}, "folds", "greater than or equal to 2"),
+        ({"folds": 3, "fold": 3}, "fold", "choose 0 to 2"),
+        ({"fold": 1}, "fold", "only used with `folds`"),
+        ({"folds": 8}, "folds", "validation part of this classes split has 1 class(es)"),
+        ({"select_metric": "recall_at_1"}, "select_metric", "mean_average_precision_at_r"),
+        ({"patience": 0}, "patience", "greater than or equal to 1"),
     ],
 )
 def test_bad_spec_is_a_422_naming_the_field(client, body, field, words):
@@ -94,7 +116,7 @@ def make_folder(root: Path, classes: dict[str, int], size: int = 12) -> Path:
 def test_image_folder_paths(client, settings):
     roots = settings.data_root_paths[0]
     ok = make_folder(roots / "ok", {"a": 4, "b": 4, "c": 4})
-    r = post(client, {"dataset": "imagefolder", "dataset_path": str(ok), "classes_per_batch": 2, "samples_per_class": 2, "val_fraction": 0.34})
+    r = post(client, {"dataset": "imagefolder", "dataset_path": str(ok), "split": "samples", "classes_per_batch": 2, "samples_per_class": 2, "val_fraction": 0.34})
     assert r.status_code == 201, r.text
     one = make_folder(roots / "one", {"a": 4})
     assert "at least 2" in fields(post(client, {"dataset": "imagefolder", "dataset_path": str(one)}))["dataset_path"]

@@ -69,7 +69,7 @@ def test_finished_sweep_recommends_and_job_shows_distances(client, settings: Set
     d = client.get(f"/api/jobs/{job_id}/distances").json()
     assert [e["step"] for e in d["evaluations"]] == [0, 10, 20]
     last = d["evaluations"][-1]
-    n_val = 896  # digits 5-9
+    n_val = 542  # digits 5-7, the validation part
     assert sum(last["positive"]) + sum(last["negative"]) == n_val * (n_val - 1) // 2
     assert 0 <= last["overlap"] <= 1 and last["margin_lines"][0]["x"] > last["positive_median"]
     assert "suggestion" not in d  # one job's distances echo its own margin: no number is read off them
