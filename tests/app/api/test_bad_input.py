@@ -64,7 +64,8 @@ def make_folder(root: Path, classes: list[str], count: int = 4) -> Path:
     return root
 
 
-FOLDER_JOB = dict(dataset="imagefolder", classes_per_batch=2, samples_per_class=2, val_fraction=0.34, steps=5)
+# Within-class parts: the three-class folders these tests make are too few for class-disjoint parts of 2+ classes each.
+FOLDER_JOB = dict(dataset="imagefolder", classes_per_batch=2, samples_per_class=2, split="samples", val_fraction=0.25, test_fraction=0.25, steps=5)
 
 
 # -- control characters, in every string field ------------------------------------------------
