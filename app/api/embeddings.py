@@ -27,7 +27,6 @@ from app.config import Settings
 from app.datasets import DatasetError
 from app.files import thumbnail_cache_dir
 from app.explorer.layout import SPLITS
-from app.files import CHECKPOINT_FILE
 
 router = APIRouter(tags=["embeddings"])
 
@@ -250,7 +249,8 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
     except JobFailed as e:  # e.g. pretrained weights needed to rebuild the net are not on this server
         raise HTTPException(409, f"cannot rebuild job {job_id}'s network here: {e}") from None
     except CHECKPOINT_ERRORS as e:  # truncated, overwritten, or from another network
-        raise HTTPException(409, f"job {job_id}'s {CHECKPOINT_FILE} cannot be read ({type(e).__name__}: {str(e)[:200]}): the file is "
+        name = inference.checkpoint_name(settings.job_dir(job_id))
+        raise HTTPException(409, f"job {job_id}'s {name} cannot be read ({type(e).__name__}: {str(e)[:200]}): the file is "
                                  f"damaged; run the job again (Clone on its page) to train a new checkpoint") from None
     try:
         vector = inference.embed_image(settings.job_dir(job_id), settings, io.BytesIO(blob))

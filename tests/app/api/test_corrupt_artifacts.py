@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
-from app.files import CHECKPOINT_FILE, PROJECTION_FILE
+from app.files import BEST_CHECKPOINT_FILE, PROJECTION_FILE
 from app.main import create_app
 from app.spec import JobSpec
 from app.store import jobs
@@ -149,9 +149,9 @@ def without_spec(path: Path) -> None:
 @pytest.mark.parametrize("damage", [truncated, overwritten, emptied, wrong_state, no_convolution, spec_of_another_version, without_spec],
                          ids=lambda d: d.__name__)
 def test_a_damaged_checkpoint_is_a_409_for_the_image_query(api, damaged, damage):
-    job_id = damaged(CHECKPOINT_FILE, damage)
+    job_id = damaged(BEST_CHECKPOINT_FILE, damage)  # image queries embed with the best checkpoint
     r = api.post(f"/api/jobs/{job_id}/neighbors", files={"file": ("q.png", png(), "image/png")})
-    assert_names(r, CHECKPOINT_FILE)
+    assert_names(r, BEST_CHECKPOINT_FILE)
     assert api.get(f"/api/jobs/{job_id}/neighbors?index=0").status_code == 200  # the stored points still answer
 
 
