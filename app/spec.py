@@ -6,12 +6,12 @@ submit time instead of failing on a worker minutes later.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app import weights
+from app.backbones import BackboneError, check_backbone, effective_image_size
 from app.config import Settings
 from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
 from app.files import weights_dir
@@ -30,7 +30,6 @@ LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 # Losses whose behaviour the `margin` field sets (the others ignore it, and the job log says so).
 MARGIN_LOSSES = {"contrastive", "triplet", "circle"}
-PRETRAINED_FILES = {"resnet18": "resnet18-f37072fd.pth"}
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -44,11 +43,14 @@ class JobSpec(BaseModel):
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
     val_fraction: float = Field(0.5, gt=0, lt=1, description="Fraction of classes or samples held out for validation.")
     split_seed: int = Field(0, description="Seed of the `samples` split; independent of the training seed.")
-    backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
-    pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
+    backbone: str = Field("cnn", max_length=200, description="cnn, resnet18, resnet50, vit_b_16 or timm:<model> (GET /api/backbones).")
+    pretrained: bool = Field(False, description="Start from ImageNet weights (fetched once into EMBEDLAB_HOME/weights).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
     normalize: bool = Field(True, description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.")
-    image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
+    image_size: int | None = Field(None, ge=8, le=512, description="Side of the square images the net sees; native size when empty "
+                                                                  "(224 for pretrained image-folder jobs).")
+    augment: Literal["none", "standard"] = Field("none", description="standard: random resized crop (scale 0.16-1, ratio 3/4-4/3) "
+                                                                    "and horizontal flip of each training image.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
     loss_params: dict[str, Any] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
@@ -58,6 +60,11 @@ class JobSpec(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimizer (sgd with momentum 0.9).")
     lr: PositiveFloat = Field(0.001, le=10, description="Learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="After warm-up: constant, or cosine decay to 0 at the last step.")
+    warmup_steps: int = Field(0, ge=0, le=10_000_000, description="Steps of linear warm-up from 0 to lr.")
+    head_lr_multiplier: PositiveFloat = Field(1.0, le=1000, description="Learning rate of the embedding head = lr x this.")
+    grad_clip: PositiveFloat | None = Field(None, description="Clip the gradients' global L2 norm to this (none: no clipping).")
+    freeze_bn: bool = Field(False, description="BatchNorm layers keep their (pretrained) statistics and affine weights.")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
@@ -67,7 +74,7 @@ class JobSpec(BaseModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
-    @field_validator("val_fraction", "margin", "lr", "weight_decay", mode="before")
+    @field_validator("val_fraction", "margin", "lr", "weight_decay", "head_lr_multiplier", "grad_clip", mode="before")
     @classmethod
     def _number_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
@@ -86,6 +93,10 @@ class JobSpec(BaseModel):
             raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
         if self.dataset != "imagefolder" and self.dataset_path:
             raise SpecError("dataset_path", f"only used with dataset 'imagefolder', not {self.dataset!r}")
+        try:
+            check_backbone(self.backbone, self.pretrained, effective_image_size(self.dataset, self.image_size, self.pretrained))
+        except BackboneError as e:
+            raise SpecError(e.field, e.reason) from None
         if not self.name:
             margin = f" m={self.margin:g}" if self.loss in MARGIN_LOSSES else ""
             self.name = f"{self.loss}{margin} {self.dataset}"
@@ -105,18 +116,6 @@ class SpecError(ValueError):
         self.reason = reason
 
 
-def pretrained_weights_path(settings: Settings, backbone: str) -> Path | None:
-    """Local ImageNet weights for `backbone`: EMBEDLAB_HOME/weights or torch's hub cache. Never downloaded."""
-    filename = PRETRAINED_FILES.get(backbone)
-    if filename is None:
-        return None
-    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    for candidate in (weights_dir(settings.home_path) / filename, torch_home / "hub" / "checkpoints" / filename):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
     """Checks that need the dataset or the disk; raises SpecError naming the field."""
     try:
@@ -131,15 +130,11 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
             f"{spec.classes_per_batch} classes per batch, but only {usable} training classes of {spec.dataset!r} "
             f"have at least samples_per_class={spec.samples_per_class} images",
         )
-    if spec.pretrained:
-        if spec.backbone not in PRETRAINED_FILES:
-            raise SpecError("pretrained", f"no pretrained weights exist for backbone {spec.backbone!r}")
-        if pretrained_weights_path(settings, spec.backbone) is None:
-            raise SpecError(
-                "pretrained",
-                f"weights for {spec.backbone} are not on this machine; put {PRETRAINED_FILES[spec.backbone]} "
-                f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
-            )
+    if spec.pretrained and settings.offline and not weights.present(settings, spec.backbone):
+        where = (f"{weights.weights_filename(spec.backbone)} is not in {weights_dir(settings.home_path)}" if spec.backbone in weights.BUILTIN
+                 else f"its timm weights are not in {weights.hf_cache(settings)}")
+        raise SpecError("pretrained", f"this server is offline (EMBEDLAB_OFFLINE) and {where}; run "
+                                      f"`embedlab weights fetch {spec.backbone}` on a machine with network and copy it there")
     return catalog
 
 
