@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from app.backbones import BUILTIN, TIMM_PREFIX, is_timm
+from app.backbones import BUILTIN, TIMM_PREFIX, close_matches, is_timm
 from app.config import Settings
 from app.files import weights_dir
 
@@ -127,18 +128,22 @@ def fetch(settings: Settings, backbone: str, progress: Callable[[int, int], None
 
 
 def fetch_timm(settings: Settings, backbone: str) -> Path:
-    """timm weights through the Hugging Face hub client (which checks the file's sha256 against the hub's LFS metadata)."""
-    if settings.offline:
-        raise WeightsError(f"timm weights for {backbone} are not in {hf_cache(settings)} and EMBEDLAB_OFFLINE is set")
+    """timm weights through the Hugging Face hub client, into weights/hf; downloaded only when missing and not offline."""
     import timm
     from huggingface_hub import hf_hub_download
 
     cfg = timm.get_pretrained_cfg(backbone[len(TIMM_PREFIX):])
     if cfg is None or not cfg.hf_hub_id:
         raise WeightsError(f"timm publishes no hub weights for {backbone}")
+    filename = cfg.hf_hub_filename or "model.safetensors"
     try:
-        return Path(hf_hub_download(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=hf_cache(settings)))
-    except Exception as e:  # noqa: BLE001 - the hub client raises many kinds; the worker reports the reason
+        return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=hf_cache(settings), local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached yet
+        if settings.offline:
+            raise WeightsError(f"timm weights for {backbone} are not in {hf_cache(settings)} and EMBEDLAB_OFFLINE is set") from None
+    try:
+        return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=hf_cache(settings)))
+    except Exception as e:  # noqa: BLE001 - the hub client raises many kinds; the reason reaches the user
         raise WeightsError(f"cannot download timm weights for {backbone}: {e}") from None
 
 
@@ -157,3 +162,31 @@ def listing(settings: Settings) -> list[dict]:
             rows.append({"name": f"{TIMM_PREFIX}{model}", "description": f"timm {model} (hub weights cached)", "weights_file": None,
                          "pretrained_available": True, "weights_present": True, "path": str(entry)})
     return rows
+
+
+def fetch_with_progress(settings: Settings, names: list[str]) -> int:
+    """`embedlab weights fetch`: each name with a progress bar; exit status 1 when any failed."""
+    import typer
+
+    failed = 0
+    for name in names:
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = typer.progressbar(length=total or None, label=name, file=sys.stderr).__enter__()
+            bar.update(done - bar.pos)
+
+        try:
+            if not is_timm(name) and name not in BUILTIN:
+                raise WeightsError(f"unknown backbone {name!r}" + close_matches(name, BUILTIN))
+            path = fetch(settings, name, progress)
+            typer.echo(f"{name}: {path}")
+        except WeightsError as e:
+            typer.echo(f"embedlab: {name}: {e}", err=True)
+            failed = 1
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    return failed
