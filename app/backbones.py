@@ -68,12 +68,12 @@ def close_matches(name: str, choices) -> str:
 
 
 def effective_image_size(dataset: str, image_size: int | None, pretrained: bool) -> int:
-    """The side the network sees: the spec's, else 224 for pretrained image-folder jobs, else the dataset's own."""
+    """The side the network sees: the spec's, else the bundled set's own, else 224 for pretrained image-folder jobs (64 otherwise)."""
     if image_size:
         return image_size
-    if dataset == "imagefolder":
-        return PRETRAINED_FOLDER_SIZE if pretrained else DEFAULT_FOLDER_SIZE
-    return NATIVE_SIZE[dataset]
+    if dataset in NATIVE_SIZE:
+        return NATIVE_SIZE[dataset]
+    return PRETRAINED_FOLDER_SIZE if pretrained else DEFAULT_FOLDER_SIZE  # image folders and benchmarks
 
 
 def patch_size(backbone: str) -> int | None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app import weights
 from app.backbones import BackboneError, check_backbone, effective_image_size
 from app.config import Settings
-from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
+from app.datasets import BUNDLED, Catalog, DatasetError, load_catalog, split_indices, trainable_classes
 from app.files import weights_dir
 
 Loss = Literal["contrastive", "triplet", "circle", "multisimilarity", "ntxent"]
@@ -38,8 +38,9 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("", max_length=200, description="Shown in the dashboard; generated when empty.")
-    dataset: Literal["digits", "mnist5k", "imagefolder"] = Field("digits", description="Bundled set or a class-per-folder image folder.")
-    dataset_path: str | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
+    dataset: Literal["digits", "mnist5k", "imagefolder", "cub200", "cars196", "sop"] = Field(
+        "digits", description="Bundled set, a class-per-folder image folder, or a benchmark (CUB-200-2011, Cars-196, SOP) in its own layout.")
+    dataset_path: str | None = Field(None, max_length=4096, description="Image folder or benchmark copy inside EMBEDLAB_DATA_ROOTS.")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
     val_fraction: float = Field(0.5, gt=0, lt=1, description="Fraction of classes or samples held out for validation.")
     split_seed: int = Field(0, description="Seed of the `samples` split; independent of the training seed.")
@@ -89,10 +90,10 @@ class JobSpec(BaseModel):
                 raise SpecError("loss_params", f"{self.loss} does not take {key!r}; it takes {', '.join(allowed) or 'nothing'}")
             if not isinstance(value, allowed[key]) or (allowed[key] != bool and isinstance(value, bool)):
                 raise SpecError("loss_params", f"{key!r} must be a number" if allowed[key] != bool else f"{key!r} must be true or false")
-        if self.dataset == "imagefolder" and not self.dataset_path:
-            raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
-        if self.dataset != "imagefolder" and self.dataset_path:
-            raise SpecError("dataset_path", f"only used with dataset 'imagefolder', not {self.dataset!r}")
+        if self.dataset not in BUNDLED and not self.dataset_path:
+            raise SpecError("dataset_path", f"required when dataset is {self.dataset!r}")
+        if self.dataset in BUNDLED and self.dataset_path:
+            raise SpecError("dataset_path", f"only used with image folders and benchmarks, not {self.dataset!r}")
         try:
             check_backbone(self.backbone, self.pretrained, effective_image_size(self.dataset, self.image_size, self.pretrained))
         except BackboneError as e:

@@ -57,7 +57,7 @@ def stored_size(spec: JobSpec) -> int:
 def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], None]) -> ImageData:
     size = stored_size(spec)
     catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
-    if spec.dataset == "imagefolder":
+    if catalog.files:  # image folders and benchmarks
         decoded, kept = decoded_folder(catalog, size, cache_dir(settings.home_path), log)
         images = torch.from_numpy(decoded)
         indices = kept
