@@ -97,3 +97,26 @@ def test_freeze_bn_keeps_running_statistics(folder_settings):
     net.train()
     net(torch.rand(4, 3, 18, 18))
     assert torch.equal(net.body.bn1.running_mean, before) and not net.body.bn1.weight.requires_grad
+
+
+def test_a_benchmark_layout_trains_on_its_official_split(home, tmp_path):
+    """A CUB-200-2011 miniature (classes 1, 2, 101, 102): training sees classes 1-100, evaluation 101-200."""
+    root = home / "datasets" / "CUB_200_2011"
+    rng = np.random.default_rng(0)
+    lines, labels = [], []
+    for n, (c, i) in enumerate(((c, i) for c in (1, 2, 101, 102) for i in range(4)), start=1):
+        rel = f"{c:03d}.Bird/{i}.jpg"
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "images" / rel)
+        lines.append(f"{n} {rel}")
+        labels.append(f"{n} {c}")
+    (root / "images.txt").write_text("\n".join(lines))
+    (root / "image_class_labels.txt").write_text("\n".join(labels))
+    settings = Settings(home=home, offline=True)
+    spec = JobSpec.model_validate({"dataset": "cub200", "dataset_path": str(root), "classes_per_batch": 2, "samples_per_class": 2,
+                                   "steps": 5, "eval_every": 5, "explorer": False, "image_size": 16, "augment": "standard"})
+    run = LocalRun(tmp_path / "job")
+    train(spec, run, settings)
+    assert any("8 training images in 2 classes, 8 validation images in 2 classes" in line for line in run.logs), run.logs
+    with np.load(tmp_path / "job" / artifacts.EMBEDDINGS) as stored:
+        assert sorted(set(stored["labels"].tolist())) == [2, 3]  # labels of classes 101 and 102
