@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import run_in_worker  # noqa: E402
-from bench.throughput import make_folder  # noqa: E402
+from bench.throughput import make_folder, triplet_loop_rate  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 CORES = os.cpu_count() or 1
@@ -43,7 +43,7 @@ def plain_augmented_loop(folder: Path, spec: dict, steps: int) -> float:
     """What a user writes by hand, with embedlab's network for the same spec so only the input path differs."""
     import torch
     import torchvision
-    from pytorch_metric_learning import losses, miners, samplers
+    from pytorch_metric_learning import samplers
 
     from app.config import Settings
     from app.spec import JobSpec
@@ -59,19 +59,9 @@ def plain_augmented_loop(folder: Path, spec: dict, steps: int) -> float:
                                          num_workers=CORES, persistent_workers=False)
     model = build_net(JobSpec.model_validate(spec), 3, Settings())
     model.input_stage = None  # the loader already normalised
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn, miner = losses.TripletMarginLoss(margin=0.2), miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
     it = iter(loader)
     next(it)  # worker start-up is not throughput (embedlab's first step is not timed either)
-    t0, n = time.perf_counter(), 0
-    for xb, yb in it:
-        emb = model(xb)
-        loss = loss_fn(emb, yb, miner(emb, yb))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        n += len(xb)
-    return n / (time.perf_counter() - t0)
+    return triplet_loop_rate(model, it)
 
 
 def section_augmented() -> dict:
