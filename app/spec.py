@@ -64,7 +64,7 @@ class JobSpec(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="After warm-up: constant, or cosine decay to 0 at the last step.")
     warmup_steps: int = Field(0, ge=0, le=10_000_000, description="Steps of linear warm-up from 0 to lr.")
     head_lr_multiplier: PositiveFloat = Field(1.0, le=1000, description="Learning rate of the embedding head = lr x this.")
-    grad_clip: PositiveFloat | None = Field(None, description="Clip the gradients' global L2 norm to this (none: no clipping).")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="Clip the gradients' global L2 norm to this (none: no clipping).")
     freeze_bn: bool = Field(False, description="BatchNorm layers keep their (pretrained) statistics and affine weights.")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, description="Evaluate on the validation split every this many steps, and at the end.")
