@@ -3,8 +3,9 @@
 `cnn` sees the stored images as they are. Every other backbone gets them the way ImageNet
 networks expect: three channels (grey replicated), a centre crop at the job's image size when
 the stored images are larger (evaluation: resize, then centre crop), then the weights'
-mean/std normalisation. That stage is part of the net, so training, evaluation, the explorer
-and uploads to a finished job all see the same input.
+mean/std normalisation. That stage is part of the net, so training, evaluation and the explorer
+see the same input. (trainer/inference.py decodes uploads at image_size, not at data.stored_size,
+so an upload skips the 224/256 crop evaluation applies.)
 """
 from __future__ import annotations
 
