@@ -86,3 +86,17 @@ def _load(name: str, root: Path, _signature: tuple) -> Catalog:
     classes = np.unique(ids)  # sorted: the official train classes come first
     labels = np.searchsorted(classes, ids)
     return Catalog(name, labels, [str(c) for c in classes], files, root, official_test=ids >= first_test)
+
+
+def official_parts(catalog: Catalog, val_fraction: float, folds: int | None = None, fold: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) dataset indices on a benchmark's official split: the official test classes are the
+    locked test part whatever the spec's test fraction; validation is carved from the official train classes
+    (their last `val_fraction`, or fold `fold` of `folds`), so nothing that chooses ever sees a test class."""
+    assert catalog.official_test is not None
+    train_classes = np.unique(catalog.labels[~catalog.official_test])
+    if folds:
+        val_classes = np.array_split(train_classes, folds)[fold]
+    else:
+        val_classes = train_classes[len(train_classes) - max(1, round(len(train_classes) * val_fraction)):]
+    is_val = np.isin(catalog.labels, val_classes) & ~catalog.official_test
+    return np.flatnonzero(~is_val & ~catalog.official_test), np.flatnonzero(is_val), np.flatnonzero(catalog.official_test)

@@ -98,3 +98,14 @@ def test_a_listed_path_outside_the_copy_is_refused(settings):
     (root / "image_class_labels.txt").write_text("1 1\n")
     with pytest.raises(ValueError, match="outside the copy"):
         load_catalog("cub200", str(root), settings.data_root_paths)
+
+
+def test_official_test_classes_are_the_locked_test_part(settings):
+    from app.benchmarks import official_parts
+
+    catalog = load_catalog("cars196", str(make_cars(settings.data_root_paths[0] / "cars", classes=(1, 2, 3, 4, 98, 99, 196))), settings.data_root_paths)
+    train, val, test = official_parts(catalog, val_fraction=0.4)
+    ids = lambda rows: sorted({int(catalog.class_names[label]) for label in catalog.labels[rows]})  # noqa: E731
+    assert ids(test) == [99, 196] and ids(val) == [4, 98] and ids(train) == [1, 2, 3]
+    train, val, test = official_parts(catalog, val_fraction=0.4, folds=3, fold=0)
+    assert ids(val) == [1, 2] and ids(test) == [99, 196] and ids(train) == [3, 4, 98]
