@@ -3,7 +3,8 @@
 torchvision's weight files carry the first hex digits of their sha256 in the name
 (`resnet18-f37072fd.pth`); a download or a file on disk whose digest does not start with them
 is refused. timm's weights come from the Hugging Face hub into weights/hf (the hub client's own
-cache), fetched by `embedlab weights fetch timm:<name>` or by a worker on first use.
+cache), fetched by `embedlab weights fetch timm:<name>` or by a worker on first use; embedlab does
+not hash-check those itself (the hub client's download is trusted as it is).
 Torch-free: the API checks whether a file is present without importing torch.
 """
 from __future__ import annotations
@@ -128,7 +129,8 @@ def fetch(settings: Settings, backbone: str, progress: Callable[[int, int], None
 
 
 def fetch_timm(settings: Settings, backbone: str) -> Path:
-    """timm weights through the Hugging Face hub client, into weights/hf; downloaded only when missing and not offline."""
+    """timm weights through the Hugging Face hub client, into weights/hf; downloaded only when missing and not offline.
+    Not exercised by the tests (they never reach the internet)."""
     import timm
     from huggingface_hub import hf_hub_download
 
