@@ -156,6 +156,28 @@ def user_add(
     typer.echo(token)
 
 
+weights_cli = typer.Typer(help="Pretrained ImageNet weights under EMBEDLAB_HOME/weights.", no_args_is_help=True)
+cli.add_typer(weights_cli, name="weights")
+
+
+@weights_cli.command("fetch")
+def weights_fetch(names: Annotated[list[str], typer.Argument(help="Backbones: resnet18, resnet50, vit_b_16, timm:<model>")]) -> None:
+    """Download weights once, checked against the publisher's hash; a present, valid file is kept."""
+    from app.weights import fetch_with_progress
+
+    raise typer.Exit(fetch_with_progress(Settings(), names))
+
+
+@weights_cli.command("list")
+def weights_list() -> None:
+    """Each backbone and whether its weights are on this machine."""
+    from app.weights import listing
+
+    for row in listing(Settings()):
+        state = "present " + row["path"] if row["weights_present"] else ("missing" if row["pretrained_available"] else "no published weights")
+        typer.echo(f"{row['name']:<28} {state}")
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     auth: Literal["off", "on"] = "off"
     # Running jobs one user may hold at once (0: no limit), so one person cannot take every GPU.
     max_running_per_user: int = 0
+    # No network: workers never download weights and `pretrained: true` needs the file present at submit.
+    offline: bool = False
+    # Where torchvision's ImageNet weight files are downloaded from (tests point it at a loopback server).
+    weights_url: str = "https://download.pytorch.org/models"
 
     @cached_property
     def home_path(self) -> Path:

@@ -36,6 +36,7 @@ class Catalog:
     class_names: list[str]
     files: list[Path] = field(default_factory=list)  # imagefolder only, aligned with labels
     root: Path | None = None
+    official_test: np.ndarray | None = None  # benchmarks (app/benchmarks.py): images of the official test classes
 
     @property
     def num_images(self) -> int:
@@ -149,9 +150,13 @@ def _folder(root: Path, signature: tuple) -> Catalog:
 def load_catalog(name: str, dataset_path: str | None, roots: list[Path]) -> Catalog:
     if name in BUNDLED:
         return _bundled(name)
-    if name != "imagefolder":
-        raise DatasetError("dataset", f"unknown dataset {name!r}; choose one of {', '.join([*BUNDLED, 'imagefolder'])}")
+    from app.benchmarks import BENCHMARKS, load_benchmark
+
+    if name != "imagefolder" and name not in BENCHMARKS:
+        raise DatasetError("dataset", f"unknown dataset {name!r}; choose one of {', '.join([*BUNDLED, 'imagefolder', *BENCHMARKS])}")
     root = resolve_inside_roots(dataset_path or "", roots)
+    if name in BENCHMARKS:
+        return load_benchmark(name, root)
     try:
         catalog = _folder(root, _folder_signature(root))
     except OSError as e:  # a class folder without read permission, a folder removed while listed

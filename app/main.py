@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from app.api import backbones as backbones_api
 from app.api import datasets as datasets_api
 from app.middleware import BodyLimit, MiB
 from app.api import deps
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, compare_api):
         app.include_router(module.router)
+    app.include_router(backbones_api.router)
     from app.pages import compare as compare_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
 
     for module in (job_pages, sweep_pages, explorer_pages, compare_pages):

@@ -6,14 +6,14 @@ submit time instead of failing on a worker minutes later.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app import weights
+from app.backbones import BackboneError, check_backbone, effective_image_size
 from app.config import Settings
-from app.datasets import Catalog, DatasetError, Split, load_catalog, resolve_inside_roots, split_indices, trainable_classes
+from app.datasets import BUNDLED, Catalog, DatasetError, Split, load_catalog, resolve_inside_roots, split_indices, trainable_classes
 from app.files import weights_dir
 from app.text import JsonText, Text
 
@@ -69,7 +69,6 @@ LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 # Losses whose behaviour the `margin` field sets (the others ignore it, and the job log says so).
 MARGIN_LOSSES = {"contrastive", "triplet", "circle"}
-PRETRAINED_FILES = {"resnet18": "resnet18-f37072fd.pth"}
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -78,8 +77,9 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Text = Field("", max_length=200, description="Shown in the dashboard; generated when empty.")
-    dataset: Literal["digits", "mnist5k", "imagefolder"] = Field("digits", description="Bundled set or a class-per-folder image folder.")
-    dataset_path: Text | None = Field(None, max_length=4096, description="Image folder inside EMBEDLAB_DATA_ROOTS (imagefolder only).")
+    dataset: Literal["digits", "mnist5k", "imagefolder", "cub200", "cars196", "sop"] = Field(
+        "digits", description="Bundled set, a class-per-folder image folder, or a benchmark (CUB-200-2011, Cars-196, SOP) in its own layout.")
+    dataset_path: Text | None = Field(None, max_length=4096, description="Image folder or benchmark copy inside EMBEDLAB_DATA_ROOTS.")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
     val_fraction: float = Field(0.3, gt=0, lt=1, description="Fraction of classes or samples in the validation part (what chooses: curves, best checkpoint, sweeps).")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of classes or samples in the locked test part, scored only at the end; 0: no test part.")
@@ -87,11 +87,14 @@ class JobSpec(BaseModel):
                                                               "`fold` picks the one validated on (sweep `fold` for all k). Replaces val_fraction.")
     fold: int = Field(0, ge=0, le=19, description="Which fold validates when `folds` is set.")
     split_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the `samples` split; independent of the training seed.")
-    backbone: Literal["cnn", "resnet18"] = Field("cnn", description="Small conv net, or torchvision's ResNet-18.")
-    pretrained: bool = Field(False, description="Start from ImageNet weights (only when present on disk).")
+    backbone: Text = Field("cnn", max_length=200, description="cnn, resnet18, resnet50, vit_b_16 or timm:<model> (GET /api/backbones).")
+    pretrained: bool = Field(False, description="Start from ImageNet weights (fetched once into EMBEDLAB_HOME/weights).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
     normalize: bool = Field(True, description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.")
-    image_size: int | None = Field(None, ge=8, le=512, description="Resize images to this square size; native size when empty.")
+    image_size: int | None = Field(None, ge=8, le=512, description="Side of the square images the net sees; native size when empty "
+                                                                  "(224 for pretrained image-folder jobs).")
+    augment: Literal["none", "standard"] = Field("none", description="standard: random resized crop (scale 0.16-1, ratio 3/4-4/3) "
+                                                                    "and horizontal flip of each training image.")
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
     loss_params: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
@@ -101,6 +104,11 @@ class JobSpec(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimizer (sgd with momentum 0.9).")
     lr: PositiveFloat = Field(0.001, le=10, description="Learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="After warm-up: constant, or cosine decay to 0 at the last step.")
+    warmup_steps: int = Field(0, ge=0, le=10_000_000, description="Steps of linear warm-up from 0 to lr.")
+    head_lr_multiplier: PositiveFloat = Field(1.0, le=1000, description="Learning rate of the embedding head = lr x this.")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="Clip the gradients' global L2 norm to this (none: no clipping).")
+    freeze_bn: bool = Field(False, description="BatchNorm layers keep their (pretrained) statistics and affine weights.")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, le=10_000_000, description="Evaluate on the validation split every this many steps, and at the end.")
     select_metric: Retrieval = Field("mean_average_precision_at_r", description="Validation metric that picks the best checkpoint.")
@@ -112,7 +120,7 @@ class JobSpec(BaseModel):
     device: Text = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
-    @field_validator("val_fraction", "test_fraction", "margin", "lr", "weight_decay", mode="before")
+    @field_validator("val_fraction", "test_fraction", "margin", "lr", "weight_decay", "head_lr_multiplier", "grad_clip", mode="before")
     @classmethod
     def _number_not_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
@@ -128,10 +136,14 @@ class JobSpec(BaseModel):
             raise SpecError("fold", "only used with `folds` (cross-validation)")
         if self.folds and self.fold >= self.folds:
             raise SpecError("fold", f"fold {self.fold} does not exist with folds={self.folds}; choose 0 to {self.folds - 1}")
-        if self.dataset == "imagefolder" and not self.dataset_path:
-            raise SpecError("dataset_path", "required when dataset is 'imagefolder'")
-        if self.dataset != "imagefolder" and self.dataset_path:
-            raise SpecError("dataset_path", f"only used with dataset 'imagefolder', not {self.dataset!r}")
+        if self.dataset not in BUNDLED and not self.dataset_path:
+            raise SpecError("dataset_path", f"required when dataset is {self.dataset!r}")
+        if self.dataset in BUNDLED and self.dataset_path:
+            raise SpecError("dataset_path", f"only used with image folders and benchmarks, not {self.dataset!r}")
+        try:
+            check_backbone(self.backbone, self.pretrained, effective_image_size(self.dataset, self.image_size, self.pretrained))
+        except BackboneError as e:
+            raise SpecError(e.field, e.reason) from None
         if not self.name:
             margin = f" m={self.margin:g}" if self.loss in MARGIN_LOSSES else ""
             self.name = f"{self.loss}{margin} {self.dataset}"
@@ -177,18 +189,6 @@ class SpecError(ValueError):
         self.reason = reason
 
 
-def pretrained_weights_path(settings: Settings, backbone: str) -> Path | None:
-    """Local ImageNet weights for `backbone`: EMBEDLAB_HOME/weights or torch's hub cache. Never downloaded."""
-    filename = PRETRAINED_FILES.get(backbone)
-    if filename is None:
-        return None
-    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    for candidate in (weights_dir(settings.home_path) / filename, torch_home / "hub" / "checkpoints" / filename):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
     """Checks that need the dataset or the disk; raises SpecError naming the field."""
     try:
@@ -198,7 +198,7 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
     if catalog.root is not None:
         spec.dataset_path = str(catalog.root)  # stored resolved: what was typed never reaches a page
     try:
-        train_idx = job_split(catalog.labels, spec).train
+        train_idx = job_split(catalog.labels, spec, catalog.official_test).train
     except DatasetError as e:
         raise SpecError(e.field, e.reason) from None
     usable = len(trainable_classes(catalog.labels[train_idx], spec.samples_per_class))
@@ -208,20 +208,21 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
             f"{spec.classes_per_batch} classes per batch, but only {usable} training classes of {spec.dataset!r} "
             f"have at least samples_per_class={spec.samples_per_class} images",
         )
-    if spec.pretrained:
-        if spec.backbone not in PRETRAINED_FILES:
-            raise SpecError("pretrained", f"no pretrained weights exist for backbone {spec.backbone!r}")
-        if pretrained_weights_path(settings, spec.backbone) is None:
-            raise SpecError(
-                "pretrained",
-                f"weights for {spec.backbone} are not on this machine; put {PRETRAINED_FILES[spec.backbone]} "
-                f"in {weights_dir(settings.home_path)} (embedlab never downloads)",
-            )
+    if spec.pretrained and settings.offline and not weights.present(settings, spec.backbone):
+        where = (f"{weights.weights_filename(spec.backbone)} is not in {weights_dir(settings.home_path)}" if spec.backbone in weights.BUILTIN
+                 else f"its timm weights are not in {weights.hf_cache(settings)}")
+        raise SpecError("pretrained", f"this server is offline (EMBEDLAB_OFFLINE) and {where}; run "
+                                      f"`embedlab weights fetch {spec.backbone}` on a machine with network and copy it there")
     return catalog
 
 
-def job_split(labels, spec: JobSpec) -> Split:
-    """The job's train / validation / test parts (app.datasets.split_indices with the spec's fields)."""
+def job_split(labels, spec: JobSpec, official_test=None) -> Split:
+    """The job's train / validation / test parts (app.datasets.split_indices with the spec's fields). A benchmark's
+    official test classes (`official_test`, a mask over `labels`) are its locked test part when splitting by class."""
+    if official_test is not None and spec.split == "classes":
+        from app.benchmarks import official_parts
+
+        return Split(*official_parts(labels, official_test, spec.val_fraction, spec.folds, spec.fold))
     return split_indices(labels, spec.split, spec.val_fraction, spec.test_fraction, spec.split_seed, spec.folds, spec.fold)
 
 

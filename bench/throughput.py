@@ -42,7 +42,7 @@ def plain_imagefolder_loop(folder: Path, steps: int, size: int, workers: int = 2
     """What a user writes by hand: ImageFolder + DataLoader + the same model, loss and miner as pml_loop.py."""
     import torch
     import torchvision
-    from pytorch_metric_learning import losses, miners, samplers
+    from pytorch_metric_learning import samplers
 
     from trainer.nets import EmbeddingNet, small_cnn
 
@@ -55,18 +55,25 @@ def plain_imagefolder_loop(folder: Path, steps: int, size: int, workers: int = 2
     train = torch.utils.data.Subset(ds, train_idx)
     sampler = samplers.MPerClassSampler(targets[train_idx], m=16, batch_size=80, length_before_new_iter=steps * 80)
     loader = torch.utils.data.DataLoader(train, batch_size=80, sampler=sampler, drop_last=True, num_workers=workers)
-    model = EmbeddingNet(small_cnn(3, 128), True)
+    return {"img_per_s": triplet_loop_rate(EmbeddingNet(small_cnn(3, 128), True), loader), "dataloader_workers": workers}
+
+
+def triplet_loop_rate(model, batches) -> float:
+    """Images per second of a plain Adam + semi-hard triplet loop (pml_loop.py's) over (images, labels) batches."""
+    import torch
+    from pytorch_metric_learning import losses, miners
+
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn, miner = losses.TripletMarginLoss(margin=0.2), miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
     t0, n = time.perf_counter(), 0
-    for xb, yb in loader:
+    for xb, yb in batches:
         emb = model(xb)
         loss = loss_fn(emb, yb, miner(emb, yb))
         opt.zero_grad()
         loss.backward()
         opt.step()
         n += len(xb)
-    return {"img_per_s": n / (time.perf_counter() - t0), "dataloader_workers": workers}
+    return n / (time.perf_counter() - t0)
 
 
 def section_folder() -> dict:

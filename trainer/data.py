@@ -7,6 +7,7 @@ image, even when unreadable files were skipped.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 from pytorch_metric_learning.samplers import MPerClassSampler
 
 from app.config import Settings
-from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE, bundled_arrays, load_catalog
+from app.backbones import effective_image_size
+from app.datasets import bundled_arrays, load_catalog
 from app.files import cache_dir
 from app.spec import JobSpec
 from trainer.image_cache import decode_image, decoded_folder  # noqa: F401 (decode_image: the one preprocessing)
@@ -28,23 +30,36 @@ class ImageData:
     labels: torch.Tensor  # int64 (N,)
     indices: np.ndarray  # dataset index of each row
     class_names: list[str]
+    official_test: np.ndarray | None = None  # benchmarks: rows of the official test classes (the locked test part)
 
     def subset(self, rows: np.ndarray) -> "ImageData":
         rows_t = torch.as_tensor(rows, dtype=torch.long)
-        return ImageData(self.images[rows_t], self.labels[rows_t], self.indices[rows], self.class_names)
+        official = self.official_test[rows] if self.official_test is not None else None
+        return ImageData(self.images[rows_t], self.labels[rows_t], self.indices[rows], self.class_names, official)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
+CROP_ROOM = 256 / 224  # stored side / network side: ImageNet's resize-256, crop-224 evaluation, and room for random crops
+
+
 def image_size(spec: JobSpec) -> int:
-    return spec.image_size or NATIVE_SIZE.get(spec.dataset, DEFAULT_FOLDER_SIZE)
+    """The side the network sees."""
+    return effective_image_size(spec.dataset, spec.image_size, spec.pretrained)
+
+
+def stored_size(spec: JobSpec) -> int:
+    """The side images are decoded and cached at: a little above image_size for the ImageNet-style
+    backbones and for augmentation (crops need room), image_size itself for the plain cnn."""
+    size = image_size(spec)
+    return math.ceil(size * CROP_ROOM) if spec.backbone != "cnn" or spec.augment != "none" else size
 
 
 def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], None]) -> ImageData:
-    size = image_size(spec)
+    size = stored_size(spec)
     catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
-    if spec.dataset == "imagefolder":
+    if catalog.files:  # image folders and benchmarks
         decoded, kept = decoded_folder(catalog, size, cache_dir(settings.home_path), log)
         images = torch.from_numpy(decoded)
         indices = kept
@@ -55,7 +70,8 @@ def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], Non
             images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
         indices = np.arange(len(raw), dtype=np.int64)
     labels = torch.as_tensor(catalog.labels[indices])
-    return ImageData(images.contiguous(), labels, indices, catalog.class_names)
+    official = catalog.official_test[indices] if catalog.official_test is not None else None
+    return ImageData(images.contiguous(), labels, indices, catalog.class_names, official)
 
 
 def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -22,7 +22,8 @@ from app.config import Settings
 from app.datasets import trainable_classes
 from app.distance import job_distance
 from app.spec import MARGIN_LOSSES, JobSpec, job_split
-from trainer import artifacts
+from trainer import artifacts, schedule
+from trainer.augment import augment_batch
 from trainer.data import ImageData, fixed_val_batches, load_images, pk_batches, to_float
 from trainer.diagnostics import active_pairs, distance_histograms, triplet_hardness
 from trainer.errors import JobFailed, StopRequested
@@ -90,7 +91,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     # Data: everything decoded once into memory; the split ignores the training seed. The test part
     # stays untouched until `score_test` at the very end.
     data = load_images(spec, settings, run.log)
-    parts = job_split(data.labels.numpy(), spec)
+    parts = job_split(data.labels.numpy(), spec, data.official_test)
     train, val, test = data.subset(parts.train), data.subset(parts.val), data.subset(parts.test)
     usable = trainable_classes(train.labels.numpy(), spec.samples_per_class)
     left_out = len(np.unique(train.labels.numpy())) - len(usable)
@@ -111,7 +112,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     model = build_net(spec, data.images.shape[1], settings).to(device)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # faster convolutions on GPUs
     model = model.to(memory_format=memory_format)
-    optimizer = make_optimizer(spec, model.parameters())
+    optimizer = make_optimizer(spec, schedule.param_groups(model, spec))  # head group: lr x head_lr_multiplier
     loss_fn, miner = build_loss(spec)
     start = 0
     spec_json = spec.model_dump(mode="json")
@@ -213,7 +214,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     while step < spec.steps and not selection.out_of_patience:
         step += 1
         rows = torch.from_numpy(next(batches))
-        x = to_float(train_images[rows], device).contiguous(memory_format=memory_format)
+        x = augment_batch(to_float(train_images[rows], device), spec, step).contiguous(memory_format=memory_format)
         y = train.labels[rows].to(device, non_blocking=True)
         with autocast(spec, device):
             emb = model(x).float()
@@ -224,6 +225,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
             raise JobFailed(f"loss became {value} at step {step}; lower the learning rate or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        schedule.before_step(model, optimizer, spec, step)  # clipping, this step's learning rates
         optimizer.step()
         speed.images += len(rows)
 

@@ -6,6 +6,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep
 from app.api.schemas import DatasetList, DatasetOut
+from app.benchmarks import BENCHMARKS, detect as detect_benchmark
 from app.datasets import BUNDLED, DEFAULT_FOLDER_SIZE, NATIVE_SIZE, DatasetError, load_catalog
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -18,11 +19,13 @@ def _folders(roots) -> list[DatasetOut]:
         if not root.is_dir():
             continue
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            kind = detect_benchmark(folder) or "imagefolder"
             try:
-                c = load_catalog("imagefolder", str(folder), roots)
+                c = load_catalog(kind, str(folder), roots)
             except DatasetError:
                 continue
-            found.append(DatasetOut(name=str(folder), description=f"image folder {folder.name}", classes=len(c.class_names), images=c.num_images, image_size=DEFAULT_FOLDER_SIZE))
+            what = f"{BENCHMARKS[kind].title} (dataset {kind!r})" if kind in BENCHMARKS else "image folder"
+            found.append(DatasetOut(name=str(folder), description=f"{what} {folder.name}", classes=len(c.class_names), images=c.num_images, image_size=DEFAULT_FOLDER_SIZE))
     return found
 
 
