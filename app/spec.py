@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app import costs
 from app.config import Settings
 from app.datasets import Catalog, DatasetError, load_catalog, split_indices, trainable_classes
 from app.files import weights_dir
@@ -133,6 +134,8 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
             f"{spec.classes_per_batch} classes per batch, but only {usable} training classes of {spec.dataset!r} "
             f"have at least samples_per_class={spec.samples_per_class} images",
         )
+    if problem := costs.refusal(spec, catalog.num_images, settings):  # memory: refused here rather than failed on a worker
+        raise SpecError(*problem)
     if spec.pretrained:
         if spec.backbone not in PRETRAINED_FILES:
             raise SpecError("pretrained", f"no pretrained weights exist for backbone {spec.backbone!r}")

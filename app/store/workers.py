@@ -51,3 +51,15 @@ def busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
     )
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
+
+
+def alive_on_host(engine: Engine, host: str, within_seconds: float) -> int:
+    """Live workers on `host`, busy or idle: they share its memory (app.costs.ceiling)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    stmt = select(func.count()).select_from(Worker).where(Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
+    with reading(engine) as conn:
+        return conn.execute(stmt).scalar_one()
