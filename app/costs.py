@@ -7,7 +7,7 @@ The estimate is the peak of one training step, as parts that grow with the spec:
   baseline     the attempt process itself (Python, torch, pytorch-metric-learning, the CPU kernels)
   dataset      every image decoded into one uint8 tensor (a resize goes through float32 once)
   activations  the backbone's saved activations and their gradients, per image x batch
-  diagnostics  trainer.diagnostics.triplet_hardness: float and bool [B, B, B] cubes each step
+  diagnostics  trainer.diagnostics.triplet_hardness: float, bool and int64 [B, B, B] cubes each step
   miner/loss   the tuples of pytorch-metric-learning: B = P x K images give B(K-1) positive pairs,
                B(B-K) negative pairs and B(K-1)(B-K) triplets; the triplet miners and the triplet
                and contrastive losses keep a few numbers per triplet (plus a uint8 [B, B, B] mask
@@ -47,6 +47,9 @@ HOST_SHARE = 0.8  # of the host's memory, split among its workers, when EMBEDLAB
 TRIPLET_MINERS = {"semihard", "hard", "all"}
 # Bytes of saved activations + gradients per input pixel and image, by backbone (fp32, training).
 ACTIVATION_BYTES_PER_PIXEL = {"cnn": 1100, "resnet18": 7600, "resnet18-pretrained": 700}
+
+
+DIAGNOSTICS_ADVICE = "try a smaller batch (classes_per_batch, samples_per_class): each step's diagnostics look at every (a, p, n) triplet"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def tuple_bytes(loss: str, miner: str, p: int, k: int) -> dict[str, int]:
     elif loss == "contrastive":
         parts["loss"] = 48 * triplets if gives_triplets else 48 * (pos + neg)
     elif loss == "ntxent":
-        parts["loss"] = 24 * mined_pairs[0] * mined_pairs[1]  # [pos, neg] float matrices, forward and backward
+        parts["loss"] = 18 * mined_pairs[0] * mined_pairs[1]  # [pos, neg] float matrices, forward and backward
     else:  # circle, multisimilarity: [B, B] matrices
         parts["loss"] = 60 * b * b
     return parts
@@ -110,7 +113,7 @@ def estimate(spec: "JobSpec", images: int) -> Estimate:
         "dataset": images * pixels * (13 if spec.dataset != "imagefolder" and spec.image_size else 1),
         "activations": (ACTIVATION_BYTES_PER_PIXEL[backbone] * size * size + 8 * pixels) * b,
         "evaluation": EVALUATION + 8 * 2048 * images,  # kNN similarity blocks, histograms, inference batches
-        "diagnostics": 7 * b**3,
+        "diagnostics": 13 * b**3,  # float gaps, bool masks and the int64 sums over them
         **tuple_bytes(spec.loss, spec.miner, spec.classes_per_batch, spec.samples_per_class),
     }
     return Estimate(parts)
@@ -146,11 +149,13 @@ def refusal(spec: "JobSpec", images: int, settings: "Settings") -> tuple[str, st
         return None
     largest = cost.largest
     batch = f"a {spec.classes_per_batch} x {spec.samples_per_class} batch (classes_per_batch x samples_per_class)"
-    if largest in ("miner", "loss", "diagnostics"):
-        field = "miner" if largest == "miner" else "classes_per_batch"
-        advice = advice_for(spec)
+    if largest in ("miner", "loss"):
+        field, advice = ("miner" if largest == "miner" else "classes_per_batch"), advice_for(spec)
+    elif largest == "diagnostics":
+        field, advice = "classes_per_batch", DIAGNOSTICS_ADVICE
     elif largest == "activations":
-        field, advice = ("image_size" if spec.image_size else "classes_per_batch"), "lower image_size or the batch size, or use backbone 'cnn'"
+        field = "image_size" if spec.image_size else "classes_per_batch"
+        advice = "lower image_size or the batch size" + (", or use backbone 'cnn'" if spec.backbone != "cnn" else "")
     else:
         field, advice = ("image_size" if spec.image_size else "dataset"), "lower image_size or use a smaller dataset"
     size = f"{spec.image_size}x{spec.image_size}" if spec.image_size else "native size"

@@ -76,7 +76,7 @@ def main() -> None:
         label = " ".join(str(v) for v in spec.values())
         r = measure(spec, ceiling)
         if r is None:
-            print(f"{label:55} failed under the ceiling" if ceiling else f"{label:55} failed")
+            print(f"{label:55} failed under the ceiling" if ceiling else f"{label:55} failed", flush=True)
             continue
         print(f"{label:55} {r['estimate'] / 2**30:8.2f}G {r['measured'] / 2**30:8.2f}G   ({r['parts']})", flush=True)
 

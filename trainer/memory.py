@@ -22,7 +22,7 @@ import traceback
 
 import torch
 
-from app.costs import MB, advice_for, gb
+from app.costs import DIAGNOSTICS_ADVICE, MB, advice_for, gb, tuple_bytes
 from app.spec import JobSpec
 
 HEADROOM = 256 * MB  # above the soft limit, lent back to report the failure
@@ -87,10 +87,15 @@ def out_of_memory_reason(e: BaseException, spec: JobSpec, step: int, ceiling: in
         when = f"at step {step if 'triplet_hardness' in names else step + 1}"
     gpu = isinstance(e, torch.OutOfMemoryError)
     asked = asked_bytes(e)
-    batch = f"a {spec.classes_per_batch} x {spec.samples_per_class} batch (classes_per_batch x samples_per_class)"
+    batch = f"the {spec.classes_per_batch} x {spec.samples_per_class} batch (classes_per_batch x samples_per_class)"
     needed = f"{part} asked for {gb(asked)} at once" if asked else f"{part} needed more"
+    tuples = tuple_bytes(spec.loss, spec.miner, spec.classes_per_batch, spec.samples_per_class)
+    if (key := "loss" if "loss" in part else "miner" if "miner" in part else None) and tuples[key] >= (asked or 0):
+        needed += f" (it needs about {gb(tuples[key])} in all)"
     where = "the GPU's free memory" if gpu else f"this job's memory limit of {gb(ceiling)} (EMBEDLAB_JOB_MEMORY_MB)"
-    if "miner" in part or "loss" in part or "diagnostics" in part:
+    if "diagnostics" in part:
+        advice = DIAGNOSTICS_ADVICE
+    elif "miner" in part or "loss" in part:
         advice = advice_for(spec)
     elif "pass" in part:
         advice = "try a smaller batch or image_size, or backbone 'cnn'"
