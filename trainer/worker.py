@@ -234,6 +234,7 @@ class Worker:
         claim = run.claim
         job_id, token = claim.job_id, claim.token
         spec = JobSpec.model_validate(claim.spec)
+        out_of_memory: str | None = None
         try:
             train(spec, run, self.settings)
             run.flush()
@@ -252,16 +253,16 @@ class Worker:
         except Exception as e:
             if memory.is_out_of_memory(e):
                 memory.lend_headroom()
-                reason = memory.out_of_memory_reason(e, spec, run.step, ceiling)
-                del e  # its frames hold the step's tensors
+                out_of_memory = memory.out_of_memory_reason(e, spec, run.step, ceiling)
+            else:
                 run.flush()
-                run.log("error", reason)
-                jobs.finish(self.engine, job_id, token, "failed", error=reason, step=run.step)  # the same spec would fail again
-                return
+                reason = f"{type(e).__name__}: {e} (at step {run.step})"
+                run.log("error", "".join(traceback.format_exception_only(e)).strip() + f"\n{traceback.format_exc(limit=-4)}")
+                jobs.retry_or_fail(self.engine, job_id, token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
+        if out_of_memory:  # past the except block, whose traceback held the step's tensors
             run.flush()
-            reason = f"{type(e).__name__}: {e} (at step {run.step})"
-            run.log("error", "".join(traceback.format_exception_only(e)).strip() + f"\n{traceback.format_exc(limit=-4)}")
-            jobs.retry_or_fail(self.engine, job_id, token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
+            run.log("error", out_of_memory)
+            jobs.finish(self.engine, job_id, token, "failed", error=out_of_memory, step=run.step)  # not retried: it would fail again
 
     def attempt_died(self, run: JobRun, exitcode: int) -> None:
         """The attempt process ended without writing an outcome (a signal, a crash): retry the job."""
