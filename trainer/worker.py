@@ -196,10 +196,20 @@ class Worker:
         workers.beat(self.engine, self.id, claim.job_id)
         run.threads = self.share_of_cores()
         ceiling = costs.ceiling(self.settings, workers.alive_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds))
-        # fork: the attempt starts at once, with whatever the worker holds (settings, patched functions in tests).
-        # The worker itself never trains, so it holds no thread pool or CUDA context a fork would break.
-        attempt = multiprocessing.get_context("fork").Process(target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}")
-        attempt.start()
+        ended: list[int | None] = []
+
+        def fork_and_wait() -> None:
+            # fork: the attempt starts at once, with what the worker holds (settings; patched functions in tests).
+            # From a fresh thread: OpenMP's thread pool belongs to the thread that ran parallel regions, and an
+            # attempt forked from that one (a process that trained before: a test) hangs at its first; this
+            # thread also outlives the attempt, as the kernel sends the parent-death signal when it ends.
+            attempt = multiprocessing.get_context("fork").Process(target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}")
+            attempt.start()
+            attempt.join()
+            ended.append(attempt.exitcode)
+
+        runner = threading.Thread(target=fork_and_wait, name=f"attempt-{claim.job_id}")
+        runner.start()
 
         def heartbeat_loop() -> None:
             while not beating.wait(self.settings.heartbeat_seconds):
@@ -213,15 +223,15 @@ class Worker:
         beater = threading.Thread(target=heartbeat_loop, name=f"heartbeat-{claim.job_id}", daemon=True)
         beater.start()
         try:
-            while attempt.is_alive():
-                attempt.join(0.2)
+            while runner.is_alive():
+                runner.join(0.2)
                 if self.stopping.is_set() and run.stop_reason is None:
                     run.stop_reason = "shutdown"  # SIGTERM: the attempt checkpoints and requeues the job
         finally:
             beating.set()
             beater.join()
-        if attempt.exitcode != 0:
-            self.attempt_died(run, attempt.exitcode)
+        if ended != [0]:
+            self.attempt_died(run, ended[0] if ended else None)
 
     def attempt(self, run: JobRun, ceiling: int, worker_pid: int) -> None:
         """One attempt of one job, in the forked process: train, then write how it ended."""
@@ -264,12 +274,14 @@ class Worker:
             run.log("error", out_of_memory)
             jobs.finish(self.engine, job_id, token, "failed", error=out_of_memory, step=run.step)  # not retried: it would fail again
 
-    def attempt_died(self, run: JobRun, exitcode: int) -> None:
-        """The attempt process ended without writing an outcome (a signal, a crash): retry the job."""
+    def attempt_died(self, run: JobRun, exitcode: int | None) -> None:
+        """The attempt process ended without writing an outcome (a signal, a crash) or never started: retry the job."""
         claim = run.claim
         if not jobs.owns(self.engine, claim.job_id, claim.token):
             return
-        if exitcode < 0:
+        if exitcode is None:
+            cause = "could not be started"
+        elif exitcode < 0:
             name = signal.Signals(-exitcode).name
             cause = f"was killed by {name}" + (" (the kernel's out-of-memory killer sends it when the host runs out of memory)" if name == "SIGKILL" else "")
         else:
