@@ -7,6 +7,7 @@ The estimate is the peak of one training step, as parts that grow with the spec:
   baseline     the attempt process itself (Python, torch, pytorch-metric-learning, the CPU kernels)
   dataset      every image decoded into one uint8 tensor (a resize goes through float32 once)
   activations  the backbone's saved activations and their gradients, per image x batch
+  evaluation   kNN similarity blocks, histograms and the inference batches of the backbone
   diagnostics  trainer.diagnostics.triplet_hardness: float, bool and int64 [B, B, B] cubes each step
   miner/loss   the tuples of pytorch-metric-learning: B = P x K images give B(K-1) positive pairs,
                B(B-K) negative pairs and B(K-1)(B-K) triplets; the triplet miners and the triplet
@@ -15,18 +16,22 @@ The estimate is the peak of one training step, as parts that grow with the spec:
                (its pairs are made unique first, trainer.losses), circle and multi-similarity
                a few [B, B] matrices.
 Per-element factors come from pytorch-metric-learning 2.9's code, calibrated against peak
-memory measured by bench/job_memory.py (CPU, fp32, one thread; VmHWM above the idle process):
+memory measured by bench/job_memory.py (digits, split samples, 2 steps with the step-0 and final
+evaluations, CPU, one thread; measured = VmHWM above the resident memory before training,
+estimate = the total minus the baseline):
 
-  spec (loss, miner, P x K, backbone, image size)   estimate   measured
-  triplet semihard 5x16 cnn 8 (the default)            0.03 GB    0.02 GB
-  triplet all 10x40 cnn 8                              1.37 GB    1.31 GB
-  contrastive semihard 10x40 cnn 8                     1.37 GB    1.16 GB
-  ntxent semihard 5x16 cnn 8 (unique pairs)            0.15 GB    0.11 GB
-  ntxent none 10x30 cnn 8                              2.05 GB    1.90 GB
-  multisimilarity none 20x20 cnn 8                     0.55 GB    0.52 GB
-  triplet semihard 5x16 cnn 128                        1.93 GB    1.56 GB
-  triplet semihard 4x8 resnet18 64                     1.12 GB    1.03 GB
-The estimate errs high: it is a refusal threshold, not a prediction of the runtime ceiling's hit.
+  loss, miner, P x K, backbone, image size       estimate   measured
+  triplet semihard 5x16 cnn 8 (the defaults)       0.35 GB    0.26 GB
+  triplet all 10x40 cnn 8                          1.77 GB    1.33 GB
+  contrastive semihard 10x40 cnn 8                 1.77 GB    1.34 GB
+  ntxent semihard 5x16 cnn 8 (unique pairs)        0.45 GB    0.37 GB
+  ntxent none 8x20 cnn 8                           1.53 GB    1.38 GB
+  multisimilarity multisimilarity 10x60 cnn 8      3.00 GB    3.12 GB
+  circle none 10x60 cnn 8                          2.99 GB    3.11 GB
+  triplet semihard 5x16 cnn 96                     1.27 GB    0.97 GB
+  triplet semihard 4x8 resnet18 32                 1.58 GB    1.78 GB
+Within -11% / +35% here; a refusal threshold (far above typical jobs), not a runtime guarantee:
+the ceiling itself is enforced by trainer.memory whatever the estimate said.
 """
 from __future__ import annotations
 
@@ -46,7 +51,9 @@ EVALUATION = 300 * MB
 HOST_SHARE = 0.8  # of the host's memory, split among its workers, when EMBEDLAB_JOB_MEMORY_MB is 0
 TRIPLET_MINERS = {"semihard", "hard", "all"}
 # Bytes of saved activations + gradients per input pixel and image, by backbone (fp32, training).
-ACTIVATION_BYTES_PER_PIXEL = {"cnn": 1100, "resnet18": 7600, "resnet18-pretrained": 700}
+ACTIVATION_BYTES_PER_PIXEL = {"cnn": 700, "resnet18": 7600, "resnet18-pretrained": 700}
+# The same without gradients, for the evaluation's inference batches (the activations alive at once).
+INFERENCE_BYTES_PER_PIXEL = {"cnn": 128, "resnet18": 1024, "resnet18-pretrained": 256}
 
 
 DIAGNOSTICS_ADVICE = "try a smaller batch (classes_per_batch, samples_per_class): each step's diagnostics look at every (a, p, n) triplet"
@@ -112,7 +119,8 @@ def estimate(spec: "JobSpec", images: int) -> Estimate:
         "baseline": BASELINE,
         "dataset": images * pixels * (13 if spec.dataset != "imagefolder" and spec.image_size else 1),
         "activations": (ACTIVATION_BYTES_PER_PIXEL[backbone] * size * size + 8 * pixels) * b,
-        "evaluation": EVALUATION + 8 * 2048 * images,  # kNN similarity blocks, histograms, inference batches
+        # kNN similarity blocks and histograms; inference batches of trainer.evaluate.inference_batch images
+        "evaluation": EVALUATION + 8 * 2048 * images + INFERENCE_BYTES_PER_PIXEL[backbone] * size * size * max(64, min(1024, 2**21 // (size * size))),
         "diagnostics": 13 * b**3,  # float gaps, bool masks and the int64 sums over them
         **tuple_bytes(spec.loss, spec.miner, spec.classes_per_batch, spec.samples_per_class),
     }
