@@ -23,6 +23,7 @@ DEMO_SPEC = {"name": "demo: triplet m=0.2 on mnist5k", "dataset": "mnist5k", "lo
 
 
 STARTED_SECONDS = 60.0  # a worker that exits sooner than this after its start failed to start
+SERVE_PID = "EMBEDLAB_SERVE_PID"
 
 
 class WorkerPool:
@@ -35,7 +36,9 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "app.cli", "worker", "--threads", str(self.threads)]
-        return subprocess.Popen(cmd, env={**os.environ, "EMBEDLAB_WORKER_INDEX": str(index)})
+        # SERVE_PID: the worker asks the kernel for SIGTERM when this process ends, even by kill -9,
+        # so a restarted `serve` never finds the old workers still running beside its new ones.
+        return subprocess.Popen(cmd, env={**os.environ, "EMBEDLAB_WORKER_INDEX": str(index), SERVE_PID: str(os.getpid())})
 
     def start(self) -> None:
         self.procs = [self._spawn(i) for i in range(self.count)]
@@ -223,7 +226,11 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:
     """Run a trainer worker against EMBEDLAB_DATABASE_URL."""
+    from app.lifeline import die_with_parent
     from trainer.worker import main
+
+    if serve_pid := os.environ.pop(SERVE_PID, None):  # started by `serve`: end with it (SIGTERM requeues the job)
+        die_with_parent(signal.SIGTERM, int(serve_pid))
 
     open_database(Settings())
     raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))

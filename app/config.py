@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app import files
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
     offline: bool = False
     # Where torchvision's ImageNet weight files are downloaded from (tests point it at a loopback server).
     weights_url: str = "https://download.pytorch.org/models"
+
+    # Memory one job attempt may use, in MB (its process's data segment); 0: 80% of this host's memory
+    # (or its cgroup's limit) shared among the live workers on the host. Also the submit-time limit of
+    # app.costs' estimate: set it explicitly when the API and the workers run on different machines.
+    job_memory_mb: int = Field(0, ge=0)
 
     @cached_property
     def home_path(self) -> Path:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app import weights
+from app import costs, weights
 from app.backbones import BackboneError, check_backbone, effective_image_size
 from app.config import Settings
 from app.datasets import BUNDLED, Catalog, DatasetError, Split, load_catalog, resolve_inside_roots, split_indices, trainable_classes
@@ -208,6 +208,8 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
             f"{spec.classes_per_batch} classes per batch, but only {usable} training classes of {spec.dataset!r} "
             f"have at least samples_per_class={spec.samples_per_class} images",
         )
+    if problem := costs.refusal(spec, catalog.num_images, settings):  # memory: refused here rather than failed on a worker
+        raise SpecError(*problem)
     if spec.pretrained and settings.offline and not weights.present(settings, spec.backbone):
         where = (f"{weights.weights_filename(spec.backbone)} is not in {weights_dir(settings.home_path)}" if spec.backbone in weights.BUILTIN
                  else f"its timm weights are not in {weights.hf_cache(settings)}")

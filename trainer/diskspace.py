@@ -51,6 +51,13 @@ class DiskGuard:
             self.full_at = free_bytes(self.home)
         return reason
 
+    def job_ended(self, error: str | None) -> None:
+        """In the worker, after an attempt's process ended a job: stop claiming if it failed by filling the disk
+        (job_failed ran in that process). A job refused by the size check before it wrote (its message says what
+        it needs) left the disk as it was: claiming goes on."""
+        if error and error.startswith("disk full while writing") and "needs " not in error:
+            self.full_at = free_bytes(self.home)
+
     def may_claim(self) -> bool:
         """False (after waiting a growing delay) while the disk a job filled has not got more free space."""
         if self.full_at is None:

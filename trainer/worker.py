@@ -1,13 +1,17 @@
 """The worker: claim a job, train it, report; again.
 
-One job at a time. A heartbeat thread renews the lease and brings back cancel requests;
-the training loop checks the flags between steps, so cancel and SIGTERM act within a step.
-The worker writes nothing to the database itself: every write goes through app.store,
-carrying the lease token, and is refused once the lease was taken over.
+One job at a time. Each attempt trains in a process the worker forks, under a memory ceiling
+(trainer.memory): a job that needs more fails with the reason instead of taking the worker down,
+and the worker goes on. The worker keeps the lease: its heartbeat thread renews it and brings back
+cancel requests, passed to the attempt through shared memory with the step and the thread count;
+the training loop checks them between steps, so cancel and SIGTERM act within a step. Every
+database write goes through app.store, carrying the lease token, and is refused once the lease
+was taken over.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -18,16 +22,22 @@ import uuid
 
 import torch
 
+from app import costs
 from app.config import Settings
+from app.lifeline import die_with_parent
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics, workers
 from app.store.db import get_engine, init_db, is_sqlite
 from trainer.diskspace import DiskGuard
+from trainer import memory
 from trainer.errors import JobFailed, StopRequested
 from trainer.train import train
 
 log = logging.getLogger("embedlab.worker")
 FLUSH_SECONDS = 0.5  # metric points reach the dashboard within this, plus the stream's poll
+# Attempts are forked from the worker: its CUDA checks must not initialise CUDA (NVML answers instead).
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+STOP_REASONS = (None, "cancel", "lost", "shutdown")  # stop_reason, as a code in shared memory
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -50,12 +60,37 @@ class JobRun:
         self.engine = worker.engine
         self.device = worker.device
         self.job_dir = worker.settings.job_dir(claim.job_id)
-        self.stop_reason: str | None = None
+        # Seen by the worker and the attempt process it forks: step, stop reason, threads.
+        self._shared = multiprocessing.RawArray("q", 3)
         self.step = claim.step
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
-        self.threads: int | None = None  # set by the heartbeat when threads are shared automatically
+
+    @property
+    def step(self) -> int:
+        return self._shared[0]
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._shared[0] = value
+
+    @property
+    def stop_reason(self) -> str | None:
+        return STOP_REASONS[self._shared[1]]
+
+    @stop_reason.setter
+    def stop_reason(self, value: str | None) -> None:
+        self._shared[1] = STOP_REASONS.index(value)
+
+    @property
+    def threads(self) -> int | None:
+        """Set by the heartbeat when threads are shared automatically."""
+        return self._shared[2] or None
+
+    @threads.setter
+    def threads(self, value: int | None) -> None:
+        self._shared[2] = value or 0
 
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
@@ -188,7 +223,21 @@ class Worker:
 
         workers.beat(self.engine, self.id, claim.job_id)
         run.threads = self.share_of_cores()
-        torch.set_num_threads(run.threads)
+        ceiling = costs.ceiling(self.settings, workers.alive_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds))
+        ended: list[int | None] = []
+
+        def fork_and_wait() -> None:
+            # fork: the attempt starts at once, with what the worker holds (settings; patched functions in tests).
+            # From a fresh thread: OpenMP's thread pool belongs to the thread that ran parallel regions, and an
+            # attempt forked from that one (a process that trained before: a test) hangs at its first; this
+            # thread also outlives the attempt, as the kernel sends the parent-death signal when it ends.
+            attempt = multiprocessing.get_context("fork").Process(target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}")
+            attempt.start()
+            attempt.join()
+            ended.append(attempt.exitcode)
+
+        runner = threading.Thread(target=fork_and_wait, name=f"attempt-{claim.job_id}")
+        runner.start()
 
         def heartbeat_loop() -> None:
             while not beating.wait(self.settings.heartbeat_seconds):
@@ -201,9 +250,32 @@ class Worker:
 
         beater = threading.Thread(target=heartbeat_loop, name=f"heartbeat-{claim.job_id}", daemon=True)
         beater.start()
-        job_id, token = claim.job_id, claim.token
         try:
-            spec = JobSpec.model_validate(claim.spec)
+            while runner.is_alive():
+                runner.join(0.2)
+                if self.stopping.is_set() and run.stop_reason is None:
+                    run.stop_reason = "shutdown"  # SIGTERM: the attempt checkpoints and requeues the job
+        finally:
+            beating.set()
+            beater.join()
+        if ended != [0]:
+            self.attempt_died(run, ended[0] if ended else None)
+        elif (row := jobs.get(self.engine, claim.job_id)) is not None and row.status == "failed":
+            self.disk.job_ended(row.error)  # the attempt's process filled the disk: this worker waits for room
+
+    def attempt(self, run: JobRun, ceiling: int, worker_pid: int) -> None:
+        """One attempt of one job, in the forked process: train, then write how it ended."""
+        die_with_parent(signal.SIGKILL, worker_pid)
+        self.engine.dispose(close=False)  # the worker's pooled connections stay the worker's
+        if run.device.type == "cuda":
+            torch.cuda.init()  # the driver's own reservations come before the cap
+        memory.limit(ceiling)
+        torch.set_num_threads(run.threads or 1)
+        claim = run.claim
+        job_id, token = claim.job_id, claim.token
+        spec = JobSpec.model_validate(claim.spec)
+        out_of_memory: str | None = None
+        try:
             train(spec, run, self.settings)
             run.flush()
             jobs.finish(self.engine, job_id, token, "succeeded", step=run.step)  # below spec.steps when stopped early
@@ -219,17 +291,38 @@ class Worker:
             run.log("error", str(e))
             jobs.finish(self.engine, job_id, token, "failed", error=str(e), step=run.step)
         except Exception as e:
-            run.flush()
-            if full := self.disk.job_failed(e):  # another attempt would fill the disk again: fail now, naming it
+            if memory.is_out_of_memory(e):
+                memory.lend_headroom()
+                out_of_memory = memory.out_of_memory_reason(e, spec, run.step, ceiling)
+            elif full := self.disk.job_failed(e):  # another attempt would fill the disk again: fail now, naming it
                 run.log("error", full)
                 jobs.finish(self.engine, job_id, token, "failed", error=full, step=run.step)
-                return
-            reason = f"{type(e).__name__}: {e} (at step {run.step})"
-            run.log("error", "".join(traceback.format_exception_only(e)).strip() + f"\n{traceback.format_exc(limit=-4)}")
-            jobs.retry_or_fail(self.engine, job_id, token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
-        finally:
-            beating.set()
-            beater.join()
+            else:
+                run.flush()
+                reason = f"{type(e).__name__}: {e} (at step {run.step})"
+                run.log("error", "".join(traceback.format_exception_only(e)).strip() + f"\n{traceback.format_exc(limit=-4)}")
+                jobs.retry_or_fail(self.engine, job_id, token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
+        if out_of_memory:  # past the except block, whose traceback held the step's tensors
+            run.flush()
+            run.log("error", out_of_memory)
+            jobs.finish(self.engine, job_id, token, "failed", error=out_of_memory, step=run.step)  # not retried: it would fail again
+
+    def attempt_died(self, run: JobRun, exitcode: int | None) -> None:
+        """The attempt process ended without writing an outcome (a signal, a crash) or never started: retry the job."""
+        claim = run.claim
+        if not jobs.owns(self.engine, claim.job_id, claim.token):
+            return
+        if exitcode is None:
+            cause = "could not be started"
+        elif exitcode < 0:
+            name = signal.Signals(-exitcode).name
+            cause = f"was killed by {name}" + (" (the kernel's out-of-memory killer sends it when the host runs out of memory)" if name == "SIGKILL" else "")
+        else:
+            cause = f"exited with code {exitcode}"
+        reason = f"the training process {cause} at step {run.step}"
+        log.warning("job %d: %s", claim.job_id, reason)
+        run.log("error", reason)
+        jobs.retry_or_fail(self.engine, claim.job_id, claim.token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
 
 
 def main(device: str = "auto", threads: int | None = None, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:

@@ -61,3 +61,13 @@ def devices_seen(engine: Engine, within_seconds: float) -> list[str]:
     since = utcnow() - timedelta(seconds=within_seconds)
     with reading(engine) as conn:
         return list(conn.execute(select(Worker.device).where(Worker.last_heartbeat > since).distinct()).scalars())
+def alive_on_host(engine: Engine, host: str, within_seconds: float) -> int:
+    """Live workers on `host`, busy or idle: they share its memory (app.costs.ceiling)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    stmt = select(func.count()).select_from(Worker).where(Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
+    with reading(engine) as conn:
+        return conn.execute(stmt).scalar_one()
