@@ -1,4 +1,4 @@
-"""`embedlab serve | worker | submit`: the command line."""
+"""`embedlab serve | worker | submit | login | user | db`: the command line."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -185,25 +184,55 @@ def worker(
     raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
 
 
+ServerOption = Annotated[str | None, typer.Option("--server", envvar=["EMBEDLAB_SERVER", "EMBEDLAB_URL"], show_default=False,
+                                                 help="Server address [default: the saved login's, else http://127.0.0.1:8000]")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="EMBEDLAB_TOKEN", show_default=False,
+                                                help="API token (from `embedlab user add`) [default: the saved login's]")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"embedlab: {message}", err=True)
+    return typer.Exit(code)
+
+
+@cli.command()
+def login(server: ServerOption = None, token: TokenOption = None) -> None:
+    """Check an API token against a server and save both for submit (in a file only you can read)."""
+    from app.client import Client, ClientError, save_login
+
+    token = token or typer.prompt("API token", hide_input=True)
+    client = Client.resolve(server, token)
+    try:
+        r = client.request("GET", "/api/me")
+    except ClientError as e:
+        raise fail(str(e))
+    if r.status_code != 200:
+        raise fail(f"{client.server} answered {r.status_code} to GET /api/me; is it an embedlab server?")
+    me = r.json()
+    path = save_login(client.server, token)
+    who = f"as {me['name']}" if me.get("auth") else "(the server has accounts off: no token needed)"
+    typer.echo(f"signed in to {client.server} {who}; saved in {path}")
+
+
 @cli.command()
 def submit(
-    spec_file: Annotated[Path, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
+    spec_file: Annotated[str, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
     wait: Annotated[bool, typer.Option(help="Show progress until the job ends; exit 0 only if it succeeded")] = False,
-    server: Annotated[str, typer.Option(envvar="EMBEDLAB_URL", help="Server address")] = "http://127.0.0.1:8000",
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Submit a job to a running server and print its id."""
-    import httpx
+    from app.client import Client, ClientError, read_spec, refusal_lines
 
-    text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text()
     try:
-        r = httpx.post(f"{server}/api/jobs", content=text, headers={"Content-Type": "application/json"}, timeout=30)
-    except httpx.HTTPError as e:
-        typer.echo(f"cannot reach {server}: {e}", err=True)
-        raise typer.Exit(2)
+        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
+        client = Client.resolve(server, token)
+        r = client.request("POST", "/api/jobs", content=text, headers={"Content-Type": "application/json"})
+    except ClientError as e:
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1)
     if r.status_code != 201:
-        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
-        for item in detail if isinstance(detail, list) else [detail]:
-            typer.echo(f"refused: {item['field']}: {item['reason']}" if isinstance(item, dict) else f"refused: {item}", err=True)
+        for line in refusal_lines(r):
+            typer.echo(f"refused: {line}", err=True)
         raise typer.Exit(1)
     job = r.json()
     typer.echo(job["id"])
@@ -213,7 +242,10 @@ def submit(
         shown = 0
         while job["status"] in ("queued", "running"):
             time.sleep(1.0)
-            job = httpx.get(f"{server}/api/jobs/{job['id']}", timeout=30).json()
+            try:
+                job = client.request("GET", f"/api/jobs/{job['id']}").json()
+            except ClientError as e:
+                raise fail(str(e), 2)
             bar.update(job["progress"]["step"] - shown)
             shown = job["progress"]["step"]
     summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)
