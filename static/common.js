@@ -115,10 +115,11 @@ export function fmtInt(n) {
   return Number(n).toLocaleString("en-US");
 }
 
-/** "step 120 / 300 · 4.2 steps/s · ETA 43 s": what a running job's progress says. */
+/** "120 / 300 · ETA 43 s", or after the steps "300 / 300 · laying out embeddings: 40%": what a running job's progress says. */
 export function progressText(job) {
   const parts = [`${fmtInt(job.progress.step)} / ${fmtInt(job.progress.total)}`];
-  if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
+  if (job.status === "running" && job.phase) parts.push(job.phase);
+  else if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
   return parts.join(" · ");
 }
 

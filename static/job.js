@@ -66,7 +66,8 @@ function renderJob() {
   cancel.hidden = TERMINAL.has(job.status);
   cancel.disabled = job.cancel_requested;
   cancel.textContent = job.cancel_requested ? "Cancelling…" : "Cancel job";
-  const succeeded = job.status === "succeeded";
+  // A job cancelled while running keeps its last evaluation (checkpoint, embeddings, layout).
+  const succeeded = job.status === "succeeded" || (job.status === "cancelled" && Boolean(job.started_at));
   $("explore").hidden = !succeeded || job.spec.explorer === false;
   $("downloads").hidden = !succeeded;
   $("downloads-pending").hidden = succeeded;

@@ -25,7 +25,7 @@ from trainer.errors import JobFailed, StopRequested
 from trainer.evaluate import batch_loss, embed, retrieval_metrics
 from trainer.losses import build_loss
 from trainer.nets import build_net
-from trainer.project import project_for_explorer
+from trainer.project import keep_last_evaluation, project_for_explorer
 from trainer.run import Run
 
 
@@ -115,9 +115,12 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step, "metrics": dict(final)}
         artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
 
+    evaluated: dict[str, object] = {}  # the last evaluation of this attempt: what a cancelled job keeps
+
     def evaluate(step: int) -> None:
         speed.pause()
         emb = embed(model, val.images, device)
+        evaluated.update(step=step, embeddings=emb)
         final.update(retrieval_metrics(emb, val.labels, spec.normalize))
         vloss = batch_loss(model, loss_fn, miner, val.images, val.labels, val_batches, device)
         if vloss is not None:
@@ -133,6 +136,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         save_checkpoint(step)
         if step == spec.steps:
             run.flush()  # the last points reach the charts now, not after the layout below
+            run.phase("saving embeddings")
             artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
             if spec.explorer:
                 project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
@@ -169,5 +173,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         except StopRequested as stop:
             if stop.reason == "shutdown":  # the next attempt resumes exactly here
                 save_checkpoint(step)
+            elif stop.reason == "cancel":
+                keep_last_evaluation(run, spec, settings, model, val, train, step, evaluated)
             raise
     return final

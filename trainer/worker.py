@@ -55,6 +55,7 @@ class JobRun:
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
         self.threads: int | None = None  # set by the heartbeat when threads are shared automatically
+        self._phase: str | None = None  # carried to the jobs row by the next heartbeat
 
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
@@ -75,6 +76,9 @@ class JobRun:
         if self.stop_reason:
             raise StopRequested(self.stop_reason)
 
+    def phase(self, text: str | None) -> None:
+        self._phase = text
+
     def still_owner(self) -> bool:
         return self.stop_reason != "lost" and jobs.owns(self.engine, self.claim.job_id, self.claim.token)
 
@@ -93,7 +97,7 @@ class JobRun:
             rate = (self.step - self._rate[1]) / (now - self._rate[0])
         self._rate = (now, self.step)
         answer = jobs.heartbeat(self.engine, self.claim.job_id, self.claim.token, step=self.step, steps_per_second=rate,
-                                lease_seconds=self.worker.settings.lease_seconds)
+                                lease_seconds=self.worker.settings.lease_seconds, phase=self._phase)
         if answer != "ok" and self.stop_reason != "lost":
             self.stop_reason = "lost" if answer == "lost" else "cancel"
 

@@ -138,13 +138,15 @@ def _owned(job_id: int, token: str) -> Any:
 HeartbeatAnswer = Literal["ok", "cancel", "lost"]
 
 
-def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float) -> HeartbeatAnswer:
-    """Renew the lease and report progress; tells the worker whether to go on."""
+def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float,
+              phase: str | None = None) -> HeartbeatAnswer:
+    """Renew the lease and report progress (and the phase after the steps); tells the worker whether to go on."""
     now = utcnow()
     with writing(engine) as conn:
         row = conn.execute(
             update(Job).where(_owned(job_id, token))
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now,
+                    phase=phase)
             .returning(Job.cancel_requested)
         ).first()
     if row is None:
@@ -160,7 +162,7 @@ def owns(engine: Engine, job_id: int, token: str) -> bool:
 def finish(engine: Engine, job_id: int, token: str, status: Literal["succeeded", "failed", "cancelled"], *, error: str | None = None, step: int | None = None) -> bool:
     """Record the outcome of the attempt holding `token`; False when the lease was lost."""
     now = utcnow()
-    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
+    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None, phase=None)
     if step is not None:
         values["step"] = step
     with writing(engine) as conn:
@@ -173,7 +175,7 @@ def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
     with writing(engine) as conn:
         result = conn.execute(
             update(Job).where(_owned(job_id, token))
-            .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now)
+            .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now, phase=None)
         )
         return result.rowcount == 1
 
@@ -190,7 +192,7 @@ def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backof
         else:
             delay = backoff_seconds * 2 ** (row.attempts - 1)
             values = dict(status="queued", error=f"attempt {row.attempts} failed: {error}", not_before=now + timedelta(seconds=delay), worker_id=None)
-        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, **values))
+        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, phase=None, **values))
         return values["status"]
 
 
@@ -203,7 +205,7 @@ def requeue_expired(engine: Engine, now: datetime | None = None) -> list[int]:
         if not ids:
             return []
         lost = "worker lost (lease expired)"
-        common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now)
+        common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now, phase=None)
         conn.execute(update(Job).where(expired, Job.cancel_requested).values(status="cancelled", finished_at=now, **common))
         conn.execute(
             update(Job).where(expired, Job.attempts >= Job.max_attempts)
