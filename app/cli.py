@@ -17,10 +17,6 @@ from app.config import Settings
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="embedlab: training server and dashboard for deep metric learning.")
 log = logging.getLogger("embedlab")
 
-DEMO_SPEC = {"name": "demo: triplet m=0.2 on mnist5k", "dataset": "mnist5k", "loss": "triplet", "margin": 0.2,
-             "miner": "semihard", "steps": 1500, "eval_every": 100}
-
-
 class WorkerPool:
     """Embedded worker processes for `serve`; a worker that dies is started again."""
 
@@ -142,9 +138,8 @@ def serve(
     """Run the API and dashboard, with embedded trainer workers."""
     import uvicorn
 
+    from app.demo import queue_demo
     from app.main import create_app
-    from app.spec import JobSpec
-    from app.store import jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
@@ -154,9 +149,7 @@ def serve(
         raise typer.Exit(1)
     settings.home_path.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
-    if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:
-        job = jobs.submit(engine, JobSpec.model_validate(DEMO_SPEC), max_attempts=settings.max_attempts)
-        log.info("empty database: queued demo job %d", job["id"])
+    queue_demo(engine, settings)  # an empty database gets a quick finished job and a longer live one
     pool = WorkerPool(workers, settings.threads)  # 0: workers share the cores among the busy ones
     if workers:
         pool.start()

@@ -118,9 +118,17 @@ export function fmtInt(n) {
 /** "120 / 300 · ETA 43 s", or after the steps "300 / 300 · laying out embeddings: 40%": what a running job's progress says. */
 export function progressText(job) {
   const parts = [`${fmtInt(job.progress.step)} / ${fmtInt(job.progress.total)}`];
+  if (job.status === "queued" && job.queue_position) parts.push(job.queue_position === 1 ? "next in the queue" : `${ordinal(job.queue_position)} in the queue`);
   if (job.status === "running" && job.phase) parts.push(job.phase);
   else if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
   return parts.join(" · ");
+}
+
+/** 1st, 2nd, 3rd, 4th, 11th, 21st... */
+export function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${fmtInt(n)}${suffix}`;
 }
 
 export function progressFraction(job) {

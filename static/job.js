@@ -276,7 +276,11 @@ async function start() {
   // The log has no stream of its own: read it again now and then while the job may still write.
   const poll = setInterval(() => {
     if (TERMINAL.has(job.status)) clearInterval(poll);
-    else if (document.visibilityState === "visible") loadLog();
+    else if (document.visibilityState === "visible") {
+      loadLog();
+      // The place in the queue moves as jobs ahead start; the stream only carries what a running job changes.
+      if (job.status === "queued") api(`/api/jobs/${jobId}`).then((fresh) => { job = fresh; renderJob(); }, () => {});
+    }
   }, 5000);
 }
 

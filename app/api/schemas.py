@@ -27,6 +27,7 @@ class JobOut(BaseModel):
     steps_per_second: float | None
     eta_seconds: float | None
     phase: str | None = None  # a running job's work after its last step, e.g. "laying out embeddings: 40%"
+    queue_position: int | None = None  # a queued job's place in line (1 = next), in GET /api/jobs and /api/jobs/{id}
     metrics: dict[str, float | None]
     attempts: int
     max_attempts: int
@@ -95,7 +96,7 @@ def job_out(row: dict) -> JobOut:
     return JobOut(
         id=row["id"], name=row["name"], owner=row["owner"], status=row["status"], spec=row["spec"], dataset=row["dataset"],
         loss=row["loss"], margin=row["margin"], priority=row["priority"], sweep_id=row["sweep_id"],
-        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, phase=row.get("phase"), metrics=row["summary"] or {},
+        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, phase=row.get("phase"), queue_position=row.get("queue_position"), metrics=row["summary"] or {},
         attempts=row["attempts"], max_attempts=row["max_attempts"], device=row["run_device"], worker=row["worker_id"],
         error=row["error"], cancel_requested=row["cancel_requested"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"],

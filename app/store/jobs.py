@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Float, and_, cast, func, or_, select, update
 
 from app.spec import JobSpec
 from app.store.db import reading, writing
@@ -53,11 +53,27 @@ def get(engine: Engine, job_id: int) -> dict | None:
         return dict(row) if row else None
 
 
+# The jobs list's columns a client may sort by ("-name": descending); metrics are the latest evaluation's.
+SORT_KEYS: dict[str, Any] = {
+    "id": Job.id, "name": Job.name, "dataset": Job.dataset, "loss": Job.loss, "margin": Job.margin, "status": Job.status,
+    "priority": Job.priority, "owner": Job.owner, "created_at": Job.created_at, "started_at": Job.started_at,
+    "finished_at": Job.finished_at, "progress": cast(Job.step, Float) / func.nullif(Job.total_steps, 0),
+    **{f"metrics.{m}": Job.summary[m].as_float() for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision", "val/loss")},
+}
+SORTS = tuple(k for key in SORT_KEYS for k in (key, f"-{key}"))
+
+
+def order_by(sort: str) -> list[Any]:
+    """ORDER BY for a SORTS value: jobs without a value (not finished, not evaluated) last either way, then newest first."""
+    column = SORT_KEYS[sort.lstrip("-")]
+    return [(column.desc() if sort.startswith("-") else column.asc()).nulls_last(), Job.id.desc()]
+
+
 def list_jobs(
     engine: Engine, *, status: str | None = None, q: str | None = None, sweep_id: int | None = None,
-    limit: int = 50, offset: int = 0,
+    limit: int = 50, offset: int = 0, sort: str = "-id",
 ) -> tuple[list[dict], int]:
-    """Newest first, with the total count for pagination."""
+    """One page in `sort` order (newest first by default), with the total count for pagination."""
     where = []
     if status:
         where.append(Job.status == status)
@@ -68,8 +84,18 @@ def list_jobs(
         where.append(Job.sweep_id == sweep_id)
     with reading(engine) as conn:
         total = conn.execute(select(func.count()).select_from(Job).where(*where)).scalar_one()
-        rows = conn.execute(select(Job.__table__).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)).mappings().all()
+        rows = conn.execute(select(Job.__table__).where(*where).order_by(*order_by(sort)).limit(limit).offset(offset)).mappings().all()
     return [dict(r) for r in rows], total
+
+
+def queue_positions(engine: Engine, job_ids: list[int]) -> dict[int, int]:
+    """Place in the queue (1 = next) of those jobs that are queued, in claim order: priority, then age.
+    Jobs a worker for another device would take, or waiting out a retry backoff, still count: an estimate."""
+    if not job_ids:
+        return {}
+    queued = select(Job.id, func.row_number().over(order_by=(Job.priority.desc(), Job.id.asc())).label("place")).where(Job.status == "queued").subquery()
+    with reading(engine) as conn:
+        return {row.id: row.place for row in conn.execute(select(queued).where(queued.c.id.in_(job_ids)))}
 
 
 def cancel(engine: Engine, job_id: int) -> dict | None:
