@@ -19,15 +19,18 @@ export function csrfToken() {
   return me;
 }
 
-/** fetch + JSON both ways; writes carry the session's CSRF token (`csrf: false` for the sign-in call, made before there is a session). */
+/** Every page's one way to call the API: JSON answers; a body sent as JSON, or as multipart when it is a FormData (an
+ * uploaded image); writes carry the session's CSRF token (`csrf: false` for the sign-in call, made before there is a session). */
 export async function api(path, { method = "GET", body, signal, csrf = true } = {}) {
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json"; // multipart: the browser sets the boundary
   if (method !== "GET" && csrf) {
     const token = await csrfToken();
     if (token) headers["X-CSRF-Token"] = token;
   }
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, credentials: "same-origin" });
+  const payload = body === undefined || form ? body : JSON.stringify(body);
+  const response = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
   const text = await response.text();
   let data = null;
   try {

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, wait_js
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +27,6 @@ def fill_form(page, values: dict) -> None:
             field.select_option(str(value))
         else:
             field.fill(str(value))
-
-
-def wait_js(page, expression: str, timeout: float = 15) -> None:
-    """Poll a JavaScript expression from Python: page.wait_for_function evaluates strings with eval, which the CSP refuses."""
-    wait_for(lambda: page.evaluate(expression), timeout, 0.1, expression)
 
 
 def loss_points(page) -> int:
