@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
@@ -40,7 +41,8 @@ def list_jobs(
     return JobList(jobs=with_queue_positions(engine, rows), total=total, limit=limit, offset=offset)
 
 
-def with_queue_positions(engine: EngineDep, rows: list[dict]) -> list[JobOut]:
+def with_queue_positions(engine: Engine, rows: list[dict]) -> list[JobOut]:
+    """JobOut of each row, a queued job's with its place in the queue (one query for the page)."""
     places = jobs.queue_positions(engine, [r["id"] for r in rows if r["status"] == "queued"])
     return [job_out({**r, "queue_position": places.get(r["id"])}) for r in rows]
 
