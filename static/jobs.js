@@ -89,7 +89,8 @@ function newRow(job) {
 
 function updateRow(row, job) {
   // Skip the DOM when nothing shown changed (most rows, most polls).
-  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.phase, job.queue_position, job.metrics, job.finished_at, Math.floor(Date.now() / 30000)]);
+  const shown = [job.name, job.status, job.progress, job.eta_seconds, job.phase, job.queue_position, job.metrics, job.finished_at];
+  const key = JSON.stringify([...shown, Math.floor(Date.now() / 30000)]);
   if (row.key === key) return;
   row.key = key;
   const c = row.cells;
