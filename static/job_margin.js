@@ -1,7 +1,7 @@
 // The job page's margin diagnostics: triplet hardness per step (stacked) and the validation
 // distance histograms with the margin drawn on, one evaluation at a time (slider).
 import { CHART_CONFIG as CONFIG, CHART_LAYOUT as LAYOUT, effectiveWindow, movingAverage } from "/static/charts.js";
-import { api, el, fmtMetric } from "/static/common.js";
+import { api, el, fmtMetric, plotlyText } from "/static/common.js";
 
 export const HARDNESS = [
   ["train/triplets_easy", "easy", "#2da44e"],
@@ -83,7 +83,7 @@ export class DistanceView {
     // A label right of its line, or left of it in the right half: never past the chart's edge.
     const middle = range ? (range[0] + range[1]) / 2 : 0;
     const annotations = e.margin_lines.map((line, i) => ({
-      x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: line.label, showarrow: false,
+      x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: plotlyText(line.label), showarrow: false,
       xanchor: line.x > middle ? "right" : "left", xshift: line.x > middle ? -4 : 4, bgcolor: "rgba(255,255,255,0.8)",
     }));
     Plotly.react("distance-chart", [bars("positive pairs", e.positive, "#0b62c4"), bars("negative pairs", e.negative, "#d1453b")], {
