@@ -1,4 +1,4 @@
-"""The `embedlab` command line: serve, worker, submit, and `db` / `user` administration."""
+"""`embedlab serve | worker | submit | login | weights | user | db`: the command line."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,10 +16,6 @@ from app.config import Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="embedlab: training server and dashboard for deep metric learning.")
 log = logging.getLogger("embedlab")
-
-DEMO_SPEC = {"name": "demo: triplet m=0.2 on mnist5k", "dataset": "mnist5k", "loss": "triplet", "margin": 0.2,
-             "miner": "semihard", "steps": 1500, "eval_every": 100}
-
 
 STARTED_SECONDS = 60.0  # a worker that exits sooner than this after its start failed to start
 SERVE_PID = "EMBEDLAB_SERVE_PID"
@@ -190,9 +185,8 @@ def serve(
     """Run the API and dashboard, with embedded trainer workers."""
     import uvicorn
 
+    from app.demo import queue_demo
     from app.main import create_app
-    from app.spec import JobSpec
-    from app.store import jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
@@ -202,9 +196,7 @@ def serve(
         raise typer.Exit(1)
     settings.home_path.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
-    if settings.demo and jobs.list_jobs(engine, limit=1)[1] == 0:
-        job = jobs.submit(engine, JobSpec.model_validate(DEMO_SPEC), max_attempts=settings.max_attempts)
-        log.info("empty database: queued demo job %d", job["id"])
+    queue_demo(engine, settings)  # an empty database gets a quick finished job and a longer live one
     pool = WorkerPool(workers, settings.threads)  # 0: workers share the cores among the busy ones
     if workers:
         pool.start()
@@ -236,25 +228,55 @@ def worker(
     raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
 
 
+ServerOption = Annotated[str | None, typer.Option("--server", envvar=["EMBEDLAB_SERVER", "EMBEDLAB_URL"], show_default=False,
+                                                 help="Server address [default: the saved login's, else http://127.0.0.1:8000]")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="EMBEDLAB_TOKEN", show_default=False,
+                                                help="API token (from `embedlab user add`) [default: the saved login's]")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"embedlab: {message}", err=True)
+    return typer.Exit(code)
+
+
+@cli.command()
+def login(server: ServerOption = None, token: TokenOption = None) -> None:
+    """Check an API token against a server and save both for submit (in a file only you can read)."""
+    from app.client import Client, ClientError, save_login
+
+    token = token or typer.prompt("API token", hide_input=True)
+    client = Client.resolve(server, token)
+    try:
+        r = client.request("GET", "/api/me")
+    except ClientError as e:
+        raise fail(str(e))
+    if r.status_code != 200:
+        raise fail(f"{client.server} answered {r.status_code} to GET /api/me; is it an embedlab server?")
+    me = r.json()
+    path = save_login(client.server, token)
+    who = f"as {me['name']}" if me.get("auth") else "(the server has accounts off: no token needed)"
+    typer.echo(f"signed in to {client.server} {who}; saved in {path}")
+
+
 @cli.command()
 def submit(
-    spec_file: Annotated[Path, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
+    spec_file: Annotated[str, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
     wait: Annotated[bool, typer.Option(help="Show progress until the job ends; exit 0 only if it succeeded")] = False,
-    server: Annotated[str, typer.Option(envvar="EMBEDLAB_URL", help="Server address")] = "http://127.0.0.1:8000",
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Submit a job to a running server and print its id."""
-    import httpx
+    from app.client import Client, ClientError, read_spec, refusal_lines
 
-    text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text()
     try:
-        r = httpx.post(f"{server}/api/jobs", content=text, headers={"Content-Type": "application/json"}, timeout=30)
-    except httpx.HTTPError as e:
-        typer.echo(f"cannot reach {server}: {e}", err=True)
-        raise typer.Exit(2)
+        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
+        client = Client.resolve(server, token)
+        r = client.request("POST", "/api/jobs", content=text, headers={"Content-Type": "application/json"})
+    except ClientError as e:
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1)
     if r.status_code != 201:
-        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
-        for item in detail if isinstance(detail, list) else [detail]:
-            typer.echo(f"refused: {item['field']}: {item['reason']}" if isinstance(item, dict) else f"refused: {item}", err=True)
+        for line in refusal_lines(r):
+            typer.echo(f"refused: {line}", err=True)
         raise typer.Exit(1)
     job = r.json()
     typer.echo(job["id"])
@@ -264,7 +286,10 @@ def submit(
         shown = 0
         while job["status"] in ("queued", "running"):
             time.sleep(1.0)
-            job = httpx.get(f"{server}/api/jobs/{job['id']}", timeout=30).json()
+            try:
+                job = client.request("GET", f"/api/jobs/{job['id']}").json()
+            except ClientError as e:
+                raise fail(str(e), 2)
             bar.update(job["progress"]["step"] - shown)
             shown = job["progress"]["step"]
     summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)

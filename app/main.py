@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         warm.cancel()
 
     app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.",
-                  dependencies=[Depends(deps.require_identity)])
+                  docs_url=None, redoc_url=None, dependencies=[Depends(deps.require_identity)])
     app.state.settings = settings
     app.state.engine = engine
     app.state.feeds = Feeds(engine)
@@ -62,9 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, compare_api):
         app.include_router(module.router)
     app.include_router(backbones_api.router)
-    from app.pages import compare as compare_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
+    from app.pages import compare as compare_pages, docs as docs_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
 
     for module in (job_pages, sweep_pages, explorer_pages, compare_pages):
         app.include_router(module.router)
+    docs_pages.install(app)  # /docs and /redoc with their scripts from here, not a CDN
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

@@ -23,15 +23,18 @@ export function csrfToken() {
   return me;
 }
 
-/** fetch + JSON both ways; writes carry the session's CSRF token (`csrf: false` for the sign-in call, made before there is a session). */
+/** Every page's one way to call the API: JSON answers; a body sent as JSON, or as multipart when it is a FormData (an
+ * uploaded image); writes carry the session's CSRF token (`csrf: false` for the sign-in call, made before there is a session). */
 export async function api(path, { method = "GET", body, signal, csrf = true } = {}) {
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json"; // multipart: the browser sets the boundary
   if (method !== "GET" && csrf) {
     const token = await csrfToken();
     if (token) headers["X-CSRF-Token"] = token;
   }
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, credentials: "same-origin" });
+  const payload = body === undefined || form ? body : JSON.stringify(body);
+  const response = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
   const text = await response.text();
   let data = null;
   try {
@@ -119,11 +122,20 @@ export function fmtInt(n) {
   return Number(n).toLocaleString("en-US");
 }
 
-/** "step 120 / 300 · 4.2 steps/s · ETA 43 s": what a running job's progress says. */
+/** "120 / 300 · ETA 43 s", or after the steps "300 / 300 · laying out embeddings: 40%": what a running job's progress says. */
 export function progressText(job) {
   const parts = [`${fmtInt(job.progress.step)} / ${fmtInt(job.progress.total)}`];
-  if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
+  if (job.status === "queued" && job.queue_position) parts.push(job.queue_position === 1 ? "next in the queue" : `${ordinal(job.queue_position)} in the queue`);
+  if (job.status === "running" && job.phase) parts.push(job.phase);
+  else if (job.status === "running" && job.eta_seconds !== null && job.eta_seconds !== undefined) parts.push(`ETA ${fmtDuration(job.eta_seconds)}`);
   return parts.join(" · ");
+}
+
+/** 1st, 2nd, 3rd, 4th, 11th, 21st... */
+export function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${fmtInt(n)}${suffix}`;
 }
 
 export function progressFraction(job) {

@@ -1,6 +1,6 @@
 // The embedding explorer (templates/explore.html). Data from the JSON API; every text from
 // the data goes through textContent (or is entity-escaped for Plotly's SVG text).
-import { api, ApiError, classColor, el, plotlyText } from "/static/common.js";
+import { api, classColor, el, plotlyText } from "/static/common.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
@@ -16,7 +16,6 @@ const byIndex = new Map(); // dataset index -> row
 let traceOfLabel = new Map(); // label -> trace number
 let rowsOfTrace = []; // trace number -> rows
 const overlay = {}; // names -> trace numbers of the highlight traces
-let csrf = document.body.dataset.csrfToken || null;
 let selected = null; // {kind: "row", row} | {kind: "upload", file}
 let selectedClass = null;
 
@@ -38,16 +37,6 @@ function imageUrl(index) {
 function currentK() {
   const k = Math.round(Number($("k").value));
   return Math.min(maxK, Math.max(1, Number.isFinite(k) ? k : 10));
-}
-
-/** POST a form (an uploaded image) with the session's CSRF token; errors as common.js's `api` gives them. */
-async function upload(path, form) {
-  const headers = { Accept: "application/json" };
-  if (csrf) headers["X-CSRF-Token"] = csrf;
-  const response = await fetch(path, { method: "POST", body: form, headers, credentials: "same-origin" });
-  const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : response.statusText);
-  return data;
 }
 
 // -- the scatter -------------------------------------------------------------
@@ -84,6 +73,13 @@ function buildTraces() {
     overlay[name] = traces.length;
     traces.push({ type: "scattergl", mode: "markers", name, x: [], y: [], customdata: [], hoverinfo: "none", showlegend: false, marker });
   };
+  // Legend entries of the "nearest neighbour has the same label" colouring: no points of their own, shown in that mode only.
+  const key = (name, text, color) => {
+    overlay[name] = traces.length;
+    traces.push({ type: "scattergl", mode: "markers", name: text, x: [null], y: [null], hoverinfo: "none", showlegend: false, marker: { color, size } });
+  };
+  key("nnSame", "same label", RIGHT);
+  key("nnOther", "another label", WRONG);
   extra("neighbors", { size: size + 10, color: "rgba(0,0,0,0)", line: { color: "#111", width: 2 }, symbol: "circle-open" });
   extra("query", { size: size + 14, color: "#111", symbol: "star" });
   extra("upload", { size: size + 14, color: WRONG, symbol: "x" });
@@ -102,7 +98,12 @@ function applyColors() {
     if (mode === "nn") return rowsOfTrace[t].map((r) => (pts.nn_same_label[r] ? RIGHT : WRONG));
     return classColor(position, labels.length);
   });
-  Plotly.restyle(gd, { "marker.color": colors }, traces);
+  const nn = mode === "nn";
+  // In that colouring the classes leave the legend (every class is grey and red alike) and every point shows.
+  Plotly.restyle(gd, { "marker.color": colors, showlegend: !nn, ...(nn ? { visible: true } : {}) }, traces);
+  Plotly.restyle(gd, { showlegend: nn }, [overlay.nnSame, overlay.nnOther]);
+  Plotly.relayout(gd, { "legend.title.text": nn ? "nearest neighbour" : "class", "legend.itemclick": nn ? false : "toggle",
+    "legend.itemdoubleclick": nn ? false : "toggleothers" });
   const errors = pts.nn_same_label.filter((v) => !v).length;
   if (mode === "nn") setStatus(`${errors} of ${pts.index.length} points (red) have a nearest neighbour of another label.`);
 }
@@ -208,7 +209,7 @@ async function queryUpload(file) {
   form.append("file", file);
   setStatus("Embedding the image…");
   try {
-    const answer = await upload(`${base}/neighbors?k=${currentK()}`, form);
+    const answer = await api(`${base}/neighbors?k=${currentK()}`, { method: "POST", body: form });
     if (selected.kind !== "upload" || selected.file !== file) return;
     renderPanel(answer, URL.createObjectURL(file));
     highlight(answer.query, answer.neighbors, true);
@@ -309,12 +310,11 @@ async function main() {
     setStatus(err.message, true);
     return;
   }
-  if (!csrf) api("/api/me").then((me) => { csrf = me.csrf_token; }).catch(() => {});
   pts.index.forEach((index, row) => byIndex.set(index, row));
   const list = $("class-list");
   for (const name of pts.class_names) list.append(el("option", { value: name }));
   const layout = {
-    margin: { l: 10, r: 10, t: 10, b: 10 },
+    margin: { l: 10, r: 10, t: 36, b: 10 }, // the top margin holds Plotly's toolbar, above the legend's title
     hovermode: "closest",
     dragmode: "pan",
     uirevision: "keep",

@@ -67,7 +67,8 @@ function renderJob() {
   cancel.hidden = TERMINAL.has(job.status);
   cancel.disabled = job.cancel_requested;
   cancel.textContent = job.cancel_requested ? "Cancelling…" : "Cancel job";
-  const succeeded = job.status === "succeeded";
+  // A job cancelled while running keeps its last evaluation (checkpoint, embeddings, layout).
+  const succeeded = job.status === "succeeded" || (job.status === "cancelled" && Boolean(job.started_at));
   $("explore").hidden = !succeeded || job.spec.explorer === false;
   $("downloads").hidden = !succeeded;
   $("downloads-pending").hidden = succeeded;
@@ -326,7 +327,11 @@ async function start() {
   // The log has no stream of its own: read it again now and then while the job may still write.
   const poll = setInterval(() => {
     if (TERMINAL.has(job.status)) clearInterval(poll);
-    else if (document.visibilityState === "visible") loadLog();
+    else if (document.visibilityState === "visible") {
+      loadLog();
+      // The place in the queue moves as jobs ahead start; the stream only carries what a running job changes.
+      if (job.status === "queued") api(`/api/jobs/${jobId}`).then((fresh) => { job = fresh; renderJob(); }, () => {});
+    }
   }, 5000);
 }
 

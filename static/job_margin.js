@@ -75,11 +75,16 @@ export class DistanceView {
       hovertemplate: `${name}: %{y:.3f} at %{x:.3f}<extra></extra>`,
     });
     const shapes = e.margin_lines.map((line) => ({ type: "line", xref: "x", yref: "paper", x0: line.x, x1: line.x, y0: 0, y1: 1, line: { color: "#1b1f24", width: 2, dash: "dash" } }));
-    const annotations = e.margin_lines.map((line, i) => ({ x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: plotlyText(line.label), showarrow: false, xanchor: "left", bgcolor: "rgba(255,255,255,0.8)" }));
     // Zoom on the occupied bins and the margin lines: the bins span every possible value, pairs rarely do.
     const used = centres.filter((_, i) => e.positive[i] || e.negative[i]);
     const xs = [...used, ...e.margin_lines.map((line) => line.x)];
     const range = xs.length ? [Math.min(...xs) - 2 * width, Math.max(...xs) + 2 * width] : undefined;
+    // A label right of its line, or left of it in the right half: never past the chart's edge.
+    const middle = range ? (range[0] + range[1]) / 2 : 0;
+    const annotations = e.margin_lines.map((line, i) => ({
+      x: line.x, xref: "x", y: 1 - 0.08 * i, yref: "paper", text: plotlyText(line.label), showarrow: false,
+      xanchor: line.x > middle ? "right" : "left", xshift: line.x > middle ? -4 : 4, bgcolor: "rgba(255,255,255,0.8)",
+    }));
     Plotly.react("distance-chart", [bars("positive pairs", e.positive, "#0b62c4"), bars("negative pairs", e.negative, "#d1453b")], {
       ...LAYOUT, barmode: "overlay", bargap: 0, shapes, annotations,
       xaxis: { range, title: { text: kind === "cosine_similarity" ? "cosine similarity" : "L2 distance (normalised embeddings)" }, zeroline: false, gridcolor: "#eef0f2" },

@@ -2,6 +2,7 @@
 import { api, el, fmtInt, fmtMetric, progressFraction, progressText, setBadge, timeNode } from "/static/common.js";
 
 const PAGE_SIZE = 50;
+const DEFAULT_SORT = "-id";
 const POLL_MS = 2000;
 
 const body = document.getElementById("jobs-body");
@@ -15,9 +16,47 @@ const next = document.getElementById("next");
 
 // Filters live in the URL, so a reload or a shared link shows the same list.
 const params = new URLSearchParams(window.location.search);
-const state = { status: params.get("status") || "", q: params.get("q") || "", offset: Math.max(0, Number(params.get("offset")) || 0) };
+const state = {
+  status: params.get("status") || "",
+  q: params.get("q") || "",
+  offset: Math.max(0, Number(params.get("offset")) || 0),
+  sort: params.get("sort") || DEFAULT_SORT,
+};
 statusSelect.value = state.status;
 search.value = state.q;
+
+// The API's sort key of each column, in the table's order (null: not sortable). A click sorts by it, a second click reverses.
+const SORT_KEYS = ["id", "name", "dataset", "loss", "margin", "status", "progress", "metrics.val/mean_average_precision_at_r",
+  "metrics.val/precision_at_1", "owner", "created_at", "finished_at", null];
+// Numbers and times read best largest or newest first; names A to Z.
+const DESCENDING_FIRST = new Set(["id", "margin", "progress", "metrics.val/mean_average_precision_at_r", "metrics.val/precision_at_1",
+  "created_at", "finished_at"]);
+const headers = [...document.querySelectorAll("#jobs-table thead th")];
+headers.forEach((th, i) => {
+  const key = SORT_KEYS[i];
+  if (!key) return;
+  const button = el("button", { type: "button", class: "sort", title: `Sort by ${th.textContent.trim()}` }, ...th.childNodes);
+  th.replaceChildren(button);
+  button.addEventListener("click", () => {
+    const current = state.sort.replace(/^-/, "");
+    state.sort = current === key ? (state.sort.startsWith("-") ? key : `-${key}`) : DESCENDING_FIRST.has(key) ? `-${key}` : key;
+    state.offset = 0;
+    filtersChanged();
+  });
+});
+
+function showSort() {
+  headers.forEach((th, i) => {
+    const key = SORT_KEYS[i];
+    if (!key) return;
+    const sorted = state.sort.replace(/^-/, "") === key;
+    th.setAttribute("aria-sort", sorted ? (state.sort.startsWith("-") ? "descending" : "ascending") : "none");
+  });
+  const byAge = state.sort === DEFAULT_SORT;
+  prev.textContent = byAge ? "← Newer" : "← Previous";
+  next.textContent = byAge ? "Older →" : "Next →";
+}
+showSort();
 
 const rows = new Map(); // job id -> {tr, cells, key}
 const selected = new Set(); // job ids ticked for comparison (kept across pages and polls)
@@ -61,7 +100,8 @@ function newRow(job) {
 
 function updateRow(row, job) {
   // Skip the DOM when nothing shown changed (most rows, most polls).
-  const key = JSON.stringify([job.name, job.status, job.progress, job.eta_seconds, job.metrics, job.best, job.no_gain, job.sweep_id, job.finished_at, Math.floor(Date.now() / 30000)]);
+  const shown = [job.name, job.status, job.progress, job.eta_seconds, job.phase, job.queue_position, job.metrics, job.best, job.no_gain, job.sweep_id, job.finished_at];
+  const key = JSON.stringify([...shown, Math.floor(Date.now() / 30000)]);
   if (row.key === key) return;
   row.key = key;
   const c = row.cells;
@@ -136,7 +176,7 @@ async function refresh() {
   if (inflight) inflight.abort();
   const controller = new AbortController();
   inflight = controller;
-  const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
+  const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset, sort: state.sort });
   if (state.status) query.set("status", state.status);
   if (state.q) query.set("q", state.q);
   try {
@@ -159,6 +199,8 @@ function filtersChanged() {
   if (state.status) query.set("status", state.status);
   if (state.q) query.set("q", state.q);
   if (state.offset) query.set("offset", state.offset);
+  if (state.sort !== DEFAULT_SORT) query.set("sort", state.sort);
+  showSort();
   const qs = query.toString();
   history.replaceState(null, "", qs ? `?${qs}` : window.location.pathname);
   refresh();

@@ -4,9 +4,11 @@
 // rows selects it everywhere. SVG traces, not scattergl: WebGL (regl) compiles its drawing code with
 // `new Function`, which the pages' Content-Security-Policy refuses; the server bounds the points of a
 // sweep (app/explorer/aligned.py) to what SVG draws at ease.
+import { CHART_CONFIG, CHART_LAYOUT } from "/static/charts.js";
 import { api, classColor, el, plotlyText } from "/static/common.js";
 
 const POLL_MS = 2000;
+const RETRY_MS = 10000;
 const COLUMNS = 4;
 const PANEL_HEIGHT = 250;
 const gd = document.getElementById("layouts");
@@ -37,7 +39,8 @@ function draw(data, title) {
   const colour = new Map(labels.map((label, position) => [label, classColor(position, labels.length)]));
   const name = (label) => data.class_names[label] ?? String(label);
   const hover = points.index.map((index, row) => plotlyText(`image ${index} · class ${name(points.label[row])}`));
-  const columns = Math.min(COLUMNS, data.job_ids.length), rows = Math.ceil(data.job_ids.length / columns);
+  const columns = Math.min(COLUMNS, data.job_ids.length);
+  const rows = Math.ceil(data.job_ids.length / columns);
   const size = points.index.length > 1000 ? 3 : 4;
   const traces = data.job_ids.map((id, k) => ({
     type: "scatter", mode: "markers", x: data.layouts[id].x, y: data.layouts[id].y,
@@ -47,9 +50,9 @@ function draw(data, title) {
     selected: { marker: { opacity: 1 } }, unselected: { marker: { opacity: 0.06 } },
   }));
   const layout = {
+    ...CHART_LAYOUT,
     grid: { rows, columns, pattern: "independent", xgap: 0.06, ygap: 0.14 },
     height: rows * PANEL_HEIGHT + 50, margin: { t: 48, r: 8, b: 8, l: 8 }, dragmode: "select", hovermode: "closest",
-    font: { family: "system-ui, sans-serif", size: 12, color: "#1b1f24" },
     annotations: data.job_ids.map((id, k) => ({
       text: plotlyText(jobs.has(id) ? title(jobs.get(id)) : `job ${id}`), showarrow: false, font: { size: 12 },
       xref: `x${k ? k + 1 : ""} domain`, yref: `y${k ? k + 1 : ""} domain`, x: 0.5, y: 1.02, yanchor: "bottom",
@@ -59,14 +62,16 @@ function draw(data, title) {
     layout[axisName(k, "x")] = { matches: k ? "x" : undefined, showticklabels: false, showgrid: false, zeroline: false };
     layout[axisName(k, "y")] = { matches: k ? "y" : undefined, showticklabels: false, showgrid: false, zeroline: false };
   });
-  Plotly.react(gd, traces, layout, { displaylogo: false, responsive: true });
+  Plotly.react(gd, traces, layout, { ...CHART_CONFIG, modeBarButtonsToRemove: [] }); // box and lasso select the images
   document.getElementById("layouts-legend").replaceChildren(...labels.map((label) => {
     const swatch = el("span", { class: "swatch" });
     swatch.style.background = colour.get(label);
     return el("span", { class: "legend-item" }, swatch, name(label));
   }));
-  const sample = data.common_points > points.index.length ? `a seeded sample of ${points.index.length} of the ${data.common_points}` : `all ${points.index.length}`;
-  const skipped = data.skipped.length ? ` Left out (no stored embeddings): ${data.skipped.map((id) => `job ${id}`).join(", ")}.` : "";
+  const shown = points.index.length;
+  const sample = data.common_points > shown ? `a seeded sample of ${shown} of the ${data.common_points}` : `all ${shown}`;
+  const left = data.skipped.map((id) => `job ${id}`).join(", ");
+  const skipped = left ? ` Left out (no stored embeddings): ${left}.` : "";
   say(`${data.job_ids.length} runs, ${sample} validation images they share; laid out in ${data.seconds.toFixed(0)} s.${skipped}`);
   if (!linked) {
     linked = true;
@@ -100,6 +105,11 @@ async function load(title) {
     draw(data, title);
     shownKey = data.job_ids.join(",");
   } catch (e) {
+    if (e.status === undefined || e.status >= 500) { // the network or the server: ask again, the answer is still wanted
+      say(`Could not load the layouts: ${e.message}; trying again…`);
+      setTimeout(() => load(title), RETRY_MS);
+      return;
+    }
     say(e.message); // 409: fewer than two finished runs, said in words
     shownKey = key;
   }

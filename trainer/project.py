@@ -28,6 +28,7 @@ from app.spec import JobSpec
 from trainer import artifacts
 from trainer.data import ImageData
 from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed
+from trainer.phase import layout_reporter, umap_epochs
 from trainer.run import Run
 
 
@@ -71,9 +72,11 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, distance: Distance) -
 
 
 def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
-                    train: ImageData) -> dict[str, Any]:
-    """Compute and write the explorer's projection.npz; returns its metadata (timings included)."""
+                    train: ImageData, step: int | None = None) -> dict[str, Any]:
+    """Compute and write the explorer's projection.npz; returns its metadata (timings included). `step`: a cancelled job's last evaluation."""
     started = time.perf_counter()
+    report = layout_reporter(run, "cancelled: " if step is not None else "")
+    report(0.0)
     distance = job_distance(spec)
     space = distance.space
     rows = sample_rows(len(train), layout.TRAIN_SAMPLE, spec.seed)
@@ -84,8 +87,10 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
     split = np.concatenate([np.zeros(len(val), np.int8), np.ones(len(rows), np.int8)])
     embedded = time.perf_counter()
 
-    xy, fitted, state = layout.fit(X, space, seed=spec.seed, home=settings.home_path)
+    report(0.1)
+    xy, fitted, state = layout.fit(X, space, seed=spec.seed, home=settings.home_path, settings=umap_epochs(lambda f: report(0.15 + 0.75 * f)))
     laid_out = time.perf_counter()
+    report(0.9)
 
     val_rows = split == 0
     meta = {
@@ -102,7 +107,7 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
             "trustworthiness_at_10": layout.trustworthiness(X, xy, space, seed=spec.seed),
         },
         "per_class": per_class_metrics(X[val_rows], labels[val_rows], distance),
-        "step": spec.steps,
+        "step": spec.steps if step is None else step,
     }
     nn_same = nearest_same_label(X, labels, split, distance)
     meta["seconds"] = {"embed_train_sample": round(embedded - started, 3), "umap": round(laid_out - embedded, 3),
@@ -123,13 +128,31 @@ def write_projection(job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[st
 
 
 def project_for_explorer(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
-                         train: ImageData) -> None:
+                         train: ImageData, step: int | None = None) -> None:
     """save_projection for the training loop: a job whose model trained fine still succeeds if this fails (the log says why)."""
     try:
-        meta = save_projection(run, spec, settings, model, val, val_emb, train)
+        meta = save_projection(run, spec, settings, model, val, val_emb, train, step)
     except Exception as e:  # noqa: BLE001 - the explorer is an extra; the checkpoint and metrics are already saved
         run.log("warning", f"no embedding explorer for this job: {type(e).__name__}: {e}")
         return
     s, p = meta["seconds"], meta["preservation"]
     run.log("info", f"explorer: {meta['points']} points laid out with UMAP in {s['umap']:.1f}s (fitted on {meta['fitted_points']}), "
                     f"kNN recall@10 2-D vs full {p['knn_recall_at_10']:.3f}")
+
+
+def keep_last_evaluation(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, train: ImageData,
+                         step: int, evaluated: dict) -> None:
+    """A cancelled job keeps its last evaluation: the checkpoint written then, its embeddings, and (when the spec asks for
+    the explorer) their layout, from the model as it was at that evaluation."""
+    if "step" not in evaluated:  # resumed, then cancelled before evaluating again: the checkpoint is all there is
+        run.log("info", f"cancelled at step {step}, before an evaluation of this attempt; the checkpoint is kept")
+        return
+    at, emb = int(evaluated["step"]), evaluated["embeddings"]
+    run.log("info", f"cancelled at step {step}; keeping the checkpoint and embeddings of the evaluation at step {at}")
+    run.phase("cancelled: saving embeddings")
+    artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
+    if spec.explorer:
+        ckpt = artifacts.load_checkpoint(run.job_dir)
+        if ckpt is not None and ckpt.get("step") == at:
+            model.load_state_dict(ckpt["model"])  # the training sample is embedded by the evaluated model
+            project_for_explorer(run, spec, settings, model, val, emb, train, at)

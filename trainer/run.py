@@ -1,6 +1,6 @@
 """The Run protocol: what a job writes through (the worker's JobRun implements it; tests pass their own).
 
-It is the whole surface between the training code and the queue: metrics and log lines, the
+It is the whole surface between the training code and the queue: metrics, log lines and the phase, the
 device, the job's folder, whether this process still owns the job, and where to stop.
 """
 from __future__ import annotations
@@ -21,3 +21,4 @@ class Run(Protocol):
     def still_owner(self) -> bool: ...
     def flush(self) -> None: ...  # write buffered metric points now
     def summarize(self, entries: dict[str, Any]) -> None: ...  # merge the job's evidence (best, baseline, test) into its summary
+    def phase(self, text: str | None) -> None: ...  # after the steps: what the job is doing ("laying out embeddings: 40%")

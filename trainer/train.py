@@ -30,7 +30,7 @@ from trainer.errors import JobFailed, StopRequested
 from trainer.evaluate import Scores, batch_loss, embed, score
 from trainer.losses import build_loss
 from trainer.nets import build_net
-from trainer.project import project_for_explorer
+from trainer.project import keep_last_evaluation, project_for_explorer
 from trainer.run import Run
 from trainer.selection import Scored, Selection, scored
 
@@ -166,9 +166,12 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         save_checkpoint(ev.step)
         run.summarize(selection.summary())
 
+    evaluated: dict[str, object] = {}  # the last evaluation of this attempt: what a cancelled job keeps
+
     def evaluation(step: int) -> None:
         speed.pause()
         ev = evaluate(step)
+        evaluated.update(step=step, embeddings=ev.embeddings)
         record(ev)
         keep_checkpoints(ev)
         speed.resume()
@@ -202,6 +205,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     def export_best(final_step: int) -> None:
         """Embeddings and the explorer's layout from the best checkpoint."""
         load_best(final_step)
+        run.phase("saving embeddings")
         emb = embed(model, val.images, device)
         artifacts.save_embeddings(run.job_dir, emb.numpy(), val.labels.numpy(), val.indices, run.still_owner)
         if spec.explorer:
@@ -241,6 +245,8 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         except StopRequested as stop:
             if stop.reason == "shutdown":  # the next attempt resumes exactly here
                 save_checkpoint(step)
+            elif stop.reason == "cancel":
+                keep_last_evaluation(run, spec, settings, model, val, train, step, evaluated)
             raise
 
     if step < spec.steps:  # patience ran out (possibly in an earlier attempt)

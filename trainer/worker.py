@@ -35,6 +35,7 @@ from trainer.train import train
 
 log = logging.getLogger("embedlab.worker")
 FLUSH_SECONDS = 0.5  # metric points reach the dashboard within this, plus the stream's poll
+PHASE_BYTES = 100  # the jobs row's phase column is String(100)
 # Attempts are forked from the worker: its CUDA checks must not initialise CUDA (NVML answers instead).
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 STOP_REASONS = (None, "cancel", "lost", "shutdown")  # stop_reason, as a code in shared memory
@@ -62,6 +63,7 @@ class JobRun:
         self.job_dir = worker.settings.job_dir(claim.job_id)
         # Seen by the worker and the attempt process it forks: step, stop reason, threads.
         self._shared = multiprocessing.RawArray("q", 3)
+        self._phase = multiprocessing.RawArray("c", PHASE_BYTES)  # what the job does after its steps, for the heartbeat
         self.step = claim.step
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
@@ -111,6 +113,10 @@ class JobRun:
         if self.stop_reason:
             raise StopRequested(self.stop_reason)
 
+    def phase(self, text: str | None) -> None:
+        """Carried to the jobs row by the worker's next heartbeat ("laying out embeddings: 40%")."""
+        self._phase.value = (text or "").encode()[: PHASE_BYTES - 1]
+
     def still_owner(self) -> bool:
         return self.stop_reason != "lost" and jobs.owns(self.engine, self.claim.job_id, self.claim.token)
 
@@ -133,7 +139,7 @@ class JobRun:
             rate = (self.step - self._rate[1]) / (now - self._rate[0])
         self._rate = (now, self.step)
         answer = jobs.heartbeat(self.engine, self.claim.job_id, self.claim.token, step=self.step, steps_per_second=rate,
-                                lease_seconds=self.worker.settings.lease_seconds)
+                                lease_seconds=self.worker.settings.lease_seconds, phase=self._phase.value.decode(errors="ignore") or None)
         if answer != "ok" and self.stop_reason != "lost":
             self.stop_reason = "lost" if answer == "lost" else "cancel"
 

@@ -145,7 +145,8 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedd
         elif not job.ended:
             reason = f"job {job_id} has no embeddings yet: it is {job.status}; the explorer's data is written when it finishes"
         else:
-            reason = f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them"
+            reason = (f"job {job_id} was cancelled before its first evaluation, so it has no embeddings; submit it again to explore it"
+                      if job.status == "cancelled" else f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them")
         raise HTTPException(404, reason) from None
     except stored.CorruptProjection as e:
         raise HTTPException(409, f"job {job_id}'s {e}: the explorer's file is damaged; run the job again (Clone on its page) "

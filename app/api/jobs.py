@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
@@ -39,15 +40,22 @@ def list_jobs(
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    sort: Annotated[Literal[jobs.SORTS], Query(description="Column to sort by, '-' first for descending; jobs without a value come last")] = "-id",  # type: ignore[valid-type]
 ) -> JobList:
-    rows, total = jobs.list_jobs(engine, status=status, q=q, sweep_id=sweep_id, limit=limit, offset=offset)
-    return JobList(jobs=[job_out(r) for r in rows], total=total, limit=limit, offset=offset)
+    rows, total = jobs.list_jobs(engine, status=status, q=q, sweep_id=sweep_id, limit=limit, offset=offset, sort=sort)
+    return JobList(jobs=with_queue_positions(engine, rows), total=total, limit=limit, offset=offset)
+
+
+def with_queue_positions(engine: Engine, rows: list[dict]) -> list[JobOut]:
+    """JobOut of each row, a queued job's with its place in the queue (one query for the page)."""
+    places = jobs.queue_positions(engine, [r["id"] for r in rows if r["status"] == "queued"])
+    return [job_out(r, places.get(r["id"])) for r in rows]
 
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
 def get_job(job_id: JobId, engine: EngineDep) -> JobOut:
-    return job_out(job_or_404(engine, job_id))
+    return with_queue_positions(engine, [job_or_404(engine, job_id)])[0]
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}})

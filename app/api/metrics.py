@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/jobs", tags=["metrics"])
 KEEPALIVE_SECONDS = 15.0
 MAX_EVENT_ID = 2**62
 STATUS_FIELDS = {"status", "progress", "steps_per_second", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "started_at", "finished_at",
-                 "cancel_requested"}
+                 "cancel_requested", "phase"}
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses={404: {"model": ErrorOut}})

@@ -43,6 +43,8 @@ class JobOut(BaseModel):
     progress: Progress
     steps_per_second: float | None
     eta_seconds: float | None
+    phase: str | None = None  # a running job's work after its last step, e.g. "laying out embeddings: 40%"
+    queue_position: int | None = None  # a queued job's place in line (1 = next), in GET /api/jobs and /api/jobs/{id}
     metrics: dict[str, float | None]
     select_metric: str | None = None
     best: Scored | None = None
@@ -119,13 +121,14 @@ def summary_fields(summary: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": {k: v for k, v in summary.items() if k not in EVIDENCE_KEYS}, **{k: summary.get(k) for k in EVIDENCE_KEYS}}
 
 
-def job_out(row: JobRow) -> JobOut:
+def job_out(row: JobRow, queue_position: int | None = None) -> JobOut:
     sps, step, total = row.steps_per_second, row.step, row.total_steps
     eta = (total - step) / sps if row.status == "running" and sps else None
     return JobOut(
         id=row.id, name=row.name, owner=row.owner, status=row.status, spec=row.spec, dataset=row.dataset,
         loss=row.loss, margin=row.margin, priority=row.priority, sweep_id=row.sweep_id,
-        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, **summary_fields(row.summary or {}),
+        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, phase=row.phase, queue_position=queue_position,
+        **summary_fields(row.summary or {}),
         attempts=row.attempts, max_attempts=row.max_attempts, device=row.run_device, worker=row.worker_id,
         error=row.error, cancel_requested=row.cancel_requested, created_at=row.created_at,
         started_at=row.started_at, finished_at=row.finished_at,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Float, and_, cast, func, or_, select, update
 
 from app.spec import JobSpec
 from app.store.db import reading, writing
@@ -51,11 +51,27 @@ def get(engine: Engine, job_id: int) -> JobRow | None:
         return JobRow.of(row) if row else None
 
 
+# The jobs list's columns a client may sort by ("-name": descending); metrics are the latest evaluation's.
+SORT_KEYS: dict[str, Any] = {
+    "id": Job.id, "name": Job.name, "dataset": Job.dataset, "loss": Job.loss, "margin": Job.margin, "status": Job.status,
+    "priority": Job.priority, "owner": Job.owner, "created_at": Job.created_at, "started_at": Job.started_at,
+    "finished_at": Job.finished_at, "progress": cast(Job.step, Float) / func.nullif(Job.total_steps, 0),
+    **{f"metrics.{m}": Job.summary[m].as_float() for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision", "val/loss")},
+}
+SORTS = tuple(k for key in SORT_KEYS for k in (key, f"-{key}"))
+
+
+def order_by(sort: str) -> list[Any]:
+    """ORDER BY for a SORTS value: jobs without a value (not finished, not evaluated) last either way, then newest first."""
+    column = SORT_KEYS[sort.lstrip("-")]
+    return [(column.desc() if sort.startswith("-") else column.asc()).nulls_last(), Job.id.desc()]
+
+
 def list_jobs(
     engine: Engine, *, status: JobStatus | None = None, q: str | None = None, sweep_id: int | None = None,
-    limit: int = 50, offset: int = 0,
+    limit: int = 50, offset: int = 0, sort: str = "-id",
 ) -> tuple[list[JobRow], int]:
-    """Newest first, with the total count for pagination."""
+    """One page in `sort` order (newest first by default), with the total count for pagination."""
     where = []
     if status:
         where.append(Job.status == status)
@@ -66,8 +82,18 @@ def list_jobs(
         where.append(Job.sweep_id == sweep_id)
     with reading(engine) as conn:
         total = conn.execute(select(func.count()).select_from(Job).where(*where)).scalar_one()
-        rows = conn.execute(select(Job.__table__).where(*where).order_by(Job.id.desc()).limit(limit).offset(offset)).mappings().all()
+        rows = conn.execute(select(Job.__table__).where(*where).order_by(*order_by(sort)).limit(limit).offset(offset)).mappings().all()
     return [JobRow.of(r) for r in rows], total
+
+
+def queue_positions(engine: Engine, job_ids: list[int]) -> dict[int, int]:
+    """Place in the queue (1 = next) of those jobs that are queued, in claim order: priority, then age.
+    Jobs a worker for another device would take, or waiting out a retry backoff, still count: an estimate."""
+    if not job_ids:
+        return {}
+    queued = select(Job.id, func.row_number().over(order_by=(Job.priority.desc(), Job.id.asc())).label("place")).where(Job.status == "queued").subquery()
+    with reading(engine) as conn:
+        return {row.id: row.place for row in conn.execute(select(queued).where(queued.c.id.in_(job_ids)))}
 
 
 def cancel(engine: Engine, job_id: int) -> JobRow | None:
@@ -136,13 +162,15 @@ def _owned(job_id: int, token: str) -> Any:
 HeartbeatAnswer = Literal["ok", "cancel", "lost"]
 
 
-def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float) -> HeartbeatAnswer:
-    """Renew the lease and report progress; tells the worker whether to go on."""
+def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float,
+              phase: str | None = None) -> HeartbeatAnswer:
+    """Renew the lease and report progress (and the phase after the steps); tells the worker whether to go on."""
     now = utcnow()
     with writing(engine) as conn:
         row = conn.execute(
             update(Job).where(_owned(job_id, token))
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now,
+                    phase=phase)
             .returning(Job.cancel_requested)
         ).first()
     if row is None:
@@ -158,7 +186,7 @@ def owns(engine: Engine, job_id: int, token: str) -> bool:
 def finish(engine: Engine, job_id: int, token: str, status: TerminalStatus, *, error: str | None = None, step: int | None = None) -> bool:
     """Record the outcome of the attempt holding `token`; False when the lease was lost."""
     now = utcnow()
-    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
+    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None, phase=None)
     if step is not None:
         values["step"] = step
     with writing(engine) as conn:
@@ -181,7 +209,7 @@ def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
     with writing(engine) as conn:
         result = conn.execute(
             update(Job).where(_owned(job_id, token))
-            .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now)
+            .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now, phase=None)
         )
         return result.rowcount == 1
 
@@ -198,7 +226,7 @@ def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backof
         else:
             delay = backoff_seconds * 2 ** (row.attempts - 1)
             values = dict(status="queued", error=f"attempt {row.attempts} failed: {error}", not_before=now + timedelta(seconds=delay), worker_id=None)
-        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, **values))
+        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, phase=None, **values))
         return values["status"]
 
 
@@ -211,7 +239,7 @@ def requeue_expired(engine: Engine, now: datetime | None = None) -> list[int]:
         if not ids:
             return []
         lost = "worker lost (lease expired)"
-        common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now)
+        common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now, phase=None)
         conn.execute(update(Job).where(expired, Job.cancel_requested).values(status="cancelled", finished_at=now, **common))
         conn.execute(
             update(Job).where(expired, Job.attempts >= Job.max_attempts)

@@ -62,6 +62,7 @@ class Job(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
     steps_per_second: Mapped[float | None] = mapped_column(Float)
+    phase: Mapped[str | None] = mapped_column(String(100))  # after the steps: "laying out embeddings: 40%"
     summary: Mapped[dict] = mapped_column(JSON, default=dict)  # latest value of each val/ metric
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -55,6 +55,7 @@ class JobRow(Row):
     step: int
     total_steps: int
     steps_per_second: float | None
+    phase: str | None  # after the steps: "laying out embeddings: 40%"
     summary: dict[str, float | None]
     error: str | None
     created_at: datetime

@@ -96,6 +96,14 @@ def live(tmp_path_factory) -> Iterator[LiveServer]:
         procs.stop_all()
 
 
+def wait_js(page, expression: str, timeout: float = 30.0, interval: float = 0.1):
+    """Evaluate a JavaScript expression from Python until it is truthy; returns its value. The browser tests' one poll:
+    page.wait_for_function evaluates strings with eval, which the pages' Content-Security-Policy refuses."""
+    from tests.conftest import wait_for
+
+    return wait_for(lambda: page.evaluate(expression), timeout, interval, expression)
+
+
 def screenshot(page, name: str) -> None:
     """Saved when EMBEDLAB_SCREENSHOTS names a folder: for looking at the pages by eye."""
     import os

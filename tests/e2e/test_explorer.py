@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, wait_js
 
 # The live server's worker inherits this: umap's compiled kernels are reused between runs.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
@@ -24,11 +24,6 @@ def finished_job(live) -> dict:
     return job
 
 
-def poll(page, expression: str, timeout: float = 30.0) -> None:
-    """Evaluate from Python: page.wait_for_function would need eval, which the CSP refuses."""
-    wait_for(lambda: page.evaluate(expression), timeout, 0.1, expression)
-
-
 def point_on_screen(page) -> tuple[float, float, int]:
     """Page coordinates of the first point of the first class trace, and its dataset index."""
     return tuple(page.evaluate("""() => {
@@ -41,23 +36,23 @@ def point_on_screen(page) -> tuple[float, float, int]:
 
 def test_click_a_point_shows_its_neighbours(live, page, finished_job):
     page.goto(f"{live.url}/jobs/{finished_job['id']}/explore")
-    poll(page, "document.querySelectorAll('#classes tbody tr').length > 0")
-    poll(page, "(() => { const gd = document.getElementById('plot'); return !!(gd && gd._fullLayout && gd.data && gd.data.length > 10); })()")
+    wait_js(page, "document.querySelectorAll('#classes tbody tr').length > 0")
+    wait_js(page, "(() => { const gd = document.getElementById('plot'); return !!(gd && gd._fullLayout && gd.data && gd.data.length > 10); })()")
     assert page.locator(".name").first.inner_text() == "explorer <b>e2e</b>"  # shown as text
     assert "recall@10" in page.locator("#preservation").inner_text()
     x, y, _ = point_on_screen(page)
     page.mouse.move(x, y)
     page.mouse.click(x, y)
-    poll(page, "document.querySelectorAll('#neighbors li').length === 10")
+    wait_js(page, "document.querySelectorAll('#neighbors li').length === 10")
     assert page.locator("#panel").is_visible()
     thumbs = page.locator("#neighbors li img")
     assert thumbs.count() == 10
-    poll(page, "[...document.querySelectorAll('#neighbors li img')].every((i) => i.complete && i.naturalWidth > 0)")
+    wait_js(page, "[...document.querySelectorAll('#neighbors li img')].every((i) => i.complete && i.naturalWidth > 0)")
     distances = [float(t) for t in page.locator("#neighbors .ex-neighbor-dist").all_inner_texts()]
     assert distances == sorted(distances)
     # k is adjustable
     page.fill("#k", "4")
     page.locator("#k").dispatch_event("change")
-    poll(page, "document.querySelectorAll('#neighbors li').length === 4")
+    wait_js(page, "document.querySelectorAll('#neighbors li').length === 4")
     screenshot(page, "explorer")
     assert not page.errors, page.errors

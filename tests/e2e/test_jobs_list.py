@@ -7,8 +7,8 @@ import pytest
 
 from app.spec import JobSpec
 from app.store import jobs
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_dashboard import real_errors, wait_js
+from tests.e2e.conftest import screenshot, wait_js
+from tests.e2e.test_dashboard import real_errors
 
 pytestmark = pytest.mark.e2e
 N = 1000

@@ -13,9 +13,9 @@ from app.auth import create_user
 from app.config import Settings
 from app.store.db import get_engine, init_db
 from tests.conftest import TEST_ENV, Processes, free_port, wait_for
-from tests.e2e.conftest import screenshot
 from app.signin_limit import NAME_LIMIT
-from tests.e2e.test_dashboard import SMALL, fill_form, real_errors, wait_js
+from tests.e2e.conftest import screenshot, wait_js
+from tests.e2e.test_dashboard import SMALL, fill_form, real_errors
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import wait_for
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, wait_js
 from trainer.worker import Worker
 
 # explorer off: these pages read the runs' metrics and stored validation embeddings, not the per-job UMAP layout.
@@ -45,11 +44,6 @@ def test_sweep_form_range_entry(procs, page):
     assert page.errors == []
 
 
-def poll(page, expression: str, timeout: float = 30.0):
-    """Evaluate from Python until truthy (page.wait_for_function would need eval, which the CSP refuses)."""
-    return wait_for(lambda: page.evaluate(expression), timeout, 0.2, expression)
-
-
 def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     url = procs.server()
     base = {**BASE, "eval_every": 20}
@@ -57,7 +51,7 @@ def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     Worker(settings, threads=2).run(max_jobs=3, exit_when_idle=True)
 
     page.goto(f"{url}/sweeps/{made['id']}")
-    poll(page, "(document.getElementById('layouts').data || []).length === 3", timeout=240)  # the aligned fit runs meanwhile
+    wait_js(page, "(document.getElementById('layouts').data || []).length === 3", timeout=240)  # the aligned fit runs meanwhile
     layouts = httpx.get(f"{url}/api/sweeps/{made['id']}/layouts").json()
     n = len(layouts["points"]["index"])
     panels = page.evaluate("document.getElementById('layouts').data.map(t => [t.x.length, t.customdata.length])")
@@ -80,7 +74,7 @@ def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     page.mouse.down()
     page.mouse.move(x1, y1, steps=12)
     page.mouse.up()
-    poll(page, "document.getElementById('layouts').data.every(t => Array.isArray(t.selectedpoints))")
+    wait_js(page, "document.getElementById('layouts').data.every(t => Array.isArray(t.selectedpoints))")
     selected = page.evaluate("document.getElementById('layouts').data.map(t => t.selectedpoints.map(r => t.customdata[r]).sort((a, b) => a - b))")
     assert 0 < len(selected[0]) < n
     assert selected[1] == selected[0] and selected[2] == selected[0]  # the same images, highlighted in every panel
@@ -88,6 +82,6 @@ def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     screenshot(page, "sweep-linked-selection")
 
     page.click("#clear-selection")
-    poll(page, "document.getElementById('layouts').data.every(t => !t.selectedpoints)")
+    wait_js(page, "document.getElementById('layouts').data.every(t => !t.selectedpoints)")
     assert page.locator("#clear-selection").is_disabled()
     assert page.errors == []
