@@ -1,5 +1,6 @@
 // Sweep comparison: what the evidence supports (per loss), the selection metric against margin, curves per run,
 // the runs table with intervals, the distance histograms and the aligned embeddings.
+import { CHART_CONFIG, CHART_LAYOUT } from "/static/charts.js";
 import { api, badge, classColor, el, fmtMetric, plotlyText, TERMINAL } from "/static/common.js";
 import { DASHES, METRICS, baselineOf, bestOf, drawDistanceOverlay, drawTrainingOverlays, drawValidationOverlay, fmtInterval,
   loadSeries, metricOf } from "/static/overlays.js";
@@ -7,6 +8,9 @@ import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
 const sweepId = root.dataset.sweepId;
+const status = document.getElementById("sweep-status");
+const POLL_MS = 3000;
+const RETRY_MS = 10000; // after a failed poll: the page says so and asks again
 const MARGIN_NAMES = { triplet: "triplet margin", contrastive: "contrastive negative margin", circle: "circle m" };
 const COLOURS = { band: "rgba(11, 98, 196, 0.16)", line: "#0b62c4", base: "#5d6670", star: "#d4a72c" };
 const series = new Map(); // job id -> {name: {step, value}}
@@ -31,8 +35,12 @@ function drawMetricVsMargin(sweep) {
   const recs = sweep.recommendations.filter((r) => r.points.some((p) => p.margin !== null));
   const box = document.getElementById("metric-vs-margin");
   if (!recs.length) { Plotly.purge(box); return; }
-  const traces = [], annotations = [], layout = { grid: { rows: 1, columns: recs.length, pattern: "independent" }, height: 340,
-    margin: { t: 34, r: 10, b: 46, l: 56 }, legend: { orientation: "h", y: -0.25 }, showlegend: true };
+  const traces = [];
+  const annotations = [];
+  const layout = {
+    ...CHART_LAYOUT, grid: { rows: 1, columns: recs.length, pattern: "independent" }, height: 340,
+    margin: { t: 34, r: 10, b: 46, l: 56 }, legend: { orientation: "h", y: -0.25 }, showlegend: true,
+  };
   const seen = new Set();
   const legend = (key) => { const show = !seen.has(key); seen.add(key); return show; };
   // Other axes than the margin (lr, miner...): one line per combination, its colour the same in every panel.
@@ -50,28 +58,33 @@ function drawMetricVsMargin(sweep) {
       if (!gp.length) continue;
       const gx = gp.map((p) => p.margin), colour = colourOfGroup(g), suffix = groups.length > 1 ? ` (${plotlyText(g)})` : "";
       const isStar = (p) => r.starred && same(p, r.best);
-      traces.push({ x: [...gx, ...[...gx].reverse()], y: [...gp.map((p) => p.high), ...[...gp].reverse().map((p) => p.low)], xaxis: xa, yaxis: ya,
+      const band = [...gp.map((p) => p.high), ...[...gp].reverse().map((p) => p.low)];
+      traces.push({ x: [...gx, ...[...gx].reverse()], y: band, xaxis: xa, yaxis: ya,
         fill: "toself", fillcolor: groups.length > 1 ? "rgba(120, 120, 120, 0.12)" : COLOURS.band, line: { width: 0 }, hoverinfo: "skip",
         name: "95% interval", legendgroup: "band", showlegend: legend("band") });
-      traces.push({ x: gx, y: gp.map((p) => p.mean), xaxis: xa, yaxis: ya, mode: "lines+markers", name: `mean over seeds at the best checkpoint${suffix}`,
-        legendgroup: `mean ${g}`, showlegend: legend(`mean ${g}`), line: { color: colour, width: 2 },
+      traces.push({ x: gx, y: gp.map((p) => p.mean), xaxis: xa, yaxis: ya, mode: "lines+markers",
+        name: `mean over seeds at the best checkpoint${suffix}`, legendgroup: `mean ${g}`, showlegend: legend(`mean ${g}`),
+        line: { color: colour, width: 2 },
         marker: { size: gp.map((p) => (isStar(p) ? 16 : 9)), color: gp.map((p) => (near.some((q) => same(p, q)) ? colour : "#fff")),
           symbol: gp.map((p) => (isStar(p) ? "star" : "circle")), line: { color: colour, width: 2 } },
         customdata: gp.map((p) => [p.low, p.high, p.runs]),
-        hovertemplate: `margin %{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}], %{customdata[2]} run(s)<extra>${plotlyText(r.loss)}${suffix}</extra>` });
+        hovertemplate: "margin %{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}], %{customdata[2]} run(s)"
+          + `<extra>${plotlyText(r.loss)}${suffix}</extra>` });
     }
-    const bases = sweep.job_list.filter((j) => j.spec.loss === r.loss).map((j) => metricOf(baselineOf(j), r.select_metric)).filter((v) => v !== null);
+    const bases = sweep.job_list.filter((j) => j.spec.loss === r.loss)
+      .map((j) => metricOf(baselineOf(j), r.select_metric)).filter((v) => v !== null);
     const base = bases.length ? bases.reduce((a, b) => a + b, 0) / bases.length : null;
-    if (base !== null) traces.push({ x: [Math.min(...xs), Math.max(...xs)], y: [base, base], xaxis: xa, yaxis: ya, mode: "lines", name: "step 0 (untrained)",
-      legendgroup: "base", showlegend: legend("base"), line: { color: COLOURS.base, dash: "dot", width: 1.5 } });
+    if (base !== null) traces.push({ x: [Math.min(...xs), Math.max(...xs)], y: [base, base], xaxis: xa, yaxis: ya, mode: "lines",
+      name: "step 0 (untrained)", legendgroup: "base", showlegend: legend("base"), line: { color: COLOURS.base, dash: "dot", width: 1.5 } });
     const ys = [...pts.map((p) => p.low), ...pts.map((p) => p.high), ...(base === null ? [] : [base])];
     const lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max(0.005, (hi - lo) * 0.1);
     const logX = xs.length > 1 && Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) >= 8;
     layout[`xaxis${ax}`] = { title: { text: plotlyText(MARGIN_NAMES[r.loss] || `${r.loss} margin`) }, type: logX ? "log" : "linear" };
-    layout[`yaxis${ax}`] = { title: { text: k ? "" : `validation ${metricTitle(r.select_metric)}` }, range: [Math.max(0, lo - pad), Math.min(1, hi + pad)] };
+    const yTitle = k ? "" : `validation ${metricTitle(r.select_metric)}`;
+    layout[`yaxis${ax}`] = { title: { text: yTitle }, range: [Math.max(0, lo - pad), Math.min(1, hi + pad)] };
     annotations.push({ text: `<b>${plotlyText(r.loss)}</b>`, xref: `${xa} domain`, yref: `${ya} domain`, x: 0.5, y: 1.1, showarrow: false });
   });
-  Plotly.react(box, traces, { ...layout, annotations }, { responsive: true, displaylogo: false });
+  Plotly.react(box, traces, { ...layout, annotations }, CHART_CONFIG);
 }
 
 function drawTable(sweep) {
@@ -94,7 +107,8 @@ function drawTable(sweep) {
   };
   const head = document.querySelector("#runs thead tr");
   head.replaceChildren(...columns.map(([key, title]) => {
-    const th = el("th", { class: "sortable", "aria-sort": key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none", tabindex: 0 }, title);
+    const sorted = key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none";
+    const th = el("th", { class: "sortable", "aria-sort": sorted, tabindex: 0 }, title);
     th.addEventListener("click", () => { sortDir = key === sortKey ? -sortDir : -1; sortKey = key; drawTable(sweep); });
     return th;
   }));
@@ -111,7 +125,8 @@ function drawTable(sweep) {
     ...columns.map(([key]) => {
       if (key === "id") {
         const mark = marks[role(j)];
-        return el("td", { class: "num" }, el("a", { href: `/jobs/${j.id}` }, j.id), mark ? el("span", { class: "mark", title: mark[1] }, mark[0]) : null);
+        const tag = mark ? el("span", { class: "mark", title: mark[1] }, mark[0]) : null;
+        return el("td", { class: "num" }, el("a", { href: `/jobs/${j.id}` }, j.id), tag);
       }
       if (key === "status") return el("td", {}, badge(j.status));
       if (key === "best_step") return el("td", { class: "num" }, value(j, key) ?? "–");
@@ -127,29 +142,46 @@ function drawRecommendations(sweep) {
   const box = document.getElementById("recommendations");
   if (!sweep.recommendations.length) return;
   box.classList.remove("muted");
+  const pointText = (point) => Object.entries(point).map(([k, v]) => `${k} ${v}`).join(", ");
   box.replaceChildren(...sweep.recommendations.map((r) => {
-    const title = metricTitle(r.select_metric), b = r.best;
-    const where = Object.keys(r.point).length ? Object.entries(r.point).map(([k, v]) => `${k} ${v}`).join(", ") : "its only configuration";
+    const title = metricTitle(r.select_metric);
+    const b = r.best;
+    const where = Object.keys(r.point).length ? pointText(r.point) : "its only configuration";
+    const star = r.starred ? el("span", { class: "star", title: "better than every other point beyond the noise" }, " ★") : null;
+    const difference = (t) => (t.diff_low === null ? "" : `, difference ${fmtRange(t.diff_low, t.diff_high)}`);
+    const tiedText = (t) => `${pointText(t.point)} (${fmtMetric(t.mean, 4)}${difference(t)})`;
+    const test = r.locked_test;
     return el("div", { class: "recommendation", dataset: { loss: r.loss } },
-      el("h3", {}, el("strong", {}, r.loss), r.starred ? el("span", { class: "star", title: "better than every other point beyond the noise" }, " ★") : null),
+      el("h3", {}, el("strong", {}, r.loss), star),
       el("p", { class: "statement" }, r.statement),
-      el("p", {}, `Highest mean validation ${title}: ${where}, ${fmtMetric(b.mean, 4)} ${fmtRange(b.low, b.high)} over ${b.runs} run(s) at their best checkpoints.`),
-      r.tied.length ? el("p", { class: "tied" }, "Within noise of it: ", r.tied.map((t) => `${Object.entries(t.point).map(([k, v]) => `${k} ${v}`).join(", ")} (${fmtMetric(t.mean, 4)}${
-        t.diff_low === null ? "" : `, difference ${fmtRange(t.diff_low, t.diff_high)}`})`).join("; "), ".") : null,
-      r.locked_test ? el("p", { class: "locked-test" }, el("strong", {}, "Locked test"),
-        ` of ${where} (scored once, at the end of each run, read by no selection): ${title} ${fmtMetric(r.locked_test.mean, 4)} ${fmtRange(r.locked_test.low, r.locked_test.high)} over ${r.locked_test.runs} run(s).`) : null,
+      el("p", {}, `Highest mean validation ${title}: ${where}, ${fmtMetric(b.mean, 4)} ${fmtRange(b.low, b.high)} over ${b.runs} run(s) `
+        + "at their best checkpoints."),
+      r.tied.length ? el("p", { class: "tied" }, "Within noise of it: ", r.tied.map(tiedText).join("; "), ".") : null,
+      test ? el("p", { class: "locked-test" }, el("strong", {}, "Locked test"),
+        ` of ${where} (scored once, at the end of each run, read by no selection): ${title} ${fmtMetric(test.mean, 4)} `
+        + `${fmtRange(test.low, test.high)} over ${test.runs} run(s).`) : null,
       el("p", { class: "muted test-used" }, `Test used: ${r.test_used}. Rule: ${r.rule}. Intervals: ${b.interval}.`));
   }));
 }
 
+let timer = null;
+
 async function refresh() {
-  const sweep = await api(`/api/sweeps/${sweepId}`);
+  clearTimeout(timer);
+  let sweep;
+  try {
+    sweep = await api(`/api/sweeps/${sweepId}`);
+    await loadSeries(sweep.job_list, series);
+  } catch (err) {
+    status.textContent = `could not refresh: ${err.message}; trying again`;
+    timer = setTimeout(refresh, RETRY_MS);
+    return;
+  }
   const margins = [...new Set(sweep.job_list.map((j) => j.spec.margin))].sort((a, b) => a - b);
   const losses = [...new Set(sweep.job_list.map((j) => j.spec.loss))];
   const style = (j) => ({ color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length] });
   const name = (j) => label(j, sweep.axes);
-  document.getElementById("sweep-status").textContent = Object.entries(sweep.status_counts).map(([k, v]) => `${v} ${k}`).join(", ");
-  await loadSeries(sweep.job_list, series);
+  status.textContent = Object.entries(sweep.status_counts).map(([k, v]) => `${v} ${k}`).join(", ");
   drawRecommendations(sweep);
   drawMetricVsMargin(sweep);
   drawTrainingOverlays(sweep.job_list, series, style, name);
@@ -159,11 +191,16 @@ async function refresh() {
   showLayouts(sweep, name);
   const live = sweep.job_list.some((j) => !TERMINAL.has(j.status));
   document.getElementById("cancel-sweep").disabled = !live;
-  if (live) setTimeout(refresh, 3000);
+  if (live) timer = setTimeout(refresh, POLL_MS);
 }
 
 document.getElementById("cancel-sweep").addEventListener("click", async () => {
-  await api(`/api/sweeps/${sweepId}/cancel`, { method: "POST" });
+  try {
+    await api(`/api/sweeps/${sweepId}/cancel`, { method: "POST" });
+  } catch (err) {
+    status.textContent = `could not cancel: ${err.message}`;
+    return;
+  }
   refresh();
 });
 
