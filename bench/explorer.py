@@ -21,12 +21,14 @@ directions each, so neighbourhoods have structure for a layout to keep.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_lookup(n: int, requests: int) -> None:
+@contextlib.contextmanager
+def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
+    """A real `embedlab serve` process over a job whose projection.npz holds n synthetic 128-d points; (url, job id, server pid)."""
     import httpx
 
     from app.config import Settings
@@ -81,12 +85,17 @@ def bench_lookup(n: int, requests: int) -> None:
         job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
         X, labels = embeddings(n)
         rng = np.random.default_rng(1)
-        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": np.zeros(n, np.int8),
-                  "xy": rng.normal(size=(n, 2)).astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": np.ones(n, bool)}
-        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n, "splits": {"val": n, "train": 0},
-                "fitted_points": n, "umap": {}, "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
+        # 2-D positions with the classes' structure (a cluster per class), as a layout would have
+        xy = (rng.normal(size=(20, 2)) * 6)[labels] + rng.normal(size=(n, 2))
+        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": (np.arange(n) % 5 == 4).astype(np.int8),
+                  "xy": xy.astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": rng.random(n) < 0.9}
+        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n,
+                "splits": {"val": int((arrays["split"] == 0).sum()), "train": int(arrays["split"].sum())},
+                "fitted_points": n, "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 0},
+                "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
                 "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0}, "per_class": [], "seconds": {}}
         write_projection(settings.job_dir(job_id), arrays, meta)
+        del X, arrays
 
         port = free_port()
         env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
@@ -94,28 +103,36 @@ def bench_lookup(n: int, requests: int) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            with httpx.Client(base_url=url, timeout=120) as client:
-                def up() -> bool:
-                    try:
-                        return client.get("/api/jobs").status_code == 200
-                    except httpx.HTTPError:
-                        return False
+            def up() -> bool:
+                try:
+                    return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
+                except httpx.HTTPError:
+                    return False
 
-                wait_for(up, 60, 0.2, "the server")
-                t = time.perf_counter()
-                assert client.get(f"/api/jobs/{job_id}/neighbors", params={"index": 0, "k": 10}).status_code == 200
-                first = (time.perf_counter() - t) * 1000
-                ms = []
-                cpu_before = cpu_seconds(server.pid)
-                for i in rng.integers(0, n, requests).tolist():
-                    t = time.perf_counter()
-                    r = client.get(f"/api/jobs/{job_id}/neighbors", params={"index": i, "k": 10})
-                    ms.append((time.perf_counter() - t) * 1000)
-                    assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
-                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / requests
+            wait_for(up, 60, 0.2, "the server")
+            yield url, job_id, server.pid
         finally:
             server.terminate()
             server.wait(20)
+
+
+def bench_lookup(n: int, requests: int) -> None:
+    import httpx
+
+    rng = np.random.default_rng(1)
+    with stored_job_server(n) as (url, job_id, pid):
+        with httpx.Client(base_url=url, timeout=120) as client:
+            t = time.perf_counter()
+            assert client.get(f"/api/jobs/{job_id}/neighbors", params={"index": 0, "k": 10}).status_code == 200
+            first = (time.perf_counter() - t) * 1000
+            ms = []
+            cpu_before = cpu_seconds(pid)
+            for i in rng.integers(0, n, requests).tolist():
+                t = time.perf_counter()
+                r = client.get(f"/api/jobs/{job_id}/neighbors", params={"index": i, "k": 10})
+                ms.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
+            cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / requests
     print(f"lookup: {n:,} x 128-d, exact index; first request (read + index build) {first:.0f} ms; "
           f"{requests} requests k=10 through HTTP: {percentiles(ms)}; server CPU {cpu_ms:.1f} ms/request")
 
