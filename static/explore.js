@@ -467,6 +467,7 @@ async function main() {
   renderQuality(summary);
   // For tests and benchmarks: where a row is drawn, in page pixels.
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
+    screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
     selectedRows: () => Array.from(plot.get("selectedPoints")) };
   root.dataset.ready = "true";
   setStatus(`${n.toLocaleString()} points: ${summary.splits.val} validation, ${summary.splits.train} training sample. ` +
