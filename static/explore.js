@@ -463,6 +463,7 @@ async function main() {
     ...colorSettings($("color-by").value),
   });
   await plot.draw(channels());
+  performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
   wire();
   renderQuality(summary);
   // For tests and benchmarks: where a row is drawn, in page pixels.
