@@ -435,10 +435,12 @@ function wire() {
 
 async function main() {
   setStatus("Loading the embedding…");
-  let summary;
+  // The summary needs the neighbour index (minutes to build past a million points): the points are drawn without waiting for it.
+  const summary = api(`${base}/embedding/summary`);
   try {
-    [pts, summary] = await Promise.all([loadColumns(), api(`${base}/embedding/summary`)]);
+    pts = await loadColumns();
   } catch (err) {
+    summary.catch(() => {});
     setStatus(err.message, true);
     return;
   }
@@ -465,16 +467,18 @@ async function main() {
   await plot.draw(channels());
   performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
   wire();
-  renderQuality(summary);
   // For tests and benchmarks: where a row is drawn, in page pixels.
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
     screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
     selectedRows: () => Array.from(plot.get("selectedPoints")) };
   root.dataset.ready = "true";
-  setStatus(`${n.toLocaleString()} points: ${summary.splits.val} validation, ${summary.splits.train} training sample. ` +
+  let val = 0;
+  for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;
+  setStatus(`${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. ` +
     "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
   const m = /^#index=(\d+)$/.exec(location.hash);
   if (m) selectIndex(Number(m[1]));
+  summary.then(renderQuality, (err) => setStatus(err.message, true));
 }
 
 main();

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import EngineDep, JobId, SettingsDep
+from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.embeddings import ERRORS, _embedding, image_url
 from app.api.errors import field_error
-from app.explorer import columns, selection
+from app.explorer import columns, embeddings as stored, selection
 
 router = APIRouter(tags=["embeddings"])
 
@@ -29,7 +29,12 @@ SELECTION_BODY_BYTES = 24 * 1024 * 1024  # 2,000,000 indices of up to 10 digits,
           "then the columns: index i4, x f4, y f4, label i4, split u1, nn_same_label u1, little-endian"}, **ERRORS})
 def get_columns(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Response:
     """Every point of the layout as binary columns (what the explorer page loads): ~18 bytes a point, no parsing."""
-    body = columns.encoded(_embedding(engine, settings, job_id))
+    job_or_404(engine, job_id)
+    try:
+        body = columns.encoded_file(settings.job_dir(job_id))
+    except (stored.NoProjection, columns.Unreadable):
+        # app.api.embeddings words the 404 (no layout yet, explorer: false) and a damaged file's answer
+        body = columns.encoded(_embedding(engine, settings, job_id))
     return Response(body, media_type=columns.MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"})
 
 

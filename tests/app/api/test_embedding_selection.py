@@ -69,6 +69,15 @@ def test_binary_columns_decode_to_the_stored_values(job):
     assert client.get(f"/api/jobs/{job_id + 999}/embedding/columns").status_code == 404
 
 
+def test_columns_of_a_job_without_a_layout_say_why(job, tmp_path):
+    client, _, _ = job
+    settings = client.app.state.settings
+    other = jobs.submit(client.app.state.engine, JobSpec(dataset="digits"))["id"]
+    r = client.get(f"/api/jobs/{other}/embedding/columns")
+    assert r.status_code == 404 and "no embeddings yet" in r.json()["detail"]
+    assert not (settings.job_dir(other) / "projection.npz").exists()
+
+
 def brute_force(arrays: dict[str, np.ndarray], rows: np.ndarray) -> tuple[dict[int, int], dict[int, float], list[int]]:
     """Counts, per-class P@1 (nearest other point over all points, cosine) and the rows nearest the mean, from scratch."""
     X = arrays["embeddings"] / np.linalg.norm(arrays["embeddings"], axis=1, keepdims=True)
