@@ -142,3 +142,16 @@ def test_unknown_index_names_it(job):
     assert r.status_code == 422
     detail = r.json()["detail"][0]
     assert detail["field"] == "indices" and str(missing) in detail["reason"]
+
+
+def test_page_loads_the_vendored_scatter_and_no_plotly(job):
+    client, job_id, _ = job
+    page = client.get(f"/jobs/{job_id}/explore")
+    assert page.status_code == 200 and "plotly" not in page.text and "https://" not in page.text.split("<body")[0]
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-eval'" in csp and "blob:" not in csp.split("script-src")[1].split(";")[0]
+    for name in ("regl-scatterplot.esm.js", "regl.js", "pub-sub-es.js", "LICENSE.regl-scatterplot", "LICENSE.regl", "LICENSE.pub-sub-es"):
+        r = client.get(f"/static/vendor/regl-scatterplot/{name}")
+        assert r.status_code == 200 and len(r.content) > 500, name
+    esm = client.get("/static/vendor/regl-scatterplot/regl-scatterplot.esm.js").text
+    assert "from './pub-sub-es.js'" in esm and "from './regl.js'" in esm  # no bare specifiers: no import map, no build step
