@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.embeddings import ERRORS, _embedding, image_url
 from app.api.errors import field_error
+from app.api.schemas import BODY_ERRORS
 from app.explorer import columns, embeddings as stored, selection
 
 router = APIRouter(tags=["embeddings"])
@@ -67,7 +68,8 @@ class SelectionOut(BaseModel):
 
 
 @router.post("/api/jobs/{job_id}/embedding/selection", response_model=SelectionOut, responses={
-    200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"}, **ERRORS, 413: ERRORS[422]})
+    200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
+    **ERRORS, **BODY_ERRORS, 413: ERRORS[422]})
 def post_selection(job_id: JobId, body: SelectionIn, engine: EngineDep, settings: SettingsDep,
                    format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json") -> Response | SelectionOut:
     """Summarise a selection of explorer points (a lasso on the page), or export it as CSV."""
