@@ -478,6 +478,8 @@ async function main() {
     "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
   const m = /^#index=(\d+)$/.exec(location.hash);
   if (m) selectIndex(Number(m[1]));
+  if (!$("classes").querySelector("tbody tr")) $("preservation").textContent =
+    "Waiting for the neighbour index (built once per job, minutes past a million points): neighbours, quality and selections need it.";
   summary.then(renderQuality, (err) => setStatus(err.message, true));
 }
 
