@@ -17,6 +17,7 @@ from app.api import deps
 from app.api import compare as compare_api
 from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
+from app.api import selection as selection_api
 from app.api import errors
 from app.live import Feeds
 from app.api import jobs as jobs_api
@@ -58,8 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.feeds = Feeds(engine)
     errors.install(app)
-    app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, compare_api):
+    app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
+                                          "/embedding/selection": selection_api.SELECTION_BODY_BYTES})
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, selection_api, compare_api):
         app.include_router(module.router)
     app.include_router(backbones_api.router)
     from app.pages import compare as compare_pages, docs as docs_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages

@@ -1,8 +1,9 @@
-"""Explorer benchmarks: neighbour lookups through HTTP, exact vs HNSW, and the UMAP projection.
+"""Explorer benchmarks: neighbour lookups through HTTP, exact vs HNSW, the UMAP projection, the page in Chromium.
 
     .venv/bin/python bench/explorer.py                       # everything (1,000,000 points for the ANN part)
     .venv/bin/python bench/explorer.py --ann-size 300000     # a smaller ANN part
-    .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection
+    .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection | browser
+    .venv/bin/python bench/explorer.py --only browser --browser-sizes 100000,1000000
 
 1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
    `embedlab serve` process; GET /api/jobs/{id}/neighbors?index=i&k=10 for random i,
@@ -14,6 +15,10 @@
    Numba cache) and warm (the cache from the cold run), against umap-learn's defaults
    (UMAP(metric="cosine", random_state=0)) in a fresh process with the same cache; both
    with kNN recall@10 (2-D vs full) and trustworthiness@10.
+4. browser: the explorer page in headless Chromium (software GL; the backend is printed) over a
+   stored layout of N synthetic points: navigation to every point drawn, then at the largest N a
+   scripted drag-pan and wheel zoom (median and p95 frame interval from requestAnimationFrame) and
+   the memory of the Chromium processes.
 
 The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
 directions each, so neighbourhoods have structure for a layout to keep.
@@ -21,12 +26,14 @@ directions each, so neighbourhoods have structure for a layout to keep.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +69,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_lookup(n: int, requests: int) -> None:
+@contextlib.contextmanager
+def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
+    """A real `embedlab serve` process over a job whose projection.npz holds n synthetic 128-d points; (url, job id, server pid)."""
     import httpx
 
     from app.config import Settings
@@ -81,12 +90,17 @@ def bench_lookup(n: int, requests: int) -> None:
         job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
         X, labels = embeddings(n)
         rng = np.random.default_rng(1)
-        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": np.zeros(n, np.int8),
-                  "xy": rng.normal(size=(n, 2)).astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": np.ones(n, bool)}
-        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n, "splits": {"val": n, "train": 0},
-                "fitted_points": n, "umap": {}, "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
+        # 2-D positions with the classes' structure (a cluster per class), as a layout would have
+        xy = (rng.normal(size=(20, 2)) * 6)[labels] + rng.normal(size=(n, 2))
+        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": (np.arange(n) % 5 == 4).astype(np.int8),
+                  "xy": xy.astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": rng.random(n) < 0.9}
+        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n,
+                "splits": {"val": int((arrays["split"] == 0).sum()), "train": int(arrays["split"].sum())},
+                "fitted_points": n, "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 0},
+                "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
                 "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0}, "per_class": [], "seconds": {}}
         write_projection(settings.job_dir(job_id), arrays, meta)
+        del X, arrays
 
         port = free_port()
         env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
@@ -94,30 +108,117 @@ def bench_lookup(n: int, requests: int) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            with httpx.Client(base_url=url, timeout=120) as client:
-                def up() -> bool:
-                    try:
-                        return client.get("/api/jobs").status_code == 200
-                    except httpx.HTTPError:
-                        return False
+            def up() -> bool:
+                try:
+                    return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
+                except httpx.HTTPError:
+                    return False
 
-                wait_for(up, 60, 0.2, "the server")
-                t = time.perf_counter()
-                assert client.get(f"/api/jobs/{job_id}/neighbors", params={"index": 0, "k": 10}).status_code == 200
-                first = (time.perf_counter() - t) * 1000
-                ms = []
-                cpu_before = cpu_seconds(server.pid)
-                for i in rng.integers(0, n, requests).tolist():
-                    t = time.perf_counter()
-                    r = client.get(f"/api/jobs/{job_id}/neighbors", params={"index": i, "k": 10})
-                    ms.append((time.perf_counter() - t) * 1000)
-                    assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
-                cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / requests
+            wait_for(up, 60, 0.2, "the server")
+            yield url, job_id, server.pid
         finally:
             server.terminate()
             server.wait(20)
+
+
+def bench_lookup(n: int, requests: int) -> None:
+    import httpx
+
+    rng = np.random.default_rng(1)
+    with stored_job_server(n) as (url, job_id, pid):
+        with httpx.Client(base_url=url, timeout=120) as client:
+            t = time.perf_counter()
+            assert client.get(f"/api/jobs/{job_id}/neighbors", params={"index": 0, "k": 10}).status_code == 200
+            first = (time.perf_counter() - t) * 1000
+            ms = []
+            cpu_before = cpu_seconds(pid)
+            for i in rng.integers(0, n, requests).tolist():
+                t = time.perf_counter()
+                r = client.get(f"/api/jobs/{job_id}/neighbors", params={"index": i, "k": 10})
+                ms.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
+            cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / requests
     print(f"lookup: {n:,} x 128-d, exact index; first request (read + index build) {first:.0f} ms; "
           f"{requests} requests k=10 through HTTP: {percentiles(ms)}; server CPU {cpu_ms:.1f} ms/request")
+
+
+# -- 4. the page in a browser ------------------------------------------------------
+
+def _chromium_rss_mb(pid: int) -> float:
+    """Resident memory of the Chromium processes (browser, GPU, renderers) started under process `pid`."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            if "chrom" in Path(f"/proc/{p}/comm").read_text():
+                total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total / 2**20
+
+
+FRAMES_JS = """() => { window.__frames = []; const tick = (t) => { window.__frames.push(t); if (!window.__stop) requestAnimationFrame(tick); };
+    requestAnimationFrame(tick); }"""
+
+
+def bench_browser(n: int, interact: bool) -> None:
+    """Open the explorer on n points in headless Chromium (software GL): time to all points drawn, then a scripted pan and zoom."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import wait_for
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    with stored_job_server(n) as (url, job_id, _):
+        t = time.perf_counter()
+        body = httpx.get(f"{url}/api/jobs/{job_id}/embedding/columns", timeout=600).content
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        httpx.get(f"{url}/api/jobs/{job_id}/embedding/columns", timeout=600)
+        warm = time.perf_counter() - t
+        t = time.perf_counter()  # built before the page opens, so that it does not share the 2 cores with the drawing
+        httpx.get(f"{url}/api/jobs/{job_id}/embedding/summary", timeout=1200)
+        index = time.perf_counter() - t
+        print(f"browser: {n:,} points; GET /embedding/columns {len(body) / 2**20:.1f} MiB: first (read) {cold:.1f} s, "
+              f"then {warm * 1000:.0f} ms (cached); the summary's neighbour index build {index:.1f} s")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/jobs/{job_id}/explore")
+            wait_for(lambda: page.evaluate("document.getElementById('explorer').dataset.ready === 'true'"), 600, 0.1, "the scatter")
+            drawn = page.evaluate("performance.getEntriesByName('explorer-drawn')[0].startTime") / 1000
+            gl = page.evaluate("""() => { const g = document.createElement('canvas').getContext('webgl');
+                const i = g && g.getExtension('WEBGL_debug_renderer_info'); return i ? g.getParameter(i.UNMASKED_RENDERER_WEBGL) : 'unknown'; }""")
+            print(f"browser: {n:,} points: navigation to all points drawn {drawn:.2f} s (GL: {gl})")
+            if interact:
+                box = page.locator("#plot-canvas").bounding_box()
+                cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+                page.evaluate(FRAMES_JS)
+                page.mouse.move(cx, cy)
+                t = time.perf_counter()
+                page.mouse.down()
+                for i in range(40):  # a drag-pan there and back
+                    page.mouse.move(cx + 200 * np.sin(i / 40 * 2 * np.pi), cy + 100 * np.sin(i / 20 * np.pi))
+                page.mouse.up()
+                for i in range(20):  # wheel zoom in, then out
+                    page.mouse.wheel(0, -120 if i < 10 else 120)
+                page.evaluate("window.__stop = true")
+                scripted = time.perf_counter() - t
+                frames = np.diff(page.evaluate("window.__frames"))
+                heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20
+                rss = _chromium_rss_mb(os.getpid())
+                # Idle frames (the page waiting for the next scripted event) count too: read the p95 and the wall time with the median.
+                print(f"browser: {n:,} points: scripted pan (40 moves) + zoom (20 wheel steps) {scripted:.1f} s ({scripted / 60 * 1000:.0f} ms a step), {len(frames)} frames: median {np.median(frames):.0f} ms, "
+                      f"p95 {np.percentile(frames, 95):.0f} ms; JS heap {heap:.0f} MiB; Chromium processes RSS {rss:.0f} MiB")
+            browser.close()
 
 
 # -- 2. exact vs HNSW -----------------------------------------------------------
@@ -200,7 +301,8 @@ def bench_projection(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["lookup", "ann", "projection"])
+    parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser"])
+    parser.add_argument("--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest")
     parser.add_argument("--lookup-size", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--ann-size", type=int, default=1_000_000)
@@ -218,6 +320,10 @@ def main() -> None:
         bench_ann(args.ann_size, args.queries)
     if args.only in (None, "projection"):
         bench_projection(args.projection_size)
+    if args.only in (None, "browser"):
+        sizes = [int(s) for s in args.browser_sizes.split(",")]
+        for n in sizes:
+            bench_browser(n, interact=n == max(sizes))
 
 
 if __name__ == "__main__":

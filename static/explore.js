@@ -1,25 +1,30 @@
-// The embedding explorer (templates/explore.html). Data from the JSON API; every text from
-// the data goes through textContent (or is entity-escaped for Plotly's SVG text).
-import { api, classColor, el, plotlyText } from "/static/common.js";
+// The embedding explorer (templates/explore.html). The points arrive as binary columns
+// (GET /embedding/columns, read into typed arrays) and are drawn by regl-scatterplot (WebGL, every
+// point, no sampling); every text from the data goes through textContent.
+import createScatterplot from "/static/vendor/regl-scatterplot/regl-scatterplot.esm.js";
+import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
 const jobId = root.dataset.jobId;
 const maxK = Number(root.dataset.maxK) || 1000;
 const base = `/api/jobs/${jobId}`;
-const gd = $("plot");
 const RIGHT = "#9aa5b1";
 const WRONG = "#d62728";
+const SPLIT_COLORS = ["#1f77b4", "#ff7f0e"]; // validation, training sample
 
-let pts = null; // columns of /embedding?format=columns
-const byIndex = new Map(); // dataset index -> row
-let traceOfLabel = new Map(); // label -> trace number
-let rowsOfTrace = []; // trace number -> rows
-const overlay = {}; // names -> trace numbers of the highlight traces
-let selected = null; // {kind: "row", row} | {kind: "upload", file}
-let selectedClass = null;
+let pts = null; // {n, index, x, y, label, split, nn_same_label (typed arrays), splits, class_names}
+let byIndex = null; // dataset index -> row
+let plot = null; // the regl-scatterplot instance
+let ndc = null; // {x: Float32Array, y: Float32Array}: the layout scaled into [-1, 1]
+let toNdc = null; // (x, y) of the layout -> [x, y] in [-1, 1]
+let refs = null; // two rows per axis, to map any layout position to the screen (upload marker)
+let selected = null; // {kind: "row", row} | {kind: "upload", file, x, y}
+let lassoing = false;
+let lastSelection = null; // rows of the last lasso selection
+let mouse = { x: 0, y: 0 };
 
-// -- helpers ---------------------------------------------------------------
+// -- helpers -----------------------------------------------------------------
 function setStatus(text, isError) {
   const s = $("ex-status");
   s.textContent = text || "";
@@ -28,6 +33,19 @@ function setStatus(text, isError) {
 
 function className(label) {
   return pts.class_names[label] !== undefined ? pts.class_names[label] : String(label);
+}
+
+/** One colour per class label on every page: common.js's map, indexed by label over the dataset's classes. */
+function colorOfLabel(label) {
+  return classColor(label, Math.max(pts.class_names.length, label + 1));
+}
+
+const probe = document.createElement("canvas").getContext("2d");
+/** Any CSS colour as #rrggbb (regl-scatterplot reads hex or RGBA, not hsl()). */
+function hex(color) {
+  probe.fillStyle = "#000";
+  probe.fillStyle = color;
+  return probe.fillStyle;
 }
 
 function imageUrl(index) {
@@ -39,114 +57,149 @@ function currentK() {
   return Math.min(maxK, Math.max(1, Number.isFinite(k) ? k : 10));
 }
 
-// -- the scatter -------------------------------------------------------------
-function buildTraces() {
-  const n = pts.index.length;
-  const size = n > 20000 ? 3 : n > 5000 ? 4 : 6;
-  const labels = [...new Set(pts.label)].sort((a, b) => a - b);
-  const traces = [];
-  traceOfLabel = new Map();
-  rowsOfTrace = [];
-  labels.forEach((label, position) => {
-    const rows = [];
-    for (let r = 0; r < n; r++) if (pts.label[r] === label) rows.push(r);
-    traceOfLabel.set(label, traces.length);
-    rowsOfTrace.push(rows);
-    traces.push({
-      type: "scattergl",
-      mode: "markers",
-      name: plotlyText(className(label)),
-      x: rows.map((r) => pts.x[r]),
-      y: rows.map((r) => pts.y[r]),
-      customdata: rows,
-      hoverinfo: "none",
-      marker: {
-        color: classColor(position, labels.length),
-        size: size,
-        opacity: 0.85,
-        symbol: rows.map((r) => (pts.split[r] === 1 ? "diamond" : "circle")),
-      },
-      unselected: { marker: { opacity: 0.07 } },
-    });
-  });
-  const extra = (name, marker) => {
-    overlay[name] = traces.length;
-    traces.push({ type: "scattergl", mode: "markers", name, x: [], y: [], customdata: [], hoverinfo: "none", showlegend: false, marker });
-  };
-  // Legend entries of the "nearest neighbour has the same label" colouring: no points of their own, shown in that mode only.
-  const key = (name, text, color) => {
-    overlay[name] = traces.length;
-    traces.push({ type: "scattergl", mode: "markers", name: text, x: [null], y: [null], hoverinfo: "none", showlegend: false, marker: { color, size } });
-  };
-  key("nnSame", "same label", RIGHT);
-  key("nnOther", "another label", WRONG);
-  extra("neighbors", { size: size + 10, color: "rgba(0,0,0,0)", line: { color: "#111", width: 2 }, symbol: "circle-open" });
-  extra("query", { size: size + 14, color: "#111", symbol: "star" });
-  extra("upload", { size: size + 14, color: WRONG, symbol: "x" });
-  return traces;
+async function send(path, init) {
+  const headers = { ...(init.headers || {}) };
+  const token = await csrfToken();
+  if (token) headers["X-CSRF-Token"] = token;
+  const response = await fetch(path, { ...init, headers, credentials: "same-origin" });
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : response.statusText);
+  }
+  return response;
 }
 
-function classTraceNumbers() {
-  return rowsOfTrace.map((_, i) => i);
+// -- binary columns ----------------------------------------------------------
+const TYPED = { i4: Int32Array, f4: Float32Array, u1: Uint8Array };
+
+/** uint32 header length, JSON header, then each column at header offset (from the end of the header), little-endian. */
+export function decodeColumns(buffer) {
+  const view = new DataView(buffer);
+  const size = view.getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size)));
+  const start = 4 + size;
+  const out = { n: header.n, splits: header.splits, class_names: header.class_names };
+  for (const c of header.columns) out[c.name] = new TYPED[c.dtype](buffer, start + c.offset, c.length);
+  return out;
+}
+
+async function loadColumns() {
+  const response = await fetch(`${base}/embedding/columns`, { credentials: "same-origin" });
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : response.statusText);
+  }
+  return decodeColumns(await response.arrayBuffer());
+}
+
+// -- the scatter ---------------------------------------------------------------
+function normalise() {
+  const { n, x, y } = pts;
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < n; i++) {
+    if (x[i] < x0) x0 = x[i];
+    if (x[i] > x1) x1 = x[i];
+    if (y[i] < y0) y0 = y[i];
+    if (y[i] > y1) y1 = y[i];
+  }
+  const scale = 1.9 / Math.max(x1 - x0, y1 - y0, 1e-9); // one scale for both axes: the layout keeps its shape
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  toNdc = (px, py) => [(px - cx) * scale, (py - cy) * scale];
+  const nx = new Float32Array(n), ny = new Float32Array(n);
+  let minX = 0, maxX = 0, minY = 0, maxY = 0;
+  for (let i = 0; i < n; i++) {
+    nx[i] = (x[i] - cx) * scale;
+    ny[i] = (y[i] - cy) * scale;
+    if (nx[i] < nx[minX]) minX = i;
+    if (nx[i] > nx[maxX]) maxX = i;
+    if (ny[i] < ny[minY]) minY = i;
+    if (ny[i] > ny[maxY]) maxY = i;
+  }
+  ndc = { x: nx, y: ny };
+  refs = { minX, maxX, minY, maxY };
+}
+
+/** z: the class label (colour by class); w: split * 2 + nearest-neighbour-agrees (colour by split or by that). */
+function channels() {
+  const { n, label, split, nn_same_label: nn } = pts;
+  const z = new Float32Array(n), w = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    z[i] = label[i];
+    w[i] = split[i] * 2 + nn[i];
+  }
+  return { x: ndc.x, y: ndc.y, z, w };
+}
+
+function colorSettings(mode) {
+  if (mode === "split") return { colorBy: "valueW", pointColor: [0, 0, 1, 1].map((s) => SPLIT_COLORS[s]) };
+  if (mode === "nn") return { colorBy: "valueW", pointColor: [WRONG, RIGHT, WRONG, RIGHT] };
+  let top = 0;
+  for (let i = 0; i < pts.n; i++) if (pts.label[i] > top) top = pts.label[i];
+  const colors = [];
+  for (let label = 0; label <= top; label++) colors.push(hex(colorOfLabel(label)));
+  return { colorBy: "valueZ", pointColor: colors };
 }
 
 function applyColors() {
   const mode = $("color-by").value;
-  const traces = classTraceNumbers();
-  const labels = [...traceOfLabel.keys()];
-  const colors = traces.map((t, position) => {
-    if (mode === "nn") return rowsOfTrace[t].map((r) => (pts.nn_same_label[r] ? RIGHT : WRONG));
-    return classColor(position, labels.length);
-  });
-  const nn = mode === "nn";
-  // In that colouring the classes leave the legend (every class is grey and red alike) and every point shows.
-  Plotly.restyle(gd, { "marker.color": colors, showlegend: !nn, ...(nn ? { visible: true } : {}) }, traces);
-  Plotly.restyle(gd, { showlegend: nn }, [overlay.nnSame, overlay.nnOther]);
-  Plotly.relayout(gd, { "legend.title.text": nn ? "nearest neighbour" : "class", "legend.itemclick": nn ? false : "toggle",
-    "legend.itemdoubleclick": nn ? false : "toggleothers" });
-  const errors = pts.nn_same_label.filter((v) => !v).length;
-  if (mode === "nn") setStatus(`${errors} of ${pts.index.length} points (red) have a nearest neighbour of another label.`);
+  plot.set(colorSettings(mode));
+  if (mode === "nn") {
+    let errors = 0;
+    for (let i = 0; i < pts.n; i++) errors += pts.nn_same_label[i] ? 0 : 1;
+    setStatus(`${errors} of ${pts.n} points (red) have a nearest neighbour (same split, full space) of another label.`);
+  } else if (mode === "split") {
+    setStatus("Blue: validation split; orange: training sample.");
+  }
+}
+
+/** Screen position (page pixels) of a layout position: the camera is a scale and a shift, read off two points per axis. */
+function screenOf(px, py) {
+  const [nx, ny] = toNdc(px, py);
+  const box = $("plot").getBoundingClientRect();
+  const axis = (a, b, value, coord) => {
+    const sa = plot.getScreenPosition(a), sb = plot.getScreenPosition(b);
+    const va = coord === 0 ? ndc.x[a] : ndc.y[a], vb = coord === 0 ? ndc.x[b] : ndc.y[b];
+    return vb === va ? sa[coord] : sa[coord] + ((value - va) * (sb[coord] - sa[coord])) / (vb - va);
+  };
+  return [box.left + axis(refs.minX, refs.maxX, nx, 0), box.top + axis(refs.minY, refs.maxY, ny, 1)];
+}
+
+function placeUploadMarker() {
+  const marker = $("upload-marker");
+  if (!selected || selected.kind !== "upload") {
+    marker.hidden = true;
+    return;
+  }
+  const [sx, sy] = screenOf(selected.x, selected.y);
+  const box = $("plot").getBoundingClientRect();
+  marker.style.left = `${sx - box.left}px`;
+  marker.style.top = `${sy - box.top}px`;
+  marker.hidden = false;
+}
+
+function highlight(rows) {
+  plot.select(rows, { preventEvent: true });
 }
 
 function selectClass(label) {
-  selectedClass = selectedClass === label ? null : label;
-  const traces = classTraceNumbers();
-  const sel = traces.map((t) => (selectedClass === null || traceOfLabel.get(selectedClass) === t ? null : []));
-  Plotly.restyle(gd, { selectedpoints: sel }, traces);
-  for (const tr of document.querySelectorAll("#classes tbody tr")) {
-    tr.classList.toggle("ex-selected", selectedClass !== null && Number(tr.dataset.label) === selectedClass);
-  }
-  if (selectedClass !== null) {
-    setStatus(`Class ${className(selectedClass)}: ${rowsOfTrace[traceOfLabel.get(selectedClass)].length} points selected (click again to clear).`);
-  } else setStatus("");
-}
-
-function highlight(query, neighbors, isUpload) {
-  const update = {
-    x: [neighbors.map((n) => n.x), isUpload ? [] : [query.x], isUpload ? [query.x] : []],
-    y: [neighbors.map((n) => n.y), isUpload ? [] : [query.y], isUpload ? [query.y] : []],
-    customdata: [neighbors.map((n) => byIndex.get(n.index)), isUpload ? [] : [byIndex.get(query.index)], []],
-  };
-  Plotly.restyle(gd, update, [overlay.neighbors, overlay.query, overlay.upload]);
+  const rows = [];
+  for (let i = 0; i < pts.n; i++) if (pts.label[i] === label) rows.push(i);
+  for (const tr of document.querySelectorAll("#classes tbody tr")) tr.classList.toggle("ex-selected", Number(tr.dataset.label) === label);
+  plot.select(rows); // a selection like a lasso's: summarised on the right
 }
 
 // -- hover thumbnail -------------------------------------------------------------
-function showHover(ev) {
-  const p = ev.points && ev.points[0];
-  if (!p || p.customdata === undefined || p.customdata === null) return;
-  const row = p.customdata;
+function showHover(row) {
   const box = $("hover");
   box.querySelector("img").src = imageUrl(pts.index[row]);
   box.querySelector("span").textContent = `${className(pts.label[row])} · #${pts.index[row]} · ${pts.splits[pts.split[row]]}`;
-  const e = ev.event || {};
-  box.style.left = `${(e.clientX || 0) + 14}px`;
-  box.style.top = `${(e.clientY || 0) + 14}px`;
+  box.style.left = `${mouse.x + 14}px`;
+  box.style.top = `${mouse.y + 14}px`;
   box.hidden = false;
 }
 
 // -- neighbour panel -----------------------------------------------------------
 function renderPanel(answer, uploadUrl) {
-  const panel = $("panel");
   const q = $("query");
   q.replaceChildren();
   const img = el("img", { class: "ex-thumb ex-thumb-query", alt: "query image" });
@@ -172,20 +225,21 @@ function renderPanel(answer, uploadUrl) {
     li.addEventListener("keydown", (e) => { if (e.key === "Enter") selectIndex(n.index); });
     list.append(li);
   }
-  if (panel.hidden) {
-    panel.hidden = false;
-    Plotly.Plots.resize(gd);
-  }
+  $("panel").hidden = false;
+}
+
+function neighbourRows(answer) {
+  return answer.neighbors.map((n) => byIndex.get(n.index)).filter((r) => r !== undefined);
 }
 
 async function selectRow(row) {
   selected = { kind: "row", row };
-  const k = currentK();
+  placeUploadMarker();
   try {
-    const answer = await api(`${base}/neighbors?index=${pts.index[row]}&k=${k}`);
+    const answer = await api(`${base}/neighbors?index=${pts.index[row]}&k=${currentK()}`);
     if (selected.kind !== "row" || selected.row !== row) return; // a newer click won
     renderPanel(answer);
-    highlight(answer.query, answer.neighbors, false);
+    highlight([row, ...neighbourRows(answer)]);
     const wrong = answer.neighbors.filter((n) => n.same_label === false).length;
     setStatus(`#${answer.query.index} (${answer.query.class_name}): ${wrong} of ${answer.neighbors.length} neighbours have another label.`);
   } catch (err) {
@@ -209,14 +263,78 @@ async function queryUpload(file) {
   form.append("file", file);
   setStatus("Embedding the image…");
   try {
-    const answer = await api(`${base}/neighbors?k=${currentK()}`, { method: "POST", body: form });
+    const response = await send(`${base}/neighbors?k=${currentK()}`, { method: "POST", body: form, headers: { Accept: "application/json" } });
+    const answer = await response.json();
     if (selected.kind !== "upload" || selected.file !== file) return;
+    selected.x = answer.query.x;
+    selected.y = answer.query.y;
     renderPanel(answer, URL.createObjectURL(file));
-    highlight(answer.query, answer.neighbors, true);
+    highlight(neighbourRows(answer));
+    placeUploadMarker();
     setStatus(`Uploaded image placed at (${answer.query.x.toFixed(2)}, ${answer.query.y.toFixed(2)}) by UMAP's transform.`);
   } catch (err) {
     setStatus(err.message, true);
   }
+}
+
+// -- selections ----------------------------------------------------------------
+function selectionBody(rows) {
+  return { indices: Array.from(rows, (r) => pts.index[r]) };
+}
+
+async function summarise(rows) {
+  lastSelection = rows;
+  const box = $("selection");
+  box.hidden = false;
+  $("sel-count").textContent = `${rows.length.toLocaleString()} points selected; summarising…`;
+  try {
+    const s = await api(`${base}/embedding/selection`, { method: "POST", body: selectionBody(rows) });
+    if (lastSelection !== rows) return;
+    $("sel-count").textContent = `${s.count.toLocaleString()} points · P@1 ${s.precision_at_1.toFixed(3)} (nearest point in the full space has the same label)`;
+    const body = $("sel-classes").querySelector("tbody");
+    body.replaceChildren();
+    for (const c of s.per_class.slice(0, 50)) {
+      const name = el("td");
+      const swatch = el("span", { class: "ex-swatch" });
+      swatch.style.background = colorOfLabel(c.label);
+      name.append(swatch, document.createTextNode(c.class_name));
+      body.append(el("tr", { "data-label": String(c.label) }, name, el("td", {}, String(c.count)), el("td", {}, `${(100 * c.share).toFixed(1)}%`),
+        el("td", {}, c.precision_at_1.toFixed(3))));
+    }
+    const central = $("sel-central");
+    central.replaceChildren();
+    for (const c of s.central) {
+      const img = el("img", { class: "ex-thumb", alt: `image ${c.index} (${c.class_name})`, title: `#${c.index} · ${c.class_name}`, loading: "lazy" });
+      img.src = c.image_url;
+      img.addEventListener("click", () => selectIndex(c.index));
+      central.append(img);
+    }
+    setStatus(`Selection: ${s.count.toLocaleString()} points, ${s.per_class.length} classes.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+async function exportSelection() {
+  if (!lastSelection) return;
+  try {
+    const response = await send(`${base}/embedding/selection?format=csv`, {
+      method: "POST", body: JSON.stringify(selectionBody(lastSelection)), headers: { "Content-Type": "application/json" },
+    });
+    const url = URL.createObjectURL(await response.blob());
+    const a = el("a", { href: url, download: `job${jobId}-selection.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function setLasso(on) {
+  plot.set({ mouseMode: on ? "lasso" : "panZoom" });
+  $("lasso").setAttribute("aria-pressed", String(on));
 }
 
 // -- quality -------------------------------------------------------------------
@@ -230,14 +348,12 @@ function renderQuality(summary) {
     `neighbour search ${summary.index.kind === "exact" ? "exact" : `HNSW (recall@10 ${summary.index.recall_at_10})`}.`;
   const body = $("classes").querySelector("tbody");
   body.replaceChildren();
-  const labels = [...traceOfLabel.keys()];
   const fmt = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
   for (const c of summary.per_class) {
     const tr = el("tr", { "data-label": String(c.label), tabindex: "0" });
     const name = el("td");
-    const position = labels.indexOf(c.label);
     const swatch = el("span", { class: "ex-swatch" });
-    swatch.style.background = classColor(Math.max(0, position), labels.length);
+    swatch.style.background = colorOfLabel(c.label);
     name.append(swatch, document.createTextNode(c.class_name));
     tr.append(name, el("td", {}, String(c.count)), el("td", {}, fmt(c.precision_at_1)), el("td", {}, fmt(c.r_precision)),
       el("td", {}, fmt(c.mean_average_precision_at_r)));
@@ -249,14 +365,31 @@ function renderQuality(summary) {
 
 // -- wiring --------------------------------------------------------------------
 function wire() {
-  gd.on("plotly_click", (ev) => {
-    const p = ev.points && ev.points[0];
-    if (!p || p.customdata === undefined || p.customdata === null) return;
-    selectRow(p.customdata);
+  const canvas = $("plot-canvas");
+  canvas.addEventListener("mousemove", (e) => { mouse = { x: e.clientX, y: e.clientY }; });
+  canvas.addEventListener("mouseleave", () => { $("hover").hidden = true; });
+  plot.subscribe("pointover", showHover);
+  plot.subscribe("pointout", () => { $("hover").hidden = true; });
+  plot.subscribe("lassoStart", () => { lassoing = true; });
+  plot.subscribe("lassoEnd", () => {
+    lassoing = false;
+    const rows = plot.get("selectedPoints");
+    if (rows.length) summarise(Array.from(rows));
   });
-  gd.on("plotly_hover", showHover);
-  gd.on("plotly_unhover", () => { $("hover").hidden = true; });
+  plot.subscribe("select", ({ points }) => {
+    if (lassoing) return; // the lasso's own selection: summarised at lassoEnd
+    if (points.length === 1) selectRow(points[0]); // a click on a point
+    else if (points.length > 1) summarise(Array.from(points)); // a class picked in the table
+  });
+  plot.subscribe("view", placeUploadMarker);
   $("color-by").addEventListener("change", applyColors);
+  $("lasso").addEventListener("click", () => setLasso($("lasso").getAttribute("aria-pressed") !== "true"));
+  $("sel-export").addEventListener("click", exportSelection);
+  $("sel-close").addEventListener("click", () => {
+    $("selection").hidden = true;
+    lastSelection = null;
+    plot.deselect({ preventEvent: true });
+  });
   $("k").addEventListener("change", () => {
     $("k").value = String(currentK());
     if (selected && selected.kind === "row") selectRow(selected.row);
@@ -271,9 +404,8 @@ function wire() {
       selectIndex(Number(text));
     } else {
       const wanted = text.toLowerCase();
-      const label = [...traceOfLabel.keys()].find((l) => className(l).toLowerCase() === wanted);
-      if (label === undefined) { setStatus(`No class named "${text}".`, true); return; }
-      selectedClass = null;
+      const label = pts.class_names.findIndex((name) => name.toLowerCase() === wanted);
+      if (label < 0) { setStatus(`No class named "${text}".`, true); return; }
       selectClass(label);
     }
   });
@@ -283,9 +415,9 @@ function wire() {
   $("upload").addEventListener("change", () => queryUpload($("upload").files[0]));
   $("panel-close").addEventListener("click", () => {
     $("panel").hidden = true;
-    Plotly.Plots.resize(gd);
     selected = null;
-    Plotly.restyle(gd, { x: [[], [], []], y: [[], [], []], customdata: [[], [], []] }, [overlay.neighbors, overlay.query, overlay.upload]);
+    placeUploadMarker();
+    plot.deselect({ preventEvent: true });
   });
   // Drop an image anywhere on the page.
   const hint = $("drop-hint");
@@ -303,32 +435,52 @@ function wire() {
 
 async function main() {
   setStatus("Loading the embedding…");
-  let summary;
+  // The summary needs the neighbour index (minutes to build past a million points): the points are drawn without waiting for it.
+  const summary = api(`${base}/embedding/summary`);
   try {
-    [pts, summary] = await Promise.all([api(`${base}/embedding?format=columns`), api(`${base}/embedding/summary`)]);
+    pts = await loadColumns();
   } catch (err) {
+    summary.catch(() => {});
     setStatus(err.message, true);
     return;
   }
-  pts.index.forEach((index, row) => byIndex.set(index, row));
+  byIndex = new Map();
+  for (let r = 0; r < pts.n; r++) byIndex.set(pts.index[r], r);
   const list = $("class-list");
   for (const name of pts.class_names) list.append(el("option", { value: name }));
-  const layout = {
-    margin: { l: 10, r: 10, t: 36, b: 10 }, // the top margin holds Plotly's toolbar, above the legend's title
-    hovermode: "closest",
-    dragmode: "pan",
-    uirevision: "keep",
-    legend: { title: { text: "class" }, itemclick: "toggle", itemdoubleclick: "toggleothers" },
-    xaxis: { showgrid: false, zeroline: false, showticklabels: false },
-    yaxis: { showgrid: false, zeroline: false, showticklabels: false, scaleanchor: "x" },
-  };
-  await Plotly.newPlot(gd, buildTraces(), layout, { responsive: true, displaylogo: false, scrollZoom: true });
+  normalise();
+  const n = pts.n;
+  plot = createScatterplot({
+    canvas: $("plot-canvas"),
+    backgroundColor: "#ffffff",
+    pointSize: n > 300000 ? 2 : n > 20000 ? 3 : n > 5000 ? 4 : 6,
+    pointSizeSelected: 4,
+    pointOutlineWidth: 2,
+    pointColorActive: "#111111",
+    pointColorHover: "#111111",
+    opacityInactiveMax: 0.25,
+    performanceMode: n > 500000, // squares without blending: what keeps a million points fluid in software GL
+    spatialIndexUseWorker: false, // its worker would be a blob: script, which the page's policy refuses
+    lassoColor: "#0b62c4",
+    ...colorSettings($("color-by").value),
+  });
+  await plot.draw(channels());
+  performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
   wire();
-  renderQuality(summary);
+  // For tests and benchmarks: where a row is drawn, in page pixels.
+  $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
+    screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
+    selectedRows: () => Array.from(plot.get("selectedPoints")) };
   root.dataset.ready = "true";
-  setStatus(`${pts.index.length} points: ${summary.splits.val} validation, ${summary.splits.train} training sample. Click a point for its neighbours.`);
+  let val = 0;
+  for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;
+  setStatus(`${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. ` +
+    "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
   const m = /^#index=(\d+)$/.exec(location.hash);
   if (m) selectIndex(Number(m[1]));
+  if (!$("classes").querySelector("tbody tr")) $("preservation").textContent =
+    "Waiting for the neighbour index (built once per job, minutes past a million points): neighbours, quality and selections need it.";
+  summary.then(renderQuality, (err) => setStatus(err.message, true));
 }
 
 main();

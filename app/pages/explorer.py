@@ -14,5 +14,6 @@ router = APIRouter(include_in_schema=False)
 @router.get("/jobs/{job_id}/explore", response_class=HTMLResponse)
 def explore_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLResponse:
     job = job_or_404(engine, job_id)
-    # Plotly's WebGL traces (regl) build their drawing code with `new Function`: this page alone allows eval.
+    # The scatter (regl-scatterplot on regl) compiles its draw commands with `Function` (tried without: Chromium refuses
+    # them under script-src 'self'), so this page alone allows eval; its spatial index runs without a blob: worker.
     return render(request, "explore.html", {"job": job, "max_k": MAX_K, "nav": "jobs"}, eval_scripts=True)

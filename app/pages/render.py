@@ -19,7 +19,7 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent.par
 
 def policy(eval_scripts: bool = False) -> str:
     """Plotly draws SVG charts with inline style attributes and a <style> element of its own: styles may be
-    inline, scripts may not. `eval_scripts` only for the explorer, whose WebGL scatter (regl) builds code with `new Function`."""
+    inline, scripts may not. `eval_scripts` only for the explorer, whose WebGL scatter (regl) builds code with `Function`."""
     script = "'self' 'unsafe-eval'" if eval_scripts else "'self'"
     return (f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")

@@ -13,8 +13,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.conftest import wait_for
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, wait_js
 from trainer.worker import Worker
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
@@ -36,11 +35,6 @@ def make_folder(root: Path) -> Path:
             pixels = np.clip(rng.normal(60 * c, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.png")
     return root
-
-
-def poll(page, expression: str, timeout: float = 60.0):
-    """Evaluate from Python until truthy (page.wait_for_function would need eval, which the CSP refuses)."""
-    return wait_for(lambda: page.evaluate(expression), timeout, 0.2, expression)
 
 
 def legend_texts(page, div: str) -> list[str]:
@@ -67,12 +61,12 @@ def test_markup_in_names_paths_and_class_folders_shows_literally(procs, settings
     assert [j["spec"]["dataset_path"] for j in detail["job_list"]] == [str(first.resolve()), str(second.resolve())]  # stored resolved
 
     page.goto(f"{url}/sweeps/{made.json()['id']}")
-    poll(page, "document.querySelectorAll('#loss-overlay .legendtext').length === 2")
+    wait_js(page, "document.querySelectorAll('#loss-overlay .legendtext').length === 2")
     expected = [f"dataset_path={first.resolve()} seed=0", f"dataset_path={second.resolve()} seed=0"]
     assert legend_texts(page, "loss-overlay") == expected
     assert legend_texts(page, "hardness-overlay") == expected
     assert markup_in(page, "loss-overlay") == [] and markup_in(page, "hardness-overlay") == []
-    poll(page, "document.getElementById('layouts-status').textContent.length > 0")
+    wait_js(page, "document.getElementById('layouts-status').textContent.length > 0")
     screenshot(page, "sweep-markup-literal")
 
     # The check above can fail: the same name unescaped becomes a link and bold text in Plotly's SVG.
@@ -84,10 +78,12 @@ def test_markup_in_names_paths_and_class_folders_shows_literally(procs, settings
     assert len(control) == 1 and control[0].startswith("Your session expired"), control
 
     page.goto(f"{url}/jobs/{job['id']}/explore")
-    poll(page, "(() => { const gd = document.getElementById('plot'); return !!(gd && gd.data && gd.data.length >= 4); })()", 120)
-    poll(page, "document.querySelectorAll('#plot .legendtext').length > 0")
-    assert sorted(legend_texts(page, "plot")) == sorted(CLASSES)  # "&amp;" shows as typed, not as "&"
-    assert markup_in(page, "plot") == []
+    wait_js(page, "document.getElementById('explorer').dataset.ready === 'true'", 120)
+    wait_js(page, "document.querySelectorAll('#classes tbody tr').length > 0", 120)
+    # The explorer draws points with WebGL (no text in the scatter); class names appear in its table, as typed.
+    shown = page.evaluate("[...document.querySelectorAll('#classes tbody tr')].map((r) => r.cells[0].textContent)")
+    assert all(any(name in cell for cell in shown) for name in CLASSES), shown  # "&amp;" shows as typed, not as "&"
+    assert markup_in(page, "explorer") == []
     assert page.locator(".name").first.inner_text() == f"{BIG} job"
     screenshot(page, "explorer-markup-literal")
     # Runs on two different folders share no images: the sweep's layouts answer 409, which its page says in words.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -24,35 +25,105 @@ def finished_job(live) -> dict:
     return job
 
 
-def point_on_screen(page) -> tuple[float, float, int]:
-    """Page coordinates of the first point of the first class trace, and its dataset index."""
-    return tuple(page.evaluate("""() => {
-        const gd = document.getElementById("plot");
-        const t = gd.data[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const box = gd.getBoundingClientRect();
-        return [box.left + xa._offset + xa.l2p(t.x[0]), box.top + ya._offset + ya.l2p(t.y[0]), t.customdata[0]];
-    }"""))
+def point_on_screen(page, row: int = 0) -> tuple[float, float, int]:
+    """Page coordinates of a row of the scatter, and its dataset index (the page's own camera mapping)."""
+    return tuple(page.evaluate(f"""() => {{
+        const ex = document.getElementById("plot").explorer;
+        return [...ex.screenOfRow({row}), ex.indexOf({row})];
+    }}"""))
+
+
+def near(page, index: int, x: float, y: float, pixels: float = 6) -> bool:
+    """Whether image `index` is drawn within a few pixels of (x, y): points of a tight cluster overlap."""
+    px, py = page.evaluate(f"document.getElementById('plot').explorer.screenOfIndex({index})")
+    return abs(px - x) < pixels and abs(py - y) < pixels
+
+
+def open_explorer(live, page, job_id: int) -> None:
+    page.goto(f"{live.url}/jobs/{job_id}/explore")
+    wait_js(page, "document.getElementById('explorer').dataset.ready === 'true'")
+    wait_js(page, "document.querySelectorAll('#classes tbody tr').length > 0")
 
 
 def test_click_a_point_shows_its_neighbours(live, page, finished_job):
-    page.goto(f"{live.url}/jobs/{finished_job['id']}/explore")
-    wait_js(page, "document.querySelectorAll('#classes tbody tr').length > 0")
-    wait_js(page, "(() => { const gd = document.getElementById('plot'); return !!(gd && gd._fullLayout && gd.data && gd.data.length > 10); })()")
+    open_explorer(live, page, finished_job["id"])
     assert page.locator(".name").first.inner_text() == "explorer <b>e2e</b>"  # shown as text
     assert "recall@10" in page.locator("#preservation").inner_text()
-    x, y, _ = point_on_screen(page)
-    page.mouse.move(x, y)
+    # Hover: the thumbnail and label of the point under the cursor (row 0's, or one drawn on the same spot)
+    x, y, index = point_on_screen(page)
+    page.mouse.move(x - 30, y - 30)
+    page.mouse.move(x, y, steps=3)
+    wait_js(page, "!document.getElementById('hover').hidden")
+    time.sleep(0.3)  # the last of the points passed on the way
+    shown = int(page.locator("#hover span").inner_text().split("#")[1].split(" ")[0])
+    assert near(page, shown, x, y)
+    wait_js(page, "(() => { const i = document.querySelector('#hover img'); return i.complete && i.naturalWidth > 0; })()")
     page.mouse.click(x, y)
     wait_js(page, "document.querySelectorAll('#neighbors li').length === 10")
     assert page.locator("#panel").is_visible()
+    clicked = int(page.locator("#query .ex-query-label").inner_text().split(" ")[0][1:])
+    selected = page.evaluate("document.getElementById('plot').explorer.selectedRows()")
+    assert page.evaluate(f"document.getElementById('plot').explorer.indexOf({selected[0]})") == clicked
     thumbs = page.locator("#neighbors li img")
     assert thumbs.count() == 10
     wait_js(page, "[...document.querySelectorAll('#neighbors li img')].every((i) => i.complete && i.naturalWidth > 0)")
     distances = [float(t) for t in page.locator("#neighbors .ex-neighbor-dist").all_inner_texts()]
     assert distances == sorted(distances)
+    assert len(selected) == 11  # the query and its neighbours are what the scatter highlights
     # k is adjustable
     page.fill("#k", "4")
     page.locator("#k").dispatch_event("change")
     wait_js(page, "document.querySelectorAll('#neighbors li').length === 4")
+    # Colouring by split and by nearest neighbour keeps the page alive
+    page.select_option("#color-by", "nn")
+    assert "nearest neighbour" in page.locator("#ex-status").inner_text()
+    page.select_option("#color-by", "split")
     screenshot(page, "explorer")
+    assert not page.errors, page.errors
+
+
+def test_lasso_selection_is_summarised_and_exported(live, page, finished_job):
+    job_id = finished_job["id"]
+    open_explorer(live, page, job_id)
+    box = page.locator("#plot").bounding_box()
+    cx, cy, w, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.3, box["height"] * 0.3
+    page.click("#lasso")
+    page.mouse.move(cx - w, cy - h)
+    page.mouse.down()
+    for px, py in [(cx + w, cy - h), (cx + w, cy + h), (cx - w, cy + h), (cx - w, cy - h)]:
+        page.mouse.move(px, py, steps=8)
+    page.mouse.up()
+    wait_js(page, "/P@1/.test(document.getElementById('sel-count').textContent)")
+    rows = page.evaluate("document.getElementById('plot').explorer.selectedRows()")
+    assert len(rows) > 1
+    count = int(page.locator("#sel-count").inner_text().split(" points")[0].replace(",", ""))
+    assert count == len(rows)
+    shares = [int(t) for t in page.locator("#sel-classes tbody td:nth-child(2)").all_inner_texts()]
+    assert sum(shares) == count
+    wait_js(page, "document.querySelectorAll('#sel-central img').length > 0")
+    with page.expect_download() as download:
+        page.click("#sel-export")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "index,label,class_name,split" and len(lines) == count + 1
+    indices = {int(line.split(",")[0]) for line in lines[1:]}
+    assert indices == {page.evaluate(f"document.getElementById('plot').explorer.indexOf({r})") for r in rows}
+    assert not page.errors, page.errors
+
+
+def test_binary_columns_decode_in_the_browser(live, page, finished_job):
+    """static/explore.js's decoder, run in Chromium, gives the values the JSON endpoint states."""
+    job_id = finished_job["id"]
+    open_explorer(live, page, job_id)
+    decoded = page.evaluate(f"""async () => {{
+        const {{ decodeColumns }} = await import("/static/explore.js");
+        const r = await fetch("/api/jobs/{job_id}/embedding/columns");
+        const c = decodeColumns(await r.arrayBuffer());
+        return {{ n: c.n, index: Array.from(c.index), x: Array.from(c.x), label: Array.from(c.label), split: Array.from(c.split),
+                  nn: Array.from(c.nn_same_label), class_names: c.class_names }};
+    }}""")
+    cols = live.get(f"/api/jobs/{job_id}/embedding?format=columns")
+    assert decoded["n"] == len(cols["index"])
+    assert decoded["index"] == cols["index"] and decoded["label"] == cols["label"] and decoded["split"] == cols["split"]
+    assert decoded["nn"] == cols["nn_same_label"] and decoded["class_names"] == cols["class_names"]
+    assert decoded["x"] == pytest.approx(cols["x"], abs=1e-4)  # the JSON rounds to 4 decimals; the binary column is the float32
     assert not page.errors, page.errors

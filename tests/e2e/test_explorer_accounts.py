@@ -1,5 +1,5 @@
 """The explorer with accounts on (EMBEDLAB_AUTH=on), in Chromium: an upload from a signed-in browser carries the
-session's CSRF token (common.js's api, as every write of every page); the nearest-neighbour colouring's legend."""
+session's CSRF token."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ from app.auth import create_user
 from app.config import Settings
 from app.store.db import get_engine, init_db
 from tests.conftest import TEST_ENV, Processes, free_port, wait_for
-from tests.e2e.conftest import screenshot, wait_js
+from tests.e2e.conftest import wait_js
 from tests.e2e.test_sign_in import PASSWORD, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -79,27 +79,4 @@ def test_an_upload_from_a_signed_in_browser_carries_its_csrf_token(signed_in_job
     wait_js(page, "document.querySelectorAll('#neighbors li').length === 10", 60)
     assert "Uploaded image placed at" in page.locator("#ex-status").inner_text()
     assert len(sent) == 1 and len(sent[0].get("x-csrf-token", "")) >= 16
-    assert page.errors == []
-
-
-def test_the_nearest_neighbour_colouring_has_its_own_legend(signed_in_job, page):
-    url, job_id, _ = signed_in_job
-    open_explorer(page, url, job_id)
-    legend = "[...document.querySelectorAll('#plot .legend .traces')].map((t) => t.textContent)"
-    title = "document.querySelector('#plot .legendtitletext').textContent"
-    assert page.evaluate(legend) == [str(c) for c in range(10)]  # digits: validation and training-sample classes
-    assert page.evaluate(title) == "class"
-
-    page.select_option("#color-by", "nn")
-    wait_js(page, f"{title} === 'nearest neighbour'")
-    assert page.evaluate(legend) == ["same label", "another label"]
-    # Plotly's toolbar sits above the legend's title, not on it.
-    toolbar = page.locator("#plot .modebar").bounding_box()
-    heading = page.locator("#plot .legendtitletext").bounding_box()
-    assert toolbar["y"] + toolbar["height"] <= heading["y"], (toolbar, heading)
-    screenshot(page, "explorer-nn-colouring")
-
-    page.select_option("#color-by", "class")
-    wait_js(page, f"{title} === 'class'")
-    assert page.evaluate(legend) == [str(c) for c in range(10)]
     assert page.errors == []
