@@ -23,6 +23,10 @@ from app.store.db import get_engine, init_db
 # Numba's compile cache (UMAP projections at the end of every job) shared by all tests and the
 # processes they start: each test has its own EMBEDLAB_HOME, and a cold compile costs minutes.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "embedlab" / "numba-tests"))
+# Tests run workers in their own process after UMAP ran there (API tests); a worker forks each attempt, and
+# GNU OpenMP, Numba's default threading layer here, kills a forked child of a process that used it (SIGTERM).
+# An `embedlab worker` never runs Numba itself, so only the test process needs the fork-safe layer.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 # Short leases so lease-expiry tests take seconds, not minutes.
 TEST_ENV = {"EMBEDLAB_OFFLINE": "true", "EMBEDLAB_LEASE_SECONDS": "4", "EMBEDLAB_HEARTBEAT_SECONDS": "0.5", "EMBEDLAB_DEMO": "false", "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5"}
