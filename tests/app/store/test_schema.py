@@ -1,10 +1,13 @@
 """The Alembic migrations build the schema the models describe, and an older database is upgraded without loss."""
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from app.spec import JobSpec
 from app.store import jobs, metrics, schema
@@ -19,10 +22,21 @@ def test_migrations_build_the_models_schema(settings):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def _old_job(engine, spec: JobSpec) -> dict:
+    """A job written with the 0002 schema's columns only (jobs.submit reads back today's columns)."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    row = dict(name=spec.name, owner="local", spec=json.dumps(spec.model_dump(mode="json")), dataset=spec.dataset, loss=spec.loss,
+               margin=spec.margin, device=spec.device, priority=0, status="queued", attempts=0, max_attempts=3,
+               cancel_requested=False, step=0, total_steps=spec.steps, summary="{}", created_at=now, updated_at=now)
+    with engine.begin() as conn:
+        job_id = conn.execute(text(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)}) RETURNING id"), row).scalar_one()
+    return {"id": job_id}
+
+
 def test_a_database_behind_is_refused_then_upgraded_with_its_data(settings):
     engine = create_engine(settings.db_url)  # not the cached engine: init_db would have created the newest schema
     schema.upgrade(engine, "0002")
-    job = jobs.submit(engine, JobSpec(dataset="digits"))
+    job = _old_job(engine, JobSpec(dataset="digits"))
     claim = jobs.claim(engine, "w", devices=("auto",), lease_seconds=60, run_device="cpu")
     assert metrics.append(engine, job["id"], claim.attempt, claim.token, [metrics.Point("train/loss", s, 1.0 / s, 0) for s in range(1, 101)])
 
