@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     auth: Literal["off", "on"] = "off"
     # Running jobs one user may hold at once (0: no limit), so one person cannot take every GPU.
     max_running_per_user: int = 0
+    # Jobs (trials x seeds) one search may run, so one search cannot fill the queue for days.
+    max_search_trials: int = 200
 
     @cached_property
     def home_path(self) -> Path:

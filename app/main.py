@@ -20,10 +20,12 @@ from app.live import Feeds
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
 from app.api import session as session_api
+from app.api import searches as searches_api
 from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
 from app.datasets import BUNDLED, load_catalog
+from app import search
 from app.store import jobs
 from app.store.db import get_engine, init_db
 
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def sweep_expired() -> None:
             while True:
                 await run_in_threadpool(jobs.requeue_expired, engine)
+                await run_in_threadpool(search.advance_all, engine, settings)  # searches ask for their next trials
                 await asyncio.sleep(max(1.0, settings.lease_seconds / 3))
 
         task = asyncio.create_task(sweep_expired())
@@ -57,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feeds = Feeds(engine)
     errors.install(app)
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, searches_api, diagnostics_api, session_api, workers_api, embeddings_api):
         app.include_router(module.router)
     from app.pages import explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
 

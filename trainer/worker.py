@@ -55,6 +55,7 @@ class JobRun:
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
         self.threads: int | None = None  # set by the heartbeat when threads are shared automatically
+        self.trial = search_trial(self.engine, claim.job_id)  # a search's trial reports to its pruner
 
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
@@ -63,6 +64,8 @@ class JobRun:
     def metric(self, name: str, step: int, value: float) -> None:
         self._points.append(metrics.Point(name, step, value, time.time()))
         self.step = max(self.step, step)
+        if self.trial and self.trial.report(name, step, value) and self.stop_reason is None:
+            self.stop_reason = "pruned"  # the next check stops the job
 
     def check(self, step: int) -> None:
         self.step = step
@@ -183,6 +186,8 @@ class Worker:
             run.flush()
             if stop.reason == "cancel":
                 jobs.finish(self.engine, job_id, token, "cancelled", step=run.step)
+            elif stop.reason == "pruned":  # kept: metrics, best and last checkpoints
+                jobs.finish(self.engine, job_id, token, "pruned", step=run.step)
             elif stop.reason == "shutdown":
                 jobs.release(self.engine, job_id, token, step=run.step)
             # "lost": another worker owns the job now; write nothing.
@@ -198,6 +203,14 @@ class Worker:
         finally:
             beating.set()
             beater.join()
+        if run.trial:
+            run.trial.ended(self.settings)
+
+
+def search_trial(engine, job_id: int):
+    from app.search import TrialReporter
+
+    return TrialReporter.for_job(engine, job_id)
 
 
 def main(device: str = "auto", threads: int | None = None, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
