@@ -221,6 +221,48 @@ def submit(
     raise typer.Exit(0 if job["status"] == "succeeded" else 1)
 
 
+@cli.command("search")
+def search_command(
+    spec_file: Annotated[Path, typer.Argument(help="Search spec as JSON: base, space, trials, parallel, sampler, pruner, seeds ('-': stdin)")],
+    wait: Annotated[bool, typer.Option(help="Show trials as they end until the search finishes; exit 0 if a trial completed")] = False,
+    server: Annotated[str, typer.Option(envvar="EMBEDLAB_URL", help="Server address")] = "http://127.0.0.1:8000",
+) -> None:
+    """Start a search (Optuna sampler + pruner over queued jobs) on a running server and print its id."""
+    import httpx
+
+    text = sys.stdin.read() if str(spec_file) == "-" else spec_file.read_text()
+    try:
+        r = httpx.post(f"{server}/api/searches", content=text, headers={"Content-Type": "application/json"}, timeout=60)
+    except httpx.HTTPError as e:
+        typer.echo(f"cannot reach {server}: {e}", err=True)
+        raise typer.Exit(2)
+    if r.status_code != 201:
+        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
+        for item in detail if isinstance(detail, list) else [detail]:
+            typer.echo(f"refused: {item['field']}: {item['reason']}" if isinstance(item, dict) else f"refused: {item}", err=True)
+        raise typer.Exit(1)
+    search_id = r.json()["id"]
+    typer.echo(search_id)
+    if not wait:
+        return
+    shown: set[int] = set()
+    while True:
+        found = httpx.get(f"{server}/api/searches/{search_id}", timeout=60).json()
+        for t in found["trial_list"]:
+            if t["state"] != "running" and t["number"] not in shown:
+                shown.add(t["number"])
+                value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+                pruned = f" pruned at step {t['pruned_at']}" if t["pruned_at"] is not None else ""
+                typer.echo(f"trial {t['number']} {t['state']}: {t['params']} value {value}, {t['steps']} steps{pruned}", err=True)
+        if found["status"] != "running":
+            break
+        time.sleep(2.0)
+    budget, best = found["budget"], found["best"]
+    spent = f"{budget['steps_spent']} training steps" + (f" ({budget['fraction']:.0%} of {budget['grid_steps']} for the same trials trained to the end)" if budget["grid_steps"] else "")
+    typer.echo(f"search {search_id} {found['status']}: {spent}; best " + (f"trial {best['number']} {best['params']} = {best['value']:.4f}" if best else "none"), err=True)
+    raise typer.Exit(0 if best else 1)
+
+
 def main() -> None:
     cli()
 

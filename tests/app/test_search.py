@@ -1,8 +1,11 @@
 """Searches: Optuna's sampler and pruner on embedlab's queue, with real server and worker processes."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import httpx
 import optuna
@@ -70,14 +73,21 @@ def search(url: str, search_id: int) -> dict:
 
 
 @pytest.mark.slow
-def test_pruning_stops_a_running_trial_and_frees_its_worker(procs, settings):
+def test_pruning_stops_a_running_trial_and_frees_its_worker(procs, settings, tmp_path):
     """Trial 0 (128-d) trains to the end; trials 1 and 2 (2-d and 3-d embeddings, far worse) are pruned at their
     first evaluation by ASHA, and the one worker goes on to the next trial each time."""
     url = procs.server()
     procs.worker()
     body = search_body(space={"embedding_dim": [128, 2, 3]}, sampler="grid", sampler_seed=5, trials=3, pruner="asha")
-    created = httpx.post(f"{url}/api/searches", json=body, timeout=30).json()
-    done = wait_for(lambda: (s := search(url, created["id"]))["status"] == "finished" and s, 240, 0.5, "the search to finish")
+    spec_file = tmp_path / "search.json"
+    spec_file.write_text(json.dumps(body))
+    cli = subprocess.run([sys.executable, "-m", "app.cli", "search", str(spec_file), "--wait", "--server", url],
+                         env=procs.env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    created = {"id": int(cli.stdout.strip())}
+    assert "trial 1 pruned: {'embedding_dim': 2}" in cli.stderr and "70 training steps (39% of 180" in cli.stderr
+    done = search(url, created["id"])
+    assert done["status"] == "finished"
     trials = done["trial_list"]
     assert [t["params"]["embedding_dim"] for t in trials] == [128, 2, 3]
     assert [t["state"] for t in trials] == ["complete", "pruned", "pruned"]
