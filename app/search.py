@@ -26,7 +26,7 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 from app.config import Settings
 from app.search_spec import Range, SearchSpec, numeric_kind
 from app.store import metrics, searches
-from app.store.db import _sqlite_setup, is_sqlite
+from app.store.db import _sqlite_setup
 from app.store.rows import JobRow, SearchRow
 
 log = logging.getLogger("embedlab.search")
