@@ -62,9 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB})  # + room for the multipart framing
     for module in (jobs_api, metrics_api, datasets_api, sweeps_api, searches_api, diagnostics_api, session_api, workers_api, embeddings_api):
         app.include_router(module.router)
-    from app.pages import explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
+    from app.pages import explorer as explorer_pages, jobs as job_pages, searches as search_pages, sweeps as sweep_pages
 
-    for module in (job_pages, sweep_pages, explorer_pages):
+    for module in (job_pages, sweep_pages, search_pages, explorer_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app
