@@ -9,10 +9,10 @@ import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.config import Settings
-from app.spec import JobSpec, SpecError, check_spec
+from app.spec import JobSpec, SpecError, check_each, job_of
 
 NOT_SEARCHED = {"name", "seed"}  # the name is generated per trial; seeds have their own list
 SELECT_DEFAULT = "mean_average_precision_at_r"
@@ -100,14 +100,7 @@ class SearchSpec(BaseModel):
     def job_spec(self, params: dict[str, Any], seed: int, label: str) -> JobSpec:
         """The trial's job: base + params + seed; errors name the search field at fault."""
         fields = {**self.base, **params, "seed": seed, "name": f"{self.name}: {label} seed={seed}".strip()[:200]}
-        try:
-            return JobSpec.model_validate(fields)
-        except ValidationError as e:
-            err = e.errors()[0]
-            cause = (err.get("ctx") or {}).get("error")
-            field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
-            reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
-            raise SpecError(f"space.{field}" if field in params else f"base.{field}", f"{reason} (in trial {label})") from None
+        return job_of(fields, params, "space", f"trial {label}")
 
 
 def numeric_kind(name: str) -> type | None:
@@ -146,14 +139,5 @@ def check_search(search: SearchSpec, settings: Settings) -> list[JobSpec]:
     select = search.select_metric
     if select not in ("precision_at_1", "r_precision", "mean_average_precision_at_r"):
         raise SpecError("base.select_metric", f"unknown selection metric {select!r}")
-    checked: set[str] = set()
-    for spec in specs:
-        key = spec.model_dump_json(exclude={"name", "seed"})
-        if key in checked:
-            continue
-        checked.add(key)
-        try:
-            check_spec(spec, settings)
-        except SpecError as e:
-            raise SpecError(f"space.{e.field}" if e.field in search.space else f"base.{e.field}", f"{e.reason} (in trial {spec.name})") from None
+    check_each(specs, search.space, "space", "trial", settings)
     return specs
