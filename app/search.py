@@ -274,6 +274,18 @@ def trial_views(engine: Engine, row: SearchRow) -> list[TrialView]:
     return out
 
 
+def importance(engine: Engine, row: SearchRow) -> dict[str, float] | None:
+    """Optuna's fANOVA importance of each parameter over the completed trials, when more than one parameter varies."""
+    spec = SearchSpec.model_validate(row.spec)
+    if len(spec.space) < 2:
+        return None
+    study = load_study(engine, row, spec)
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if len(done) < 3 or any(len({repr(t.params.get(n)) for t in done}) < 2 for n in spec.space):
+        return None  # too few trials, or a parameter that has not varied yet
+    return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)).items()}
+
+
 def budget(spec: SearchSpec, views: list[TrialView]) -> dict[str, Any]:
     """Training steps spent against the same number of trials trained to the end (a grid of the same resolution)."""
     steps = spec.job_spec({}, spec.seeds[0], "base").steps if "steps" not in spec.space else None

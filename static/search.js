@@ -76,6 +76,10 @@ function drawSummary(search) {
   const b = search.budget;
   document.getElementById("budget").textContent = `${fmtInt(b.steps_spent)} training steps spent` +
     (b.grid_steps ? `, ${Math.round(100 * b.fraction)}% of the ${fmtInt(b.grid_steps)} the same ${search.trials} trials would spend trained to the end (a grid of the same resolution).` : ".");
+  const importance = document.getElementById("importance");
+  importance.hidden = !search.importance;
+  if (search.importance) importance.textContent = "Parameter importance (fANOVA over the completed trials): " +
+    Object.entries(search.importance).map(([k, v]) => `${k} ${Math.round(100 * v)}%`).join(", ");
   const recs = document.getElementById("recommendations");
   recs.replaceChildren(...search.recommendations.map((r) => el("p", {}, `Recommended for ${r.loss}: ${fmtParams(r.point)} (${fmtMetric(r.mean, 4)}): ${r.rule}`)));
 }

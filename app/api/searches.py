@@ -74,6 +74,8 @@ class SearchDetail(SearchSummary):
     best: BestTrial | None
     budget: Budget
     recommendations: list[dict[str, Any]] = Field(description="The sweep recommender's rules applied to the completed trials")
+    importance: dict[str, float] | None = Field(description="fANOVA importance of each parameter (Optuna), when more than one varies "
+                                                            "and at least 3 trials completed")
 
 
 class SearchList(BaseModel):
@@ -127,7 +129,7 @@ def get_search(search_id: SearchId, engine: EngineDep) -> SearchDetail:
         **_summary(row, counts), spec=row.spec, select_metric=spec.select_metric,
         trial_list=[TrialOut(**vars(v)) for v in views],
         best=BestTrial(number=top.number, value=top.value, params=top.params) if top else None,  # type: ignore[arg-type]
-        budget=Budget(**search.budget(spec, views)), recommendations=recs,
+        budget=Budget(**search.budget(spec, views)), recommendations=recs, importance=search.importance(engine, row),
     )
 
 

@@ -68,3 +68,17 @@ def test_a_worker_reports_and_the_pruner_answers(settings):
     second = searches.trial_jobs(engine, row.id)[1]
     assert search.TrialReporter.for_job(engine, second.id).report("val/mean_average_precision_at_r", 10, 0.2) is True  # below trial 0
     assert search.TrialReporter.for_job(engine, first.id) is not None and jobs.get(engine, second.id).trial_number == 1
+
+
+def test_parameter_importance_when_two_parameters_vary(settings):
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    spec = {**SPEC, "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+            "trials": 4, "parallel": 4, "sampler": "random"}
+    row = search.create(engine, SearchSpec.model_validate(spec), owner="local", settings=settings)
+    assert search.importance(engine, row) is None  # nothing completed yet
+    for job in searches.trial_jobs(engine, row.id):
+        run_trial(engine, {40: job.spec["margin"]})  # the value follows the margin only
+    search.advance(engine, row.id, settings)
+    ranked = search.importance(engine, searches.get(engine, row.id))
+    assert set(ranked) == {"margin", "lr"} and ranked["margin"] > ranked["lr"]
