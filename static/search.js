@@ -1,9 +1,10 @@
 // One search: its trials table, the best value over trials, parameter against value, each trial's curve.
-import { api, el, badge, fmtMetric, fmtInt } from "/static/common.js";
+import { api, el, fmtMetric, fmtInt } from "/static/common.js";
 import { CHART_CONFIG, CHART_LAYOUT } from "/static/charts.js";
 
 const root = document.getElementById("search");
 const searchId = root.dataset.searchId;
+const STATE_CLASS = { complete: "succeeded", fail: "failed" }; // the study's states, coloured as job statuses
 const COLOURS = { complete: "#1f77b4", pruned: "#d62728", running: "#7f7f7f", fail: "#8c564b" };
 
 function fmtParams(params) {
@@ -60,7 +61,7 @@ function drawCurves(trials) {
 function drawTable(trials) {
   const body = document.querySelector("#trials tbody");
   body.replaceChildren(...trials.map((t) => el("tr", { dataset: { trial: t.number } },
-    el("td", {}, String(t.number)), el("td", {}, fmtParams(t.params)), el("td", {}, badge(t.state === "complete" ? "succeeded" : t.state === "fail" ? "failed" : t.state), ` ${t.state}`),
+    el("td", {}, String(t.number)), el("td", {}, fmtParams(t.params)), el("td", {}, el("span", { class: `badge status-${STATE_CLASS[t.state] || t.state}` }, t.state)),
     el("td", {}, t.value === null ? "–" : fmtMetric(t.value, 4)), el("td", {}, t.best_step === null ? "–" : String(t.best_step)),
     el("td", {}, fmtInt(t.steps)), el("td", {}, t.pruned_at === null ? "" : String(t.pruned_at)),
     el("td", {}, ...t.job_ids.map((id, k) => [k ? " " : "", el("a", { href: `/jobs/${id}` }, `#${id}`)])))));
