@@ -104,14 +104,21 @@ def create(engine: Engine, spec: SearchSpec, *, owner: str, settings: Settings) 
     return row
 
 
-def objective(engine: Engine, job: JobRow, select: str) -> float | None:
-    """The selection metric on validation at the job's best step: the job's own `best` when it reports one,
-    else the best value of its validation series."""
+def best_point(engine: Engine, job: JobRow, select: str) -> tuple[float, int] | None:
+    """(value, step) of the selection metric on validation at the job's best trained step: the job's own `best`
+    when it reports one after step 0, else the best of its validation series after step 0. Step 0 is left out:
+    every trial of a seed starts from the same untrained network, so its value says nothing of the setting."""
     best = (job.summary or {}).get("best") if isinstance(job.summary, dict) else None
-    if isinstance(best, dict) and isinstance(best.get("metrics"), dict) and best["metrics"].get(select) is not None:
-        return float(best["metrics"][select])
-    values = [v for v in metrics.series(engine, job.id, [f"val/{select}"], max_points=100_000)[f"val/{select}"]["value"] if v is not None]
-    return max(values) if values else None
+    if isinstance(best, dict) and (best.get("step") or 0) > 0 and (best.get("metrics") or {}).get(select) is not None:
+        return float(best["metrics"][select]), int(best["step"])
+    series = metrics.series(engine, job.id, [f"val/{select}"], max_points=100_000)[f"val/{select}"]
+    points = [(v, s) for s, v in zip(series["step"], series["value"]) if v is not None and s > 0]
+    return max(points) if points else None
+
+
+def objective(engine: Engine, job: JobRow, select: str) -> float | None:
+    point = best_point(engine, job, select)
+    return point[0] if point else None
 
 
 def _tell(engine: Engine, study: optuna.Study, trial: optuna.trial.FrozenTrial, jobs: list[JobRow], select: str) -> None:
@@ -252,17 +259,10 @@ def trial_views(engine: Engine, row: SearchRow) -> list[TrialView]:
     for job in searches.trial_jobs(engine, row.id):
         by_trial.setdefault(job.trial_number, []).append(job)  # type: ignore[arg-type]
     out = []
-    select = f"val/{spec.select_metric}"
     for trial in study.get_trials(deepcopy=False):
         jobs = by_trial.get(trial.number, [])
-        values, best_steps = [], []
-        for job in jobs:
-            series = metrics.series(engine, job.id, [select], max_points=100_000)[select]
-            points = [(v, s) for s, v in zip(series["step"], series["value"]) if v is not None]
-            if points:
-                v, s = max(points)
-                values.append(v)
-                best_steps.append(s)
+        points = [p for p in (best_point(engine, j, spec.select_metric) for j in jobs) if p is not None]
+        values, best_steps = [v for v, _ in points], [s for _, s in points]
         pruned = [j.step for j in jobs if j.status == "pruned"]
         out.append(TrialView(
             number=trial.number, state=trial.state.name.lower(), params=dict(trial.params),

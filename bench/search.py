@@ -41,15 +41,15 @@ def wait(predicate, timeout: float, what: str):
 
 
 def best_of(url: str, job: dict) -> dict:
-    """The job's selection metric at its best step, with the interval there when the job reports one."""
-    best = job.get("best") or (job.get("metrics") or {}).get("best")
-    if isinstance(best, dict) and best.get("metrics", {}).get(METRIC) is not None:
+    """The job's selection metric at its best step after step 0, with the interval there when the job reports one."""
+    best = job.get("best")
+    if isinstance(best, dict) and (best.get("step") or 0) > 0 and best.get("metrics", {}).get(METRIC) is not None:
         m = best["metrics"]
         return {"value": m[METRIC], "step": best.get("step"), "low": m.get(f"{METRIC}_low"), "high": m.get(f"{METRIC}_high")}
     names = f"val/{METRIC},val/{METRIC}_low,val/{METRIC}_high"
     series = httpx.get(f"{url}/api/jobs/{job['id']}/metrics", params={"names": names, "max_points": 100000}, timeout=60).json()["series"]
-    main = series[f"val/{METRIC}"]
-    i = int(np.nanargmax(np.array([np.nan if v is None else v for v in main["value"]], dtype=float)))
+    main = series[f"val/{METRIC}"]  # step 0 left out, as the search's objective does (the same untrained network for a seed)
+    i = int(np.nanargmax(np.array([np.nan if v is None or s == 0 else v for s, v in zip(main["step"], main["value"])], dtype=float)))
     at = main["step"][i]
 
     def at_step(name: str) -> float | None:

@@ -26,7 +26,7 @@ function drawBestOverTrials(trials) {
       marker: { color: COLOURS[state], size: 9, symbol: state === "pruned" ? "x" : "circle" } };
   }).filter((t) => t.x.length);
   traces.push({ x: xs, y: running, name: "best so far", mode: "lines", line: { shape: "hv", color: "#2ca02c" } });
-  Plotly.react("best-over-trials", traces, { ...CHART_LAYOUT, height: 320, xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "value" } } }, CHART_CONFIG);
+  Plotly.react("best-over-trials", traces, { ...CHART_LAYOUT, height: 320, xaxis: { title: { text: "trial" }, tickformat: "d" }, yaxis: { title: { text: "value" } } }, CHART_CONFIG);
 }
 
 function drawParamVsValue(search) {

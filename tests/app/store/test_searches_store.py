@@ -30,7 +30,7 @@ def test_trials_are_jobs_and_each_is_told_once(settings):
     assert [(j.trial_number, j.status, j.owner) for j in queued] == [(0, "queued", "ana"), (1, "queued", "ana")]  # parallel 2
     assert 0.01 <= queued[0].margin <= 1.0 and queued[0].spec["margin"] == queued[0].margin
 
-    run_trial(engine, {0: 0.5, 10: 0.61, 20: 0.64, 30: 0.6, 40: 0.58})
+    run_trial(engine, {0: 0.7, 10: 0.61, 20: 0.64, 30: 0.6, 40: 0.58})
     assert searches.lock(engine, row.id)  # another process is advancing: this one does nothing
     assert search.advance(engine, row.id, settings) is False
     searches.unlock(engine, row.id)
@@ -38,7 +38,7 @@ def test_trials_are_jobs_and_each_is_told_once(settings):
     assert search.advance(engine, row.id, settings) is True  # again: nothing told twice, nothing asked twice
     study = optuna.load_study(study_name=row.study_name, storage=search.storage_for(settings.db_url))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.RUNNING]
-    assert study.trials[0].value == 0.64  # the best step's value, not the last one
+    assert study.trials[0].value == 0.64  # the best trained step's value: not the last one, nor the untrained network's
     assert len(searches.trial_jobs(engine, row.id)) == 3
 
     run_trial(engine, {0: 0.5, 10: 0.3}, status="pruned")
@@ -49,7 +49,7 @@ def test_trials_are_jobs_and_each_is_told_once(settings):
     done = searches.get(engine, row.id)
     assert done.status == "finished" and done.finished_at is not None
     views = search.trial_views(engine, done)
-    assert [(v.value, v.best_step, v.steps, v.pruned_at) for v in views] == [(0.64, 20, 40, None), (0.5, 0, 10, 10), (0.5, 0, 10, None)]
+    assert [(v.value, v.best_step, v.steps, v.pruned_at) for v in views] == [(0.64, 20, 40, None), (0.3, 10, 10, 10), (0.2, 10, 10, None)]
     assert search.budget(SearchSpec.model_validate(SPEC), views) == {"steps_spent": 60, "grid_steps": 120, "fraction": 0.5}
 
 
