@@ -214,7 +214,7 @@ def job_of(fields: dict[str, Any], varied: dict[str, Any], prefix: str, where: s
         cause = (err.get("ctx") or {}).get("error")
         field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
         reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
-        raise SpecError(f"{prefix}.{field}" if field in varied else f"base.{field}", f"{reason} (in {where})") from None
+        raise SpecError(f"{prefix}.{field}" if field.split(".")[0] in varied else f"base.{field}", f"{reason} (in {where})") from None
 
 
 def check_each(specs: list[JobSpec], varied: dict[str, Any], prefix: str, what: str, settings: Settings) -> None:
@@ -228,4 +228,4 @@ def check_each(specs: list[JobSpec], varied: dict[str, Any], prefix: str, what: 
         try:
             check_spec(spec, settings)
         except SpecError as e:
-            raise SpecError(f"{prefix}.{e.field}" if e.field in varied else f"base.{e.field}", f"{e.reason} (in {what} {spec.name})") from None
+            raise SpecError(f"{prefix}.{e.field}" if e.field.split(".")[0] in varied else f"base.{e.field}", f"{e.reason} (in {what} {spec.name})") from None
