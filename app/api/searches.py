@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app import search
 from app.advisor import recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
-from app.api.schemas import BODY_ERRORS, ErrorOut, job_out
+from app.api.schemas import BODY_ERRORS, ErrorOut
 from app.search_spec import SearchSpec, check_search
 from app.store import searches
 from app.store.rows import JobStatus, SearchRow
@@ -124,7 +124,8 @@ def get_search(search_id: SearchId, engine: EngineDep) -> SearchDetail:
     done = [v for v in views if v.state == "complete" and v.value is not None]
     top = max(done, key=lambda v: v.value) if done else None  # type: ignore[arg-type, return-value]
     completed = {j for v in done for j in v.job_ids}
-    recs = recommend_from_sweep([job_out(j).model_dump() for j in jobs if j.id in completed], list(spec.space))
+    # The sweep's rules over the completed trials' jobs ({id, status, spec, summary}; `metrics` for the older advisor).
+    recs = recommend_from_sweep([{**j.as_dict(), "metrics": j.summary} for j in jobs if j.id in completed], list(spec.space))
     return SearchDetail(
         **_summary(row, counts), spec=row.spec, select_metric=spec.select_metric,
         trial_list=[TrialOut(**vars(v)) for v in views],
