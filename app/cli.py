@@ -1,4 +1,4 @@
-"""`embedlab serve | worker | submit | login | weights | user | db`: the command line."""
+"""`embedlab serve | worker | submit | search | login | weights | user | db`: the command line."""
 from __future__ import annotations
 
 import logging
@@ -295,6 +295,51 @@ def submit(
     summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)
     typer.echo(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "") + (f" ({summary})" if summary else ""), err=True)
     raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+
+
+@cli.command("search")
+def search_command(
+    spec_file: Annotated[str, typer.Argument(help="Search spec as JSON: base, space, trials, parallel, sampler, pruner, seeds ('-': stdin)")],
+    wait: Annotated[bool, typer.Option(help="Show trials as they end until the search finishes; exit 0 if a trial completed")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Start a search (Optuna sampler + pruner over queued jobs) on a running server and print its id."""
+    from app.client import Client, ClientError, read_spec, refusal_lines
+
+    try:
+        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
+        client = Client.resolve(server, token)
+        r = client.request("POST", "/api/searches", content=text, headers={"Content-Type": "application/json"})
+    except ClientError as e:
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1)
+    if r.status_code != 201:
+        for line in refusal_lines(r):
+            typer.echo(f"refused: {line}", err=True)
+        raise typer.Exit(1)
+    search_id = r.json()["id"]
+    typer.echo(search_id)
+    if not wait:
+        return
+    shown: set[int] = set()
+    while True:
+        try:
+            found = client.request("GET", f"/api/searches/{search_id}").json()
+        except ClientError as e:
+            raise fail(str(e), 2)
+        for t in found["trial_list"]:
+            if t["state"] != "running" and t["number"] not in shown:
+                shown.add(t["number"])
+                value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+                pruned = f" pruned at step {t['pruned_at']}" if t["pruned_at"] is not None else ""
+                typer.echo(f"trial {t['number']} {t['state']}: {t['params']} value {value}, {t['steps']} steps{pruned}", err=True)
+        if found["status"] != "running":
+            break
+        time.sleep(2.0)
+    budget, best = found["budget"], found["best"]
+    spent = f"{budget['steps_spent']} training steps" + (f" ({budget['fraction']:.0%} of {budget['grid_steps']} for the same trials trained to the end)" if budget["grid_steps"] else "")
+    typer.echo(f"search {search_id} {found['status']}: {spent}; best " + (f"trial {best['number']} {best['params']} = {best['value']:.4f}" if best else "none"), err=True)
+    raise typer.Exit(0 if best else 1)
 
 
 def main() -> None:

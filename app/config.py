@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # (or its cgroup's limit) shared among the live workers on the host. Also the submit-time limit of
     # app.costs' estimate: set it explicitly when the API and the workers run on different machines.
     job_memory_mb: int = Field(0, ge=0)
+    # Jobs (trials x seeds) one search may run, so one search cannot fill the queue for days.
+    max_search_trials: int = 200
 
     @cached_property
     def home_path(self) -> Path:

@@ -23,10 +23,12 @@ from app.live import Feeds
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
 from app.api import session as session_api
+from app.api import searches as searches_api
 from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
 from app.datasets import BUNDLED, load_catalog
+from app import search
 from app.store import jobs
 from app.store.db import get_engine, init_db
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def sweep_expired() -> None:
             while True:
                 await run_in_threadpool(jobs.requeue_expired, engine)
+                await run_in_threadpool(search.advance_all, engine, settings)  # searches ask for their next trials
                 await asyncio.sleep(max(1.0, settings.lease_seconds / 3))
 
         task = asyncio.create_task(sweep_expired())
@@ -61,12 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
                                           "/embedding/selection": selection_api.SELECTION_BODY_BYTES})
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, diagnostics_api, session_api, workers_api, embeddings_api, selection_api, compare_api):
+    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, searches_api, diagnostics_api, session_api, workers_api, embeddings_api,
+                   selection_api, compare_api):
         app.include_router(module.router)
     app.include_router(backbones_api.router)
-    from app.pages import compare as compare_pages, docs as docs_pages, explorer as explorer_pages, jobs as job_pages, sweeps as sweep_pages
+    from app.pages import compare as compare_pages, docs as docs_pages, explorer as explorer_pages, jobs as job_pages
+    from app.pages import searches as search_pages, sweeps as sweep_pages
 
-    for module in (job_pages, sweep_pages, explorer_pages, compare_pages):
+    for module in (job_pages, sweep_pages, search_pages, explorer_pages, compare_pages):
         app.include_router(module.router)
     docs_pages.install(app)  # /docs and /redoc with their scripts from here, not a CDN
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")

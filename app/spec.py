@@ -271,8 +271,6 @@ class SweepSpec(BaseModel):
         """One JobSpec per grid point and seed; errors name the sweep field at fault (base.x or grid.x)."""
         import itertools
 
-        from pydantic import ValidationError
-
         axes = list(self.grid)
         specs = []
         for combo in itertools.product(*(self.grid[a] for a in axes)):
@@ -280,14 +278,7 @@ class SweepSpec(BaseModel):
             for seed in self.seeds:
                 label = " ".join(f"{a}={v}" for a, v in point.items())
                 fields = {**self.base, **point, "seed": seed, "name": f"{self.name}: {label} seed={seed}".strip()[:200]}
-                try:
-                    specs.append(JobSpec.model_validate(fields))
-                except ValidationError as e:
-                    err = e.errors()[0]
-                    cause = (err.get("ctx") or {}).get("error")
-                    field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
-                    reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
-                    raise SpecError(f"grid.{field}" if field.split(".")[0] in point else f"base.{field}", f"{reason} (in run {label or 'base'})") from None
+                specs.append(job_of(fields, point, "grid", f"run {label or 'base'}"))
         return specs
 
 
@@ -313,6 +304,26 @@ def _resolve_sweep_paths(sweep: SweepSpec, settings: Settings) -> None:
 def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
     _resolve_sweep_paths(sweep, settings)
     specs = sweep.expand()
+    check_each(specs, sweep.grid, "grid", "run", settings)
+    return specs
+
+
+def job_of(fields: dict[str, Any], varied: dict[str, Any], prefix: str, where: str) -> JobSpec:
+    """A sweep's run or a search's trial: an error names `<prefix>.<field>` for a varied field, else `base.<field>`."""
+    from pydantic import ValidationError
+
+    try:
+        return JobSpec.model_validate(fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        field = cause.field if isinstance(cause, SpecError) else ".".join(str(p) for p in err["loc"]) or "base"
+        reason = cause.reason if isinstance(cause, SpecError) else err["msg"]
+        raise SpecError(f"{prefix}.{field}" if field.split(".")[0] in varied else f"base.{field}", f"{reason} (in {where})") from None
+
+
+def check_each(specs: list[JobSpec], varied: dict[str, Any], prefix: str, what: str, settings: Settings) -> None:
+    """check_spec on each distinct spec (seeds and names aside); an error names the sweep's or search's field."""
     checked: set[str] = set()
     for spec in specs:
         key = spec.model_dump_json(exclude={"name", "seed"})
@@ -322,5 +333,4 @@ def check_sweep(sweep: SweepSpec, settings: Settings) -> list[JobSpec]:
         try:
             check_spec(spec, settings)
         except SpecError as e:
-            raise SpecError(f"grid.{e.field}" if e.field.split(".")[0] in sweep.grid else f"base.{e.field}", f"{e.reason} (in run {spec.name})") from None
-    return specs
+            raise SpecError(f"{prefix}.{e.field}" if e.field.split(".")[0] in varied else f"base.{e.field}", f"{e.reason} (in {what} {spec.name})") from None

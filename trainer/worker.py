@@ -38,7 +38,7 @@ FLUSH_SECONDS = 0.5  # metric points reach the dashboard within this, plus the s
 PHASE_BYTES = 100  # the jobs row's phase column is String(100)
 # Attempts are forked from the worker: its CUDA checks must not initialise CUDA (NVML answers instead).
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-STOP_REASONS = (None, "cancel", "lost", "shutdown")  # stop_reason, as a code in shared memory
+STOP_REASONS = (None, "cancel", "lost", "shutdown", "pruned")  # stop_reason, as a code in shared memory
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -64,6 +64,7 @@ class JobRun:
         # Seen by the worker and the attempt process it forks: step, stop reason, threads.
         self._shared = multiprocessing.RawArray("q", 3)
         self._phase = multiprocessing.RawArray("c", PHASE_BYTES)  # what the job does after its steps, for the heartbeat
+        self.trial = search_trial(self.engine, claim.job_id)  # a search's trial reports to its pruner
         self.step = claim.step
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
@@ -101,6 +102,8 @@ class JobRun:
     def metric(self, name: str, step: int, value: float) -> None:
         self._points.append(metrics.Point(name, step, value, time.time()))
         self.step = max(self.step, step)
+        if self.trial and self.trial.report(name, step, value) and self.stop_reason is None:
+            self.stop_reason = "pruned"  # the next check stops the job
 
     def check(self, step: int) -> None:
         self.step = step
@@ -268,6 +271,8 @@ class Worker:
             self.attempt_died(run, ended[0] if ended else None)
         elif (row := jobs.get(self.engine, claim.job_id)) is not None and row.status == "failed":
             self.disk.job_ended(row.error)  # the attempt's process filled the disk: this worker waits for room
+        if run.trial:
+            run.trial.ended(self.settings)  # the study hears how the trial ended; the search may ask for the next
 
     def attempt(self, run: JobRun, ceiling: int, worker_pid: int) -> None:
         """One attempt of one job, in the forked process: train, then write how it ended."""
@@ -289,6 +294,8 @@ class Worker:
             run.flush()
             if stop.reason == "cancel":
                 jobs.finish(self.engine, job_id, token, "cancelled", step=run.step)
+            elif stop.reason == "pruned":  # kept: metrics, best and last checkpoints
+                jobs.finish(self.engine, job_id, token, "pruned", step=run.step)
             elif stop.reason == "shutdown":
                 jobs.release(self.engine, job_id, token, step=run.step)
             # "lost": another worker owns the job now; write nothing.
@@ -329,6 +336,12 @@ class Worker:
         log.warning("job %d: %s", claim.job_id, reason)
         run.log("error", reason)
         jobs.retry_or_fail(self.engine, claim.job_id, claim.token, error=reason, backoff_seconds=self.settings.retry_backoff_seconds)
+
+
+def search_trial(engine, job_id: int):
+    from app.search import TrialReporter
+
+    return TrialReporter.for_job(engine, job_id)
 
 
 def main(device: str = "auto", threads: int | None = None, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:

@@ -41,6 +41,9 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(200))
     owner: Mapped[str] = mapped_column(String(100), default="local")
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    # A search's trial: the Optuna trial number inside the search's study (one job per trial and seed).
+    search_id: Mapped[int | None] = mapped_column(ForeignKey("searches.id"), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
     spec: Mapped[dict] = mapped_column(JSON)
     # Denormalised from the spec for the queue and the jobs page.
     dataset: Mapped[str] = mapped_column(String(50))
@@ -118,6 +121,23 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Search(Base):
+    """An Optuna study run on the queue: its trials are jobs with this search_id (app/search.py)."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100), default="local")
+    spec: Mapped[dict] = mapped_column(JSON)
+    study_name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running, finished, cancelled
+    # A short lock so that one process at a time asks the sampler (the server's loop and workers all may).
+    advancing_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Worker(Base):
     __tablename__ = "workers"
 
@@ -152,3 +172,16 @@ class Session(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _adopt_optuna_tables() -> None:
+    """Optuna's study tables (its RDBStorage) live in embedlab's database and are created by embedlab's
+    migration 0004, so that one Alembic history (one alembic_version table, which Optuna would also claim) covers them."""
+    from optuna.storages._rdb import models as optuna_models
+
+    for table in optuna_models.BaseModel.metadata.sorted_tables:
+        if table.name not in Base.metadata.tables:
+            table.to_metadata(Base.metadata)
+
+
+_adopt_optuna_tables()

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, Self, get_args
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TerminalStatus = Literal["succeeded", "failed", "cancelled"]
+# pruned: a search's pruner stopped the trial early (its metrics and checkpoints are kept).
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
+TerminalStatus = Literal["succeeded", "failed", "cancelled", "pruned"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
 
@@ -37,6 +38,8 @@ class JobRow(Row):
     name: str
     owner: str
     sweep_id: int | None
+    search_id: int | None
+    trial_number: int | None
     spec: dict[str, Any]
     dataset: str
     loss: str
@@ -75,6 +78,18 @@ class SweepRow(Row):
     owner: str
     spec: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SearchRow(Row):
+    id: int
+    name: str
+    owner: str
+    spec: dict[str, Any]
+    study_name: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from app.store.rows import STATUSES, TERMINAL, JobRow, JobStatus, SweepRow, Work
 
 
 def test_statuses_come_from_the_type():
-    assert STATUSES == typing.get_args(JobStatus) == ("queued", "running", "succeeded", "failed", "cancelled")
+    assert STATUSES == typing.get_args(JobStatus) == ("queued", "running", "succeeded", "failed", "cancelled", "pruned")
     assert set(TERMINAL) < set(STATUSES) and "running" not in TERMINAL
 
 
