@@ -40,6 +40,12 @@ class LocalRun:
     def flush(self) -> None:
         pass
 
+    def summarize(self, entries: dict) -> None:
+        self.summary = {**getattr(self, "summary", {}), **entries}
+
+    def phase(self, text: str | None) -> None:
+        pass
+
 
 @pytest.fixture
 def folder_settings(home: Path) -> Settings:
@@ -54,7 +60,8 @@ def folder_settings(home: Path) -> Settings:
 
 
 def job(settings: Settings, **fields) -> JobSpec:
-    return JobSpec.model_validate({"dataset": "imagefolder", "dataset_path": str(settings.home_path / "datasets" / "tiny"),
+    # Parts within each class: four classes are too few for class-disjoint parts of two classes each.
+    return JobSpec.model_validate({"dataset": "imagefolder", "dataset_path": str(settings.home_path / "datasets" / "tiny"), "split": "samples",
                                    "classes_per_batch": 2, "samples_per_class": 2, "embedding_dim": 8, "steps": 5, "eval_every": 5,
                                    "explorer": False, "miner": "none", "augment": "standard", "lr_schedule": "cosine",
                                    "warmup_steps": 2, "head_lr_multiplier": 10, "grad_clip": 1.0, **fields})
@@ -100,11 +107,11 @@ def test_freeze_bn_keeps_running_statistics(folder_settings):
 
 
 def test_a_benchmark_layout_trains_on_its_official_split(home, tmp_path):
-    """A CUB-200-2011 miniature (classes 1, 2, 101, 102): training sees classes 1-100, evaluation 101-200."""
+    """A CUB-200-2011 miniature (classes 1-6, 101, 102): train and validation come from classes 1-100, the locked test part is 101-200."""
     root = home / "datasets" / "CUB_200_2011"
     rng = np.random.default_rng(0)
     lines, labels = [], []
-    for n, (c, i) in enumerate(((c, i) for c in (1, 2, 101, 102) for i in range(4)), start=1):
+    for n, (c, i) in enumerate(((c, i) for c in (1, 2, 3, 4, 5, 6, 101, 102) for i in range(4)), start=1):
         rel = f"{c:03d}.Bird/{i}.jpg"
         (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "images" / rel)
@@ -117,6 +124,6 @@ def test_a_benchmark_layout_trains_on_its_official_split(home, tmp_path):
                                    "steps": 5, "eval_every": 5, "explorer": False, "image_size": 16, "augment": "standard"})
     run = LocalRun(tmp_path / "job")
     train(spec, run, settings)
-    assert any("8 training images in 2 classes, 8 validation images in 2 classes" in line for line in run.logs), run.logs
+    assert any("16 training images in 4 classes, 8 validation images in 2 classes, 8 test images in 2 classes" in line for line in run.logs), run.logs
     with np.load(tmp_path / "job" / artifacts.EMBEDDINGS) as stored:
-        assert sorted(set(stored["labels"].tolist())) == [2, 3]  # labels of classes 101 and 102
+        assert sorted(set(stored["labels"].tolist())) == [4, 5]  # validation: the last official training classes (5, 6)

@@ -129,6 +129,9 @@ class RecordingRun:
     def flush(self) -> None:
         pass
 
+    def phase(self, text: str | None) -> None:
+        pass
+
     def summarize(self, entries: dict) -> None:
         self.summary.update(entries)
 

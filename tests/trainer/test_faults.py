@@ -5,6 +5,7 @@ import errno
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,20 +26,34 @@ from trainer.worker import Worker
 pytestmark = pytest.mark.slow
 
 
+def process_family(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc (every thread's children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def test_a_paused_worker_cannot_write_after_its_lease_was_taken_over(procs, settings):
     url = procs.server()
     paused = procs.worker()
     # Long enough that the worker is still training when it is paused (it trains ~60 steps/s alone).
     created = submit(url, steps=400, eval_every=200)
     wait_step(url, created["id"], 5)
-    os.kill(paused.pid, signal.SIGSTOP)
+    family = process_family(paused.pid)  # the worker and the attempt process it forked for the job
+    for pid in family:
+        os.kill(pid, signal.SIGSTOP)
     try:
         wait_for(lambda: job(url, created["id"])["status"] == "queued", 30, 0.2, "the lease to expire")
         taken_over_at = time.time()
         procs.worker()
         wait_for(lambda: job(url, created["id"])["attempts"] == 2, 60, 0.2, "a second worker to claim")
     finally:
-        os.kill(paused.pid, signal.SIGCONT)
+        for pid in family:
+            os.kill(pid, signal.SIGCONT)
     done = wait_status(url, created["id"], ("succeeded", "failed"), timeout=240)
     assert done["status"] == "succeeded" and done["attempts"] == 2
     engine = get_engine(settings.db_url)

@@ -19,7 +19,7 @@ def job_row(job_id: int, status: str = "succeeded", **spec) -> JobRow:
     return JobRow(id=job_id, name=f"job {job_id}", owner="local", sweep_id=1, spec=spec, dataset=spec["dataset"], loss=spec["loss"],
                   margin=0.2, device="auto", priority=0, status=status, attempts=1, max_attempts=3, not_before=None, lease_token=None,
                   lease_expires_at=None, worker_id=None, run_device="cpu", cancel_requested=False, step=10, total_steps=10,
-                  steps_per_second=None, summary={}, error=None, created_at=now, started_at=now, finished_at=now, updated_at=now)
+                  steps_per_second=None, phase=None, summary={}, error=None, search_id=None, trial_number=None, created_at=now, started_at=now, finished_at=now, updated_at=now)
 
 
 def store(settings: Settings, job_id: int, content: bytes | range = range(3)) -> None:
