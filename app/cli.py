@@ -149,7 +149,7 @@ def user_add(
         user, token = create_user(engine, name, password=secret, is_admin=admin)
     except ValueError as e:
         typer.echo(f"embedlab: {e}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(f"created {'admin ' if user['is_admin'] else ''}user {user['name']}; API token (shown once):")
     typer.echo(token)
 
@@ -249,7 +249,7 @@ def login(server: ServerOption = None, token: TokenOption = None) -> None:
     try:
         r = client.request("GET", "/api/me")
     except ClientError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     if r.status_code != 200:
         raise fail(f"{client.server} answered {r.status_code} to GET /api/me; is it an embedlab server?")
     me = r.json()
@@ -273,7 +273,7 @@ def submit(
         client = Client.resolve(server, token)
         r = client.request("POST", "/api/jobs", content=text, headers={"Content-Type": "application/json"})
     except ClientError as e:
-        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1)
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
     if r.status_code != 201:
         for line in refusal_lines(r):
             typer.echo(f"refused: {line}", err=True)
@@ -289,7 +289,7 @@ def submit(
             try:
                 job = client.request("GET", f"/api/jobs/{job['id']}").json()
             except ClientError as e:
-                raise fail(str(e), 2)
+                raise fail(str(e), 2) from None
             bar.update(job["progress"]["step"] - shown)
             shown = job["progress"]["step"]
     summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)
@@ -312,7 +312,7 @@ def search_command(
         client = Client.resolve(server, token)
         r = client.request("POST", "/api/searches", content=text, headers={"Content-Type": "application/json"})
     except ClientError as e:
-        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1)
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
     if r.status_code != 201:
         for line in refusal_lines(r):
             typer.echo(f"refused: {line}", err=True)
@@ -326,7 +326,7 @@ def search_command(
         try:
             found = client.request("GET", f"/api/searches/{search_id}").json()
         except ClientError as e:
-            raise fail(str(e), 2)
+            raise fail(str(e), 2) from None
         for t in found["trial_list"]:
             if t["state"] != "running" and t["number"] not in shown:
                 shown.add(t["number"])

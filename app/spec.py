@@ -162,7 +162,7 @@ def check_loss_params(loss: str, params: dict[str, Any], margin: float) -> None:
     for key, value in params.items():
         if key not in allowed:
             raise SpecError("loss_params", f"{loss} does not take {key!r}; it takes {', '.join(allowed) or 'nothing'}")
-        if allowed[key] != bool and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if allowed[key] is not bool and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise SpecError(f"loss_params.{key}", f"{key!r} must be a number")
     try:
         LOSS_PARAM_MODELS[loss].model_validate(params)

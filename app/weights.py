@@ -174,7 +174,7 @@ def fetch_with_progress(settings: Settings, names: list[str]) -> int:
     for name in names:
         bar = None
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, name: str = name) -> None:
             nonlocal bar
             if bar is None:
                 bar = typer.progressbar(length=total or None, label=name, file=sys.stderr).__enter__()

@@ -26,8 +26,8 @@ statusSelect.value = state.status;
 search.value = state.q;
 
 // The API's sort key of each column, in the table's order (null: not sortable). A click sorts by it, a second click reverses.
-const SORT_KEYS = ["id", "name", "dataset", "loss", "margin", "status", "progress", "metrics.val/mean_average_precision_at_r",
-  "metrics.val/precision_at_1", "owner", "created_at", "finished_at", null];
+const SORT_KEYS = [null, "id", "name", "dataset", "loss", "margin", "sweep_id", "status", "progress",
+  "metrics.val/mean_average_precision_at_r", "metrics.val/precision_at_1", "owner", "created_at", "finished_at", null];
 // Numbers and times read best largest or newest first; names A to Z.
 const DESCENDING_FIRST = new Set(["id", "margin", "progress", "metrics.val/mean_average_precision_at_r", "metrics.val/precision_at_1",
   "created_at", "finished_at"]);

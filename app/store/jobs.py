@@ -56,7 +56,11 @@ SORT_KEYS: dict[str, Any] = {
     "id": Job.id, "name": Job.name, "dataset": Job.dataset, "loss": Job.loss, "margin": Job.margin, "status": Job.status,
     "priority": Job.priority, "owner": Job.owner, "created_at": Job.created_at, "started_at": Job.started_at,
     "finished_at": Job.finished_at, "progress": cast(Job.step, Float) / func.nullif(Job.total_steps, 0),
-    **{f"metrics.{m}": Job.summary[m].as_float() for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision", "val/loss")},
+    "sweep_id": Job.sweep_id,
+    # The value at the best checkpoint, as the jobs list shows it (the latest evaluation until there is a best).
+    **{f"metrics.{m}": func.coalesce(Job.summary[("best", "metrics", m.removeprefix("val/"))].as_float(), Job.summary[m].as_float())
+       for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision")},
+    "metrics.val/loss": Job.summary["val/loss"].as_float(),
 }
 SORTS = tuple(k for key in SORT_KEYS for k in (key, f"-{key}"))
 

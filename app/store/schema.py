@@ -11,11 +11,11 @@ from pathlib import Path
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # before importing alembic: it logs its plugins at import
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import Engine, inspect  # noqa: E402
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

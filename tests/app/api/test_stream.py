@@ -140,7 +140,7 @@ def test_the_end_comes_after_every_point_of_a_big_final_burst(base, engine):
         job = Lease(engine)
         job.write(1, 2)
         first_id = metrics.latest_id(engine, job.id)
-        watcher = threading.Thread(target=lambda: list(events(f"{base}/api/jobs/{job.id}/stream")), daemon=True)
+        watcher = threading.Thread(target=lambda job=job: list(events(f"{base}/api/jobs/{job.id}/stream")), daemon=True)
         watcher.start()
         time.sleep(0.6)  # the feed is polling
         job.write(2, 12_002)

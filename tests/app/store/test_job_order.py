@@ -52,3 +52,11 @@ def test_queue_positions_follow_claim_order(engine):
     jobs.cancel(engine, ids[1])
     assert jobs.queue_positions(engine, ids) == {ids[0]: 1, ids[3]: 2}  # running and cancelled jobs have no place
     assert jobs.queue_positions(engine, []) == {}
+
+
+def test_retrieval_columns_sort_by_the_best_checkpoint_as_the_list_shows_them(engine, three):
+    """c's latest MAP@R (0.9) is above b's (0.7), but b's best checkpoint (0.95) is above c's (0.91): b first."""
+    for name, best in (("b", 0.95), ("c", 0.91)):
+        row = jobs.get(engine, three[name])
+        assert jobs.update_summary(engine, row.id, row.lease_token, {"best": {"step": 10, "metrics": {"mean_average_precision_at_r": best}}})
+    assert names(engine, "-metrics.val/mean_average_precision_at_r") == ["b", "c", "a"]
