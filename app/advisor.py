@@ -8,6 +8,7 @@ intervals overlap, and says so. A point is starred only when it is better than e
 its loss beyond that noise. A single job gives no margin number: the rule that did ("median negative -
 median positive") returns the job's own margin, since training drives that gap toward it.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,11 +27,15 @@ DEFAULT_SELECT = "mean_average_precision_at_r"
 RESAMPLES = 2000
 LEVEL = 0.95
 Z = 1.959964  # the normal quantile of a two-sided 95% interval
-REPLICATES = ("seed", "fold", "loss")  # axes that are not grid points: seeds and cross-validation folds are averaged, losses recommended apart
+REPLICATES = (
+    "seed",
+    "fold",
+    "loss",
+)  # axes that are not grid points: seeds and cross-validation folds are averaged, losses recommended apart
 
 
 def bare(metric: str) -> str:
-    """"val/mean_average_precision_at_r" -> "mean_average_precision_at_r"."""
+    """ "val/mean_average_precision_at_r" -> "mean_average_precision_at_r"."""
     return metric.split("/", 1)[-1]
 
 
@@ -68,9 +73,11 @@ def margin_lines(loss: str, margin: float, positive_median: float | None, loss_p
 
 # -- one run's evidence --------------------------------------------------------
 
+
 @dataclass
 class RunEvidence:
     """What one finished run contributes: its selection metric at its best step, with the run's own interval."""
+
     job_id: int
     seed: int
     fold: int  # cross-validation fold (0 without folds): runs of different folds score different queries
@@ -102,12 +109,22 @@ def run_evidence(job: dict, metric: str, per_query: dict[str, np.ndarray] | None
         if values is not None and len(values) == len(per_query["indices"]):
             order = np.argsort(per_query["indices"], kind="stable")
             pq = (np.asarray(per_query["indices"])[order], np.asarray(values, dtype=np.float64)[order])
-    return RunEvidence(job_id=int(job["id"]), seed=int(job["spec"].get("seed", 0)), fold=int(job["spec"].get("fold") or 0), value=value,
-                       low=metric_of(source, metric, "_low"), high=metric_of(source, metric, "_high"),
-                       step=best.get("step") if best else None, at_best=best is not None, test=test, per_query=pq)
+    return RunEvidence(
+        job_id=int(job["id"]),
+        seed=int(job["spec"].get("seed", 0)),
+        fold=int(job["spec"].get("fold") or 0),
+        value=value,
+        low=metric_of(source, metric, "_low"),
+        high=metric_of(source, metric, "_high"),
+        step=best.get("step") if best else None,
+        at_best=best is not None,
+        test=test,
+        per_query=pq,
+    )
 
 
 # -- statistics ----------------------------------------------------------------
+
 
 def mean_interval(values: list[float], lows: list[float | None], highs: list[float | None]) -> tuple[float, float, float]:
     """Mean over seeds; 95% interval from the runs' own bootstrap bounds (their half-widths averaged: the runs share
@@ -186,6 +203,7 @@ def paired_blocks(runs_a: list[RunEvidence], runs_b: list[RunEvidence] | None = 
 
 # -- a sweep's recommendation ------------------------------------------------------
 
+
 @dataclass
 class Point:
     loss: str
@@ -210,9 +228,20 @@ class Point:
         if tests:
             t_mean, t_low, t_high = mean_interval([t[0] for t in tests], [t[1] for t in tests], [t[2] for t in tests])
             test = {"mean": t_mean, "low": t_low, "high": t_high, "runs": len(tests)}
-        return {"point": self.point, "margin": self.margin, "mean": mean, "low": low, "high": high, "interval": interval,
-                "runs": len(self.runs), "seeds": sorted(r.seed for r in self.runs), "job_ids": [r.job_id for r in self.runs],
-                "steps": [r.step for r in self.runs], "at_best": all(r.at_best for r in self.runs), "test": test}
+        return {
+            "point": self.point,
+            "margin": self.margin,
+            "mean": mean,
+            "low": low,
+            "high": high,
+            "interval": interval,
+            "runs": len(self.runs),
+            "seeds": sorted(r.seed for r in self.runs),
+            "job_ids": [r.job_id for r in self.runs],
+            "steps": [r.step for r in self.runs],
+            "at_best": all(r.at_best for r in self.runs),
+            "test": test,
+        }
 
 
 def compare(best: Point, other: Point, best_summary: dict, other_summary: dict) -> dict[str, Any]:
@@ -221,35 +250,54 @@ def compare(best: Point, other: Point, best_summary: dict, other_summary: dict) 
     if paired is not None:
         blocks, seeds, queries = paired
         diff, low, high = bootstrap_mean(blocks)
-        return {"method": "paired bootstrap", "diff": diff, "diff_low": low, "diff_high": high, "seeds": seeds, "queries": queries,
-                "distinguishable": low > 0}
+        return {
+            "method": "paired bootstrap",
+            "diff": diff,
+            "diff_low": low,
+            "diff_high": high,
+            "seeds": seeds,
+            "queries": queries,
+            "distinguishable": low > 0,
+        }
     overlap = other_summary["high"] >= best_summary["low"]
-    return {"method": "interval overlap", "diff": best_summary["mean"] - other_summary["mean"], "diff_low": None, "diff_high": None,
-            "seeds": None, "queries": None, "distinguishable": not overlap,
-            "missing": [r.job_id for r in best.runs + other.runs if r.per_query is None]}
+    return {
+        "method": "interval overlap",
+        "diff": best_summary["mean"] - other_summary["mean"],
+        "diff_low": None,
+        "diff_high": None,
+        "seeds": None,
+        "queries": None,
+        "distinguishable": not overlap,
+        "missing": [r.job_id for r in best.runs + other.runs if r.per_query is None],
+    }
 
 
 def point_label(point: dict[str, Any]) -> str:
-    """"margin 0.2" for a margin sweep, "margin=0.2 lr=0.001" when other axes vary too."""
+    """ "margin 0.2" for a margin sweep, "margin=0.2 lr=0.001" when other axes vary too."""
     if list(point) == ["margin"]:
         return f"margin {point['margin']:g}"
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items()) or "the only configuration"
 
 
 def points_phrase(points: list[dict[str, Any]], all_points: list[dict[str, Any]]) -> str:
-    """"margins 0.1-0.4" when the set is a run of neighbouring margins, else the points listed."""
+    """ "margins 0.1-0.4" when the set is a run of neighbouring margins, else the points listed."""
     if all(list(p) == ["margin"] for p in points):
         margins = sorted(p["margin"] for p in points)
         ordered = sorted(p["margin"] for p in all_points)
         first, last = ordered.index(margins[0]), ordered.index(margins[-1])
-        if len(margins) > 2 and ordered[first:last + 1] == margins:
+        if len(margins) > 2 and ordered[first : last + 1] == margins:
             return f"margins {margins[0]:g}-{margins[-1]:g}"
         return "margins " + ", ".join(f"{m:g}" for m in margins[:-1]) + f" and {margins[-1]:g}"
     return ", ".join(point_label(p) for p in points[:-1]) + f" and {point_label(points[-1])}"
 
 
-def recommend_from_sweep(jobs: list[dict], axes: list[str], per_query: dict[int, dict[str, np.ndarray]] | None = None,
-                         select_metric: str = DEFAULT_SELECT, validation_classes: int | None = None) -> list[dict]:
+def recommend_from_sweep(
+    jobs: list[dict],
+    axes: list[str],
+    per_query: dict[int, dict[str, np.ndarray]] | None = None,
+    select_metric: str = DEFAULT_SELECT,
+    validation_classes: int | None = None,
+) -> list[dict]:
     """Per loss: the best grid point, the points within noise of it, whether one is starred, the test used, and the
     locked test score of the recommended point. `jobs`: {id, status, spec, summary}; `per_query`: arrays per job id."""
     per_query = per_query or {}
@@ -289,40 +337,59 @@ def recommend_loss(loss: str, points: list[Point], metric: str, validation_class
         statement = f"Only {best_label} finished for {loss}: there is nothing to compare it with."
     elif tied:
         phrase = points_phrase([best.point, *[c["point"] for c in tied]], [p.point for p in points])
-        statement = (f"{phrase[0].upper()}{phrase[1:]} are within noise of each other on {where}; "
-                     "more seeds or more classes would separate them. None is starred over the others.")
+        statement = (
+            f"{phrase[0].upper()}{phrase[1:]} are within noise of each other on {where}; "
+            "more seeds or more classes would separate them. None is starred over the others."
+        )
     else:
         statement = f"{best_label[0].upper()}{best_label[1:]} is better than every other {loss} setting beyond the noise on {where}."
     if untrained:
-        statement = (f"Every {loss} run's best checkpoint is its untrained network (step 0): training did not beat it here, "
-                     "so these runs support no margin. Train longer, on more data, or with another learning rate. " + statement)
+        statement = (
+            f"Every {loss} run's best checkpoint is its untrained network (step 0): training did not beat it here, "
+            "so these runs support no margin. Train longer, on more data, or with another learning rate. " + statement
+        )
     used = []
     if "paired bootstrap" in tests:
-        used.append(f"a paired bootstrap of the per-query differences in {name} over the same validation queries and seeds "
-                    f"({RESAMPLES:,} resamples of seeds and queries; a point is distinguishable when the 95% interval of its "
-                    "difference from the best excludes 0)")
+        used.append(
+            f"a paired bootstrap of the per-query differences in {name} over the same validation queries and seeds "
+            f"({RESAMPLES:,} resamples of seeds and queries; a point is distinguishable when the 95% interval of its "
+            "difference from the best excludes 0)"
+        )
     if "interval overlap" in tests:
         missing = sorted({j for c in comparisons for j in c.get("missing", [])})
-        used.append(f"overlap of the 95% intervals where per-query values are missing (jobs {', '.join(f'#{j}' for j in missing)}): "
-                    "a cruder check than a paired test")
+        used.append(
+            f"overlap of the 95% intervals where per-query values are missing (jobs {', '.join(f'#{j}' for j in missing)}): "
+            "a cruder check than a paired test"
+        )
     if len(seeds) == 1 and comparisons:
         used.append("one seed per point: run-to-run variation is not measured, only the sample of validation queries")
     best_summary = summaries[id(best)]
     return {
-        "loss": loss, "select_metric": name, "margin": best.margin, "point": best.point, "best": best_summary,
-        "starred": starred, "tied": tied, "comparisons": comparisons, "statement": statement,
-        "test_used": "; ".join(used) or "no comparison", "validation_classes": validation_classes, "validation_queries": queries,
+        "loss": loss,
+        "select_metric": name,
+        "margin": best.margin,
+        "point": best.point,
+        "best": best_summary,
+        "starred": starred,
+        "tied": tied,
+        "comparisons": comparisons,
+        "statement": statement,
+        "test_used": "; ".join(used) or "no comparison",
+        "validation_classes": validation_classes,
+        "validation_queries": queries,
         "points": sorted((summaries[id(p)] for p in points), key=lambda s: (s["margin"] is None, s["margin"] or 0)),
         "locked_test": best_summary["test"],
         "rule": f"highest mean {name} at each run's best checkpoint, seeds averaged"
-                + ("" if best_summary["at_best"] else " (some runs recorded no best checkpoint: their last evaluation stands in)"),
+        + ("" if best_summary["at_best"] else " (some runs recorded no best checkpoint: their last evaluation stands in)"),
     }
 
 
 # -- any jobs, side by side ---------------------------------------------------------
 
-def compare_jobs(jobs: list[dict], per_query: dict[int, dict[str, np.ndarray]] | None = None,
-                 select_metric: str = DEFAULT_SELECT) -> dict[str, Any]:
+
+def compare_jobs(
+    jobs: list[dict], per_query: dict[int, dict[str, np.ndarray]] | None = None, select_metric: str = DEFAULT_SELECT
+) -> dict[str, Any]:
     """Each job against the one with the highest selection metric at its best checkpoint: paired over the validation
     queries both scored when both wrote per-query values (any seeds: a job is its own point), else interval overlap."""
     per_query = per_query or {}
@@ -339,8 +406,11 @@ def compare_jobs(jobs: list[dict], per_query: dict[int, dict[str, np.ndarray]] |
     rows = []
     for p in points:
         row = {"job_id": p.point["job"], **summaries[id(p)]}
-        row.update({"method": None, "diff": 0.0, "diff_low": None, "diff_high": None, "distinguishable": False, "queries": None} if p is best
-                   else compare(best, p, summaries[id(best)], summaries[id(p)]))
+        row.update(
+            {"method": None, "diff": 0.0, "diff_low": None, "diff_high": None, "distinguishable": False, "queries": None}
+            if p is best
+            else compare(best, p, summaries[id(best)], summaries[id(p)])
+        )
         row["locked_test"] = summaries[id(p)]["test"]
         del row["test"]
         rows.append(row)

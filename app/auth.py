@@ -5,6 +5,7 @@ the few in PUBLIC_PATHS needs an identity; that rule is applied once, to the who
 so a new route cannot forget it. Tokens are only read from the Authorization header,
 never from the URL (URLs end up in logs and browser history).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,7 +75,9 @@ def create_user(engine: Engine, name: str, *, password: str | None, is_admin: bo
     if users.exists(engine, name):
         raise ValueError(f"user {name!r} already exists")
     token = "el_" + secrets.token_urlsafe(32)
-    user = users.add(engine, name, token_hash=hash_token(token), password_hash=hash_password(password) if password else None, is_admin=is_admin)
+    user = users.add(
+        engine, name, token_hash=hash_token(token), password_hash=hash_password(password) if password else None, is_admin=is_admin
+    )
     return user, token
 
 
@@ -91,7 +94,9 @@ def sign_in(engine: Engine, name: str, *, password: str | None = None, token: st
     if user is None:
         return None
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    users.open_session(engine, user["id"], id_hash=hash_token(session_id), csrf_token=csrf, expires_at=utcnow() + timedelta(days=SESSION_DAYS))
+    users.open_session(
+        engine, user["id"], id_hash=hash_token(session_id), csrf_token=csrf, expires_at=utcnow() + timedelta(days=SESSION_DAYS)
+    )
     return Identity(user["name"], user["is_admin"], csrf), session_id
 
 

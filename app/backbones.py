@@ -5,6 +5,7 @@ hex digits of the file's sha256, torchvision's own convention). Any timm model i
 `timm:<name>`; its names are checked against `timm.list_models` (imported lazily, on the first
 timm spec only).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -86,7 +87,7 @@ def patch_size(backbone: str) -> int | None:
 def check_backbone(backbone: str, pretrained: bool, size: int) -> None:
     """Raises BackboneError naming the field when the backbone, its weights or the image size cannot work."""
     if is_timm(backbone):
-        model = backbone[len(TIMM_PREFIX):]
+        model = backbone[len(TIMM_PREFIX) :]
         if model not in timm_models():
             raise BackboneError("backbone", f"timm has no model {model!r}" + close_matches(model, timm_models()))
         if pretrained and model not in timm_pretrained_models():
@@ -94,16 +95,21 @@ def check_backbone(backbone: str, pretrained: bool, size: int) -> None:
     else:
         if backbone not in BUILTIN:
             names = [*BUILTIN, "timm:<model>"]
-            raise BackboneError("backbone", f"unknown backbone {backbone!r}; choose one of {', '.join(names)}"
-                                + close_matches(backbone, BUILTIN))
+            raise BackboneError(
+                "backbone", f"unknown backbone {backbone!r}; choose one of {', '.join(names)}" + close_matches(backbone, BUILTIN)
+            )
         spec = BUILTIN[backbone]
         if pretrained and spec.weights_file is None:
             raise BackboneError("pretrained", f"no pretrained weights exist for backbone {backbone!r}")
         if pretrained and spec.pretrained_size and size != spec.pretrained_size:
-            raise BackboneError("image_size", f"{backbone}'s pretrained weights take {spec.pretrained_size}x{spec.pretrained_size} "
-                                f"images, not {size}; set image_size to {spec.pretrained_size}")
+            raise BackboneError(
+                "image_size",
+                f"{backbone}'s pretrained weights take {spec.pretrained_size}x{spec.pretrained_size} "
+                f"images, not {size}; set image_size to {spec.pretrained_size}",
+            )
     patch = patch_size(backbone)
     if patch and size % patch:
         up = math.ceil(size / patch) * patch
-        raise BackboneError("image_size", f"{backbone} cuts images into {patch}x{patch} patches: {size} is not a multiple of "
-                            f"{patch} (try {up})")
+        raise BackboneError(
+            "image_size", f"{backbone} cuts images into {patch}x{patch} patches: {size} is not a multiple of {patch} (try {up})"
+        )

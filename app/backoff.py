@@ -4,6 +4,7 @@ Used where retrying at a fixed pace turns one fault into a loop: a worker whose 
 full disk, `serve` restarting a worker that dies at start. The first failure is logged with its
 reason; the same reason again is not repeated; the recovery is logged once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,7 @@ class Backoff:
 
     def failed(self, reason: str) -> float:
         """Count a failure; the seconds to wait before the next try (first, 2 x first, ... up to cap)."""
-        delay = min(self.cap, self.first * 2 ** self.failures)
+        delay = min(self.cap, self.first * 2**self.failures)
         self.failures += 1
         if reason != self.reason:
             self.log.warning("%s; trying again in %.0f s, then less often (at most every %.0f s) while it lasts", reason, delay, self.cap)

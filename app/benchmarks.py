@@ -5,6 +5,7 @@ Cars-196 (1-98 / 99-196), Stanford Online Products (`Ebay_train.txt` / `Ebay_tes
 are numbered train classes first, so the official test classes are the last ones and
 `Catalog.official_test` marks their images. Torch-free, like app/datasets.py.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,7 +43,9 @@ def _read_cars(root: Path) -> tuple[list[Path], list[int], int]:
 def _read_sop(root: Path) -> tuple[list[Path], list[int], int]:
     files, classes, first_test = [], [], None
     for name in ("Ebay_train.txt", "Ebay_test.txt"):
-        rows = [line.split() for line in (root / name).read_text().splitlines()[1:] if line.strip()]  # image_id class_id super_class_id path
+        rows = [
+            line.split() for line in (root / name).read_text().splitlines()[1:] if line.strip()
+        ]  # image_id class_id super_class_id path
         if name == "Ebay_test.txt":
             first_test = min(int(r[1]) for r in rows)
         files += [root / r[3] for r in rows]
@@ -69,7 +72,9 @@ def load_benchmark(name: str, root: Path) -> Catalog:
     layout = BENCHMARKS[name]
     for f in layout.required:
         if not (root / f).is_file():
-            raise DatasetError("dataset_path", f"{root} is not a {layout.title} copy: {f} is missing (the layout needs {', '.join(layout.required)})")
+            raise DatasetError(
+                "dataset_path", f"{root} is not a {layout.title} copy: {f} is missing (the layout needs {', '.join(layout.required)})"
+            )
     return _load(name, root, tuple((root / f).stat().st_mtime_ns for f in layout.required))
 
 
@@ -78,18 +83,24 @@ def _load(name: str, root: Path, _signature: tuple) -> Catalog:
     try:
         files, class_ids, first_test = BENCHMARKS[name].read(root)
     except (OSError, ValueError, KeyError, IndexError) as e:
-        raise DatasetError("dataset_path", f"cannot read the {BENCHMARKS[name].title} split files in {root}: {type(e).__name__}: {e}") from None
+        raise DatasetError(
+            "dataset_path", f"cannot read the {BENCHMARKS[name].title} split files in {root}: {type(e).__name__}: {e}"
+        ) from None
     for f in files:  # a listed path must stay inside the copy
         if root not in f.parents or ".." in f.relative_to(root).parts:
-            raise DatasetError("dataset_path", f"the {BENCHMARKS[name].title} split files in {root} list {f.relative_to(root) if root in f.parents else f}, outside the copy")
+            raise DatasetError(
+                "dataset_path",
+                f"the {BENCHMARKS[name].title} split files in {root} list {f.relative_to(root) if root in f.parents else f}, outside the copy",
+            )
     ids = np.asarray(class_ids, dtype=np.int64)
     classes = np.unique(ids)  # sorted: the official train classes come first
     labels = np.searchsorted(classes, ids)
     return Catalog(name, labels, [str(c) for c in classes], files, root, official_test=ids >= first_test)
 
 
-def official_parts(labels: np.ndarray, official_test: np.ndarray, val_fraction: float, folds: int | None = None,
-                   fold: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def official_parts(
+    labels: np.ndarray, official_test: np.ndarray, val_fraction: float, folds: int | None = None, fold: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, val, test) positions on a benchmark's official split: the official test classes are the
     locked test part whatever the spec's test fraction; validation is carved from the official train classes
     (their last `val_fraction`, or fold `fold` of `folds`), so nothing that chooses ever sees a test class."""
@@ -97,6 +108,6 @@ def official_parts(labels: np.ndarray, official_test: np.ndarray, val_fraction: 
     if folds:
         val_classes = np.array_split(train_classes, folds)[fold]
     else:
-        val_classes = train_classes[len(train_classes) - max(1, round(len(train_classes) * val_fraction)):]
+        val_classes = train_classes[len(train_classes) - max(1, round(len(train_classes) * val_fraction)) :]
     is_val = np.isin(labels, val_classes) & ~official_test
     return np.flatnonzero(~is_val & ~official_test), np.flatnonzero(is_val), np.flatnonzero(official_test)

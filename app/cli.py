@@ -1,4 +1,5 @@
 """`embedlab serve | worker | submit | search | login | weights | user | db`: the command line."""
+
 from __future__ import annotations
 
 import logging
@@ -61,7 +62,9 @@ class WorkerPool:
                         log.warning("worker %d exited with %s; starting it again", i, p.returncode)
                         due[i] = now
                     else:
-                        due[i] = now + backoffs[i].failed(f"worker {i} exits at start (exit status {p.returncode}; its messages above say why)")
+                        due[i] = now + backoffs[i].failed(
+                            f"worker {i} exits at start (exit status {p.returncode}; its messages above say why)"
+                        )
                 if now >= due[i]:
                     self.procs[i], started[i], due[i] = self._spawn(i), now, None
 
@@ -86,10 +89,8 @@ def open_database(settings: Settings, *, create: bool = True):
     """The engine, with the schema checked; a clear one-line error and exit 1 instead of a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from app.store.db import get_engine, init_db
+    from app.store.db import get_engine, init_db, sqlite_location_problem
     from app.store.schema import SchemaBehind
-
-    from app.store.db import sqlite_location_problem
 
     safe_url = settings.db_url.split("@")[-1] if "@" in settings.db_url else settings.db_url
     if problem := sqlite_location_problem(settings.db_url):
@@ -172,7 +173,9 @@ def weights_list() -> None:
     from app.weights import listing
 
     for row in listing(Settings()):
-        state = "present " + row["path"] if row["weights_present"] else ("missing" if row["pretrained_available"] else "no published weights")
+        state = (
+            "present " + row["path"] if row["weights_present"] else ("missing" if row["pretrained_available"] else "no published weights")
+        )
         typer.echo(f"{row['name']:<28} {state}")
 
 
@@ -191,8 +194,11 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
     if settings.auth == "off" and not is_loopback(host):
-        typer.echo(f"embedlab: refusing to serve {host} without accounts: anyone on the network could run jobs and read files. "
-                   "Create an admin with `embedlab user add NAME --admin`, then start with EMBEDLAB_AUTH=on.", err=True)
+        typer.echo(
+            f"embedlab: refusing to serve {host} without accounts: anyone on the network could run jobs and read files. "
+            "Create an admin with `embedlab user add NAME --admin`, then start with EMBEDLAB_AUTH=on.",
+            err=True,
+        )
         raise typer.Exit(1)
     settings.home_path.mkdir(parents=True, exist_ok=True)
     engine = open_database(settings)
@@ -213,7 +219,9 @@ def serve(
 @cli.command()
 def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
-    threads: Annotated[int, typer.Option(help="torch threads (0: a fair share of the cores among the busy workers of this host)", min=0)] = 0,
+    threads: Annotated[
+        int, typer.Option(help="torch threads (0: a fair share of the cores among the busy workers of this host)", min=0)
+    ] = 0,
     max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: never)", min=0)] = 0,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:
@@ -228,10 +236,21 @@ def worker(
     raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
 
 
-ServerOption = Annotated[str | None, typer.Option("--server", envvar=["EMBEDLAB_SERVER", "EMBEDLAB_URL"], show_default=False,
-                                                 help="Server address [default: the saved login's, else http://127.0.0.1:8000]")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="EMBEDLAB_TOKEN", show_default=False,
-                                                help="API token (from `embedlab user add`) [default: the saved login's]")]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar=["EMBEDLAB_SERVER", "EMBEDLAB_URL"],
+        show_default=False,
+        help="Server address [default: the saved login's, else http://127.0.0.1:8000]",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="EMBEDLAB_TOKEN", show_default=False, help="API token (from `embedlab user add`) [default: the saved login's]"
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -293,13 +312,17 @@ def submit(
             bar.update(job["progress"]["step"] - shown)
             shown = job["progress"]["step"]
     summary = ", ".join(f"{k}={v:.4f}" for k, v in job["metrics"].items() if v is not None)
-    typer.echo(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "") + (f" ({summary})" if summary else ""), err=True)
+    typer.echo(
+        f"job {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "") + (f" ({summary})" if summary else ""), err=True
+    )
     raise typer.Exit(0 if job["status"] == "succeeded" else 1)
 
 
 @cli.command("search")
 def search_command(
-    spec_file: Annotated[str, typer.Argument(help="Search spec as JSON: base, space, trials, parallel, sampler, pruner, seeds ('-': stdin)")],
+    spec_file: Annotated[
+        str, typer.Argument(help="Search spec as JSON: base, space, trials, parallel, sampler, pruner, seeds ('-': stdin)")
+    ],
     wait: Annotated[bool, typer.Option(help="Show trials as they end until the search finishes; exit 0 if a trial completed")] = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -337,8 +360,14 @@ def search_command(
             break
         time.sleep(2.0)
     budget, best = found["budget"], found["best"]
-    spent = f"{budget['steps_spent']} training steps" + (f" ({budget['fraction']:.0%} of {budget['grid_steps']} for the same trials trained to the end)" if budget["grid_steps"] else "")
-    typer.echo(f"search {search_id} {found['status']}: {spent}; best " + (f"trial {best['number']} {best['params']} = {best['value']:.4f}" if best else "none"), err=True)
+    spent = f"{budget['steps_spent']} training steps" + (
+        f" ({budget['fraction']:.0%} of {budget['grid_steps']} for the same trials trained to the end)" if budget["grid_steps"] else ""
+    )
+    typer.echo(
+        f"search {search_id} {found['status']}: {spent}; best "
+        + (f"trial {best['number']} {best['params']} = {best['value']:.4f}" if best else "none"),
+        err=True,
+    )
     raise typer.Exit(0 if best else 1)
 
 

@@ -4,6 +4,7 @@ The token comes from `--token`, else EMBEDLAB_TOKEN, else the file `embedlab log
 ($XDG_CONFIG_HOME/embedlab/login.json, or ~/.config/embedlab/login.json), which only its
 owner can read (0600 in a 0700 folder): a token is a password.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,4 +98,7 @@ def read_spec(source: str, stdin_text: str | None = None) -> str:
 def refusal_lines(r: httpx.Response) -> list[str]:
     """The server's reasons, one line each: `field: reason` for a wrong spec."""
     detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
-    return [f"{item['field']}: {item['reason']}" if isinstance(item, dict) else str(item) for item in (detail if isinstance(detail, list) else [detail])]
+    return [
+        f"{item['field']}: {item['reason']}" if isinstance(item, dict) else str(item)
+        for item in (detail if isinstance(detail, list) else [detail])
+    ]

@@ -1,4 +1,5 @@
 """One settings object for the server, the workers and the CLI (env prefix EMBEDLAB_)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app import files
-
 
 
 class Settings(BaseSettings):

@@ -33,6 +33,7 @@ estimate = the total minus the baseline):
 Within -11% / +35% here; a refusal threshold (far above typical jobs), not a runtime guarantee:
 the ceiling itself is enforced by trainer.memory whatever the estimate said.
 """
+
 from __future__ import annotations
 
 import os
@@ -109,7 +110,7 @@ def tuple_bytes(loss: str, miner: str, p: int, k: int) -> dict[str, int]:
     return parts
 
 
-def estimate(spec: "JobSpec", images: int) -> Estimate:
+def estimate(spec: JobSpec, images: int) -> Estimate:
     """One step's peak memory for `spec` on a dataset of `images` images."""
     from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE
 
@@ -124,7 +125,9 @@ def estimate(spec: "JobSpec", images: int) -> Estimate:
         "dataset": images * pixels * (13 if spec.dataset != "imagefolder" and spec.image_size else 1),
         "activations": (ACTIVATION_BYTES_PER_PIXEL[backbone] * size * size + 8 * pixels) * b,
         # kNN similarity blocks and histograms; inference batches of trainer.evaluate.inference_batch images
-        "evaluation": EVALUATION + 8 * 2048 * images + INFERENCE_BYTES_PER_PIXEL[backbone] * size * size * max(64, min(1024, 2**21 // (size * size))),
+        "evaluation": EVALUATION
+        + 8 * 2048 * images
+        + INFERENCE_BYTES_PER_PIXEL[backbone] * size * size * max(64, min(1024, 2**21 // (size * size))),
         "diagnostics": 13 * b**3,  # float gaps, bool masks and the int64 sums over them
         **tuple_bytes(spec.loss, spec.miner, spec.classes_per_batch, spec.samples_per_class),
     }
@@ -144,14 +147,14 @@ def host_memory() -> int:
     return total
 
 
-def ceiling(settings: "Settings", workers_on_host: int = 1) -> int:
+def ceiling(settings: Settings, workers_on_host: int = 1) -> int:
     """Bytes one job attempt may use: the setting, or a fair share of the host among its workers."""
     if settings.job_memory_mb:
         return settings.job_memory_mb * MB
     return int(host_memory() * HOST_SHARE) // max(1, workers_on_host)
 
 
-def refusal(spec: "JobSpec", images: int, settings: "Settings") -> tuple[str, str] | None:
+def refusal(spec: JobSpec, images: int, settings: Settings) -> tuple[str, str] | None:
     """(field, reason) when the estimate is over what a job may use on this host (alone on it); else None.
 
     Alone: the API does not know how many workers will share the host when the job runs; a job
@@ -171,16 +174,22 @@ def refusal(spec: "JobSpec", images: int, settings: "Settings") -> tuple[str, st
     else:
         field, advice = ("image_size" if spec.image_size else "dataset"), "lower image_size or use a smaller dataset"
     size = f"{spec.image_size}x{spec.image_size}" if spec.image_size else "native size"
-    reason = (f"loss {spec.loss!r} with miner {spec.miner!r} on {batch}, backbone {spec.backbone!r} at {size}, needs about {gb(cost.total)} "
-              f"({cost.describe()}), over the {gb(limit)} a job may use here (EMBEDLAB_JOB_MEMORY_MB); {advice}")
+    reason = (
+        f"loss {spec.loss!r} with miner {spec.miner!r} on {batch}, backbone {spec.backbone!r} at {size}, needs about {gb(cost.total)} "
+        f"({cost.describe()}), over the {gb(limit)} a job may use here (EMBEDLAB_JOB_MEMORY_MB); {advice}"
+    )
     return field, reason
 
 
-def advice_for(spec: "JobSpec") -> str:
+def advice_for(spec: JobSpec) -> str:
     """What to change when the tuples of the loss and miner are what does not fit."""
     tips = ["a smaller batch (classes_per_batch, samples_per_class)"]
     if spec.miner in TRIPLET_MINERS or (spec.loss in ("triplet", "contrastive") and spec.miner == "none"):
-        tips.append("miner 'multisimilarity' (pairs, not triplets)" if spec.loss != "triplet" else "loss 'multisimilarity' or 'circle' (pairs, not triplets)")
+        tips.append(
+            "miner 'multisimilarity' (pairs, not triplets)"
+            if spec.loss != "triplet"
+            else "loss 'multisimilarity' or 'circle' (pairs, not triplets)"
+        )
     if spec.loss == "ntxent":
         tips.append("loss 'multisimilarity' or 'circle' ([B, B] matrices instead of NT-Xent's positive x negative pairs)")
     return "try " + ", or ".join(tips)

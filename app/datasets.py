@@ -4,13 +4,14 @@ Torch-free on purpose: the API validates specs against it, the trainer decodes t
 images it lists. Every image of a dataset has one index (its position in `labels`),
 shared by the trainer, the artifacts and every API route that names an image.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -108,8 +109,11 @@ def resolve_inside_roots(path: str, roots: list[Path]) -> Path:
     limit = _name_max(roots[0]) if roots else 255
     for part in Path(path).parts:
         if len(os.fsencode(part)) > limit:
-            raise DatasetError("dataset_path", f"the component {part[:40]!r}... is {len(os.fsencode(part))} bytes long; "
-                                               f"file names on this filesystem have at most {limit}")
+            raise DatasetError(
+                "dataset_path",
+                f"the component {part[:40]!r}... is {len(os.fsencode(part))} bytes long; "
+                f"file names on this filesystem have at most {limit}",
+            )
     try:
         real = Path(path).expanduser().resolve()
         if not any(real == r or r in real.parents for r in roots):
@@ -135,7 +139,8 @@ def _folder(root: Path, signature: tuple) -> Catalog:
         if not entry.is_dir(follow_symlinks=False) or entry.name.startswith("."):
             continue
         images = sorted(
-            Path(f.path) for f in os.scandir(entry.path)
+            Path(f.path)
+            for f in os.scandir(entry.path)
             if f.is_file(follow_symlinks=False) and Path(f.name).suffix.lower() in IMAGE_EXTENSIONS
         )
         if not images:
@@ -162,7 +167,9 @@ def load_catalog(name: str, dataset_path: str | None, roots: list[Path]) -> Cata
     except OSError as e:  # a class folder without read permission, a folder removed while listed
         raise DatasetError("dataset_path", f"{dataset_path!r} cannot be listed: {e.strerror or e}") from None
     if len(catalog.class_names) < 2:
-        raise DatasetError("dataset_path", f"{dataset_path!r} has {len(catalog.class_names)} class folder(s) with images; at least 2 are needed")
+        raise DatasetError(
+            "dataset_path", f"{dataset_path!r} has {len(catalog.class_names)} class folder(s) with images; at least 2 are needed"
+        )
     return catalog
 
 
@@ -175,8 +182,13 @@ class Split(NamedTuple):
 
 
 def split_indices(
-    labels: np.ndarray, split: str, val_fraction: float, test_fraction: float, split_seed: int,
-    folds: int | None = None, fold: int = 0,
+    labels: np.ndarray,
+    split: str,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    folds: int | None = None,
+    fold: int = 0,
 ) -> Split:
     """Train, validation and test image indices; a DatasetError naming the field when a part has < 2 classes.
 
@@ -191,7 +203,7 @@ def split_indices(
     part = np.zeros(len(labels), dtype=np.int8)  # 0 train, 1 val, 2 test
     if split == "classes":
         n_test = round(len(classes) * test_fraction)
-        rest, test_classes = classes[:len(classes) - n_test], classes[len(classes) - n_test:]
+        rest, test_classes = classes[: len(classes) - n_test], classes[len(classes) - n_test :]
         val_classes = _validation_part(rest, val_fraction, len(classes), folds, fold)
         part[np.isin(labels, val_classes)] = 1
         part[np.isin(labels, test_classes)] = 2
@@ -205,18 +217,23 @@ def split_indices(
             part[idx[:n_test]] = 2
             val = _validation_part(idx[n_test:], val_fraction, len(idx), folds, fold)
             if len(val) == 0 and len(idx) - n_test >= 2 and not folds:
-                val = idx[n_test:n_test + 1]
+                val = idx[n_test : n_test + 1]
             part[val] = 1
     result = Split(np.flatnonzero(part == 0), np.flatnonzero(part == 1), np.flatnonzero(part == 2))
     val_field = "folds" if folds else "val_fraction"
-    for name, rows, fld in (("training", result.train, val_field), ("validation", result.val, val_field), ("test", result.test, "test_fraction")):
+    for name, rows, fld in (
+        ("training", result.train, val_field),
+        ("validation", result.val, val_field),
+        ("test", result.test, "test_fraction"),
+    ):
         if name == "test" and test_fraction == 0:
             continue
         found = len(np.unique(labels[rows]))
         if found < 2:
             raise DatasetError(
-                fld, f"the {name} part of this {split} split has {found} class(es) of {len(classes)}; every part needs at least 2 "
-                     f"(val_fraction {val_fraction:g}, test_fraction {test_fraction:g}{f', folds {folds}' if folds else ''})",
+                fld,
+                f"the {name} part of this {split} split has {found} class(es) of {len(classes)}; every part needs at least 2 "
+                f"(val_fraction {val_fraction:g}, test_fraction {test_fraction:g}{f', folds {folds}' if folds else ''})",
             )
     return result
 
@@ -226,7 +243,7 @@ def _validation_part(pool: np.ndarray, val_fraction: float, total: int, folds: i
     if folds:
         return np.array_split(pool, folds)[fold] if len(pool) else pool
     n_val = min(len(pool), round(total * val_fraction))
-    return pool[len(pool) - n_val:]
+    return pool[len(pool) - n_val :]
 
 
 def trainable_classes(labels: np.ndarray, min_count: int) -> np.ndarray:

@@ -5,6 +5,7 @@ cores, and with `split: samples` (validation images of the classes it trains on)
 visibly improves over step 0 (MAP@R 0.43 -> 0.92 measured, bench/demo.py); the second is the
 longer mnist5k run that is still training, live, when the visitor comes back to the jobs list.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,10 +19,25 @@ from app.store import jobs
 log = logging.getLogger("embedlab")
 
 DEMO_SPECS = [
-    {"name": "demo 1/2: triplet on digits, a quick finished run", "dataset": "digits", "split": "samples", "loss": "triplet",
-     "margin": 0.2, "miner": "semihard", "steps": 80, "eval_every": 20},
-    {"name": "demo 2/2: triplet m=0.2 on mnist5k, a longer live run", "dataset": "mnist5k", "loss": "triplet", "margin": 0.2,
-     "miner": "semihard", "steps": 1500, "eval_every": 100},
+    {
+        "name": "demo 1/2: triplet on digits, a quick finished run",
+        "dataset": "digits",
+        "split": "samples",
+        "loss": "triplet",
+        "margin": 0.2,
+        "miner": "semihard",
+        "steps": 80,
+        "eval_every": 20,
+    },
+    {
+        "name": "demo 2/2: triplet m=0.2 on mnist5k, a longer live run",
+        "dataset": "mnist5k",
+        "loss": "triplet",
+        "margin": 0.2,
+        "miner": "semihard",
+        "steps": 1500,
+        "eval_every": 100,
+    },
 ]
 
 

@@ -3,6 +3,7 @@
 Refused rather than queued with a time-out: the registry already says, at submit time, what the
 workers run on, and a 422 naming the devices there are is seen at once by whoever submitted.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import Engine
@@ -28,8 +29,11 @@ def check_device(device: str, seen: list[str], field: str = "device") -> None:
     """Refuse a device no worker seen in the last day could take (with no worker seen yet, nothing is known: accepted)."""
     if not seen or any(device in accepted_devices(d) for d in seen):
         return
-    raise SpecError(field, f"no worker can run device {device!r}: the workers of the last day run on {', '.join(sorted(set(seen)))}; "
-                           f"start one with `embedlab worker --device {device}` first, or pick another device")
+    raise SpecError(
+        field,
+        f"no worker can run device {device!r}: the workers of the last day run on {', '.join(sorted(set(seen)))}; "
+        f"start one with `embedlab worker --device {device}` first, or pick another device",
+    )
 
 
 def check_devices(engine: Engine, devices: set[str], field: str) -> None:

@@ -9,6 +9,7 @@ normalised. Evaluation, histograms, hardness, the explorer's layout, table and n
 the sweep's aligned layouts and the advisor read this one value;
 tests/trainer/test_distance.py checks it against the loss objects themselves.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ A retrieval metric is the mean of per-query values (P@1, R-Precision, AP@R of ea
 so resampling the queries with replacement gives its sampling noise over the images (not over the
 training seed: that is what several seeds in a sweep are for).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -50,7 +51,9 @@ def bootstrap_interval(values: np.ndarray, seed: int, resamples: int = RESAMPLES
     return (low[0], high[0]) if flat else (low, high)
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, seed: int, resamples: int = RESAMPLES, level: float = LEVEL) -> tuple[float, float, float]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, seed: int, resamples: int = RESAMPLES, level: float = LEVEL
+) -> tuple[float, float, float]:
     """Mean of a - b over the same queries, with its percentile bootstrap interval (resampling query pairs).
 
     The interval excluding 0 is the paired test: a and b differ beyond the noise of the query sample.
@@ -72,12 +75,18 @@ def no_gain(best: dict, baseline: dict, metric: str) -> str | None:
         return None
     if b[f"{metric}_low"] > u[f"{metric}_high"]:
         return None
-    untrained = f"the untrained network's validation {metric} ({u[metric]:.4f}, 95% CI {u[f'{metric}_low']:.4f}-{u[f'{metric}_high']:.4f}, step 0)"
+    untrained = (
+        f"the untrained network's validation {metric} ({u[metric]:.4f}, 95% CI {u[f'{metric}_low']:.4f}-{u[f'{metric}_high']:.4f}, step 0)"
+    )
     if best["step"] == baseline["step"]:
         finding = f"no evaluation after step 0 beat {untrained}"
     else:
         verdict = "below" if b[metric] < u[metric] else "not above"
-        finding = (f"the best validation {metric} ({b[metric]:.4f}, 95% CI {b[f'{metric}_low']:.4f}-{b[f'{metric}_high']:.4f}, "
-                   f"step {best['step']}) is {verdict} {untrained} beyond the noise")
-    return (f"No gain from training: {finding} (rule: the best's 95% interval must lie entirely above the untrained one's). "
-            "Try a lower learning rate, another margin or more steps.")
+        finding = (
+            f"the best validation {metric} ({b[metric]:.4f}, 95% CI {b[f'{metric}_low']:.4f}-{b[f'{metric}_high']:.4f}, "
+            f"step {best['step']}) is {verdict} {untrained} beyond the noise"
+        )
+    return (
+        f"No gain from training: {finding} (rule: the best's 95% interval must lie entirely above the untrained one's). "
+        "Try a lower learning rate, another margin or more steps."
+    )

@@ -2,6 +2,7 @@
 
 Torch-free: the trainer writes through it and the API reads through it, so the two cannot disagree on a name.
 """
+
 from __future__ import annotations
 
 import errno
@@ -171,7 +172,7 @@ def remove_leftovers(folder: Path, name: str) -> None:
     """Delete temp files and folders of `name` left by processes of this host that died (kill -9, SIGBUS) mid-write."""
     host = socket.gethostname()
     for stale in folder.glob(f".{name}.{host}-*-*"):
-        pid = stale.name[len(f".{name}.{host}-"):].split("-", 1)[0]
+        pid = stale.name[len(f".{name}.{host}-") :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)

@@ -1,6 +1,7 @@
 """A finished job's evidence files, read for comparisons: per-query metric values and the validation classes. Torch-free.
 
 (The bootstrap of one job's intervals lives in app/evidence.py; the sweep's paired tests over seeds and queries in app/advisor.py.)"""
+
 from __future__ import annotations
 
 import zipfile

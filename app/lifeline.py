@@ -3,6 +3,7 @@
 Linux's PR_SET_PDEATHSIG: the kernel signals the child when the thread that started it ends,
 however it ends. Elsewhere this is a no-op (the parent's normal shutdown still stops them).
 """
+
 from __future__ import annotations
 
 import ctypes

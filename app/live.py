@@ -5,6 +5,7 @@ recent batches; each stream serves its client from them, and reads the database 
 only to catch up from an older event id. The feed reads the database, not process
 memory, so points written by workers on any host arrive.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """create_app(settings) -> FastAPI: database, routers, static files, templates."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,25 +11,24 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from app import search
 from app.api import backbones as backbones_api
-from app.api import datasets as datasets_api
-from app.middleware import BodyLimit, MiB
-from app.api import deps
 from app.api import compare as compare_api
+from app.api import datasets as datasets_api
+from app.api import deps, errors
 from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
-from app.api import selection as selection_api
-from app.api import errors
-from app.live import Feeds
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
-from app.api import session as session_api
 from app.api import searches as searches_api
+from app.api import selection as selection_api
+from app.api import session as session_api
 from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
 from app.datasets import BUNDLED, load_catalog
-from app import search
+from app.live import Feeds
+from app.middleware import BodyLimit, MiB
 from app.store import jobs
 from app.store.db import get_engine, init_db
 
@@ -56,20 +56,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task.cancel()
         warm.cancel()
 
-    app = FastAPI(title="embedlab", version="0.1.0", lifespan=lifespan, description="Training server and dashboard for deep metric learning.",
-                  docs_url=None, redoc_url=None, dependencies=[Depends(deps.require_identity)])
+    app = FastAPI(
+        title="embedlab",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Training server and dashboard for deep metric learning.",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(deps.require_identity)],
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.feeds = Feeds(engine)
     errors.install(app)
-    app.add_middleware(BodyLimit, larger={"/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
-                                          "/embedding/selection": selection_api.SELECTION_BODY_BYTES})
-    for module in (jobs_api, metrics_api, datasets_api, sweeps_api, searches_api, diagnostics_api, session_api, workers_api, embeddings_api,
-                   selection_api, compare_api):
+    app.add_middleware(
+        BodyLimit,
+        larger={
+            "/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
+            "/embedding/selection": selection_api.SELECTION_BODY_BYTES,
+        },
+    )
+    for module in (
+        jobs_api,
+        metrics_api,
+        datasets_api,
+        sweeps_api,
+        searches_api,
+        diagnostics_api,
+        session_api,
+        workers_api,
+        embeddings_api,
+        selection_api,
+        compare_api,
+    ):
         app.include_router(module.router)
     app.include_router(backbones_api.router)
-    from app.pages import compare as compare_pages, docs as docs_pages, explorer as explorer_pages, jobs as job_pages
-    from app.pages import searches as search_pages, sweeps as sweep_pages
+    from app.pages import compare as compare_pages
+    from app.pages import docs as docs_pages
+    from app.pages import explorer as explorer_pages
+    from app.pages import jobs as job_pages
+    from app.pages import searches as search_pages
+    from app.pages import sweeps as sweep_pages
 
     for module in (job_pages, sweep_pages, search_pages, explorer_pages, compare_pages):
         app.include_router(module.router)

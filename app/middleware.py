@@ -4,6 +4,7 @@ A declared Content-Length over the limit is refused without reading a byte; a ch
 as it arrives and refused at the first byte past the limit. Job and sweep specs are a few KiB, so one
 MiB is generous; the image upload of the explorer gets its own, larger limit.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,17 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             body = json.dumps({"detail": _too_large(limit)}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         seen = 0

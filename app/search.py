@@ -6,6 +6,7 @@ per-search lock (searches.advancing_until), from the server's periodic loop and 
 ends, so two processes never ask twice or tell a trial twice. Workers only report intermediate values and
 ask the pruner (`TrialReporter`), at each evaluation of the selection metric on validation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -91,8 +92,9 @@ def load_study(engine: Engine, row: SearchRow, spec: SearchSpec | None = None) -
     """The study with the search's pruner. Its sampler is set only to ask: a sampler's hooks at tell time do
     not apply here (the grid sampler's would call study.stop(), which only works inside study.optimize)."""
     spec = spec or SearchSpec.model_validate(row.spec)
-    return optuna.load_study(study_name=row.study_name, storage=storage_for(_url(engine)), sampler=optuna.samplers.RandomSampler(),
-                             pruner=make_pruner(spec))
+    return optuna.load_study(
+        study_name=row.study_name, storage=storage_for(_url(engine)), sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(spec)
+    )
 
 
 def create(engine: Engine, spec: SearchSpec, *, owner: str, settings: Settings) -> SearchRow:
@@ -205,7 +207,7 @@ class TrialReporter:
         self._trial: optuna.Trial | None = None
 
     @classmethod
-    def for_job(cls, engine: Engine, job_id: int) -> "TrialReporter | None":
+    def for_job(cls, engine: Engine, job_id: int) -> TrialReporter | None:
         from app.store import jobs
 
         job = jobs.get(engine, job_id)
@@ -264,13 +266,20 @@ def trial_views(engine: Engine, row: SearchRow) -> list[TrialView]:
         points = [p for p in (best_point(engine, j, spec.select_metric) for j in jobs) if p is not None]
         values, best_steps = [v for v, _ in points], [s for _, s in points]
         pruned = [j.step for j in jobs if j.status == "pruned"]
-        out.append(TrialView(
-            number=trial.number, state=trial.state.name.lower(), params=dict(trial.params),
-            value=trial.value if trial.state == TrialState.COMPLETE else (sum(values) / len(values) if values else None),
-            best_step=max(best_steps) if best_steps else None, steps=sum(j.step for j in jobs),
-            pruned_at=min(pruned) if pruned else None, job_ids=[j.id for j in jobs], statuses=[j.status for j in jobs],
-            intermediate={int(k): float(v) for k, v in trial.intermediate_values.items()},
-        ))
+        out.append(
+            TrialView(
+                number=trial.number,
+                state=trial.state.name.lower(),
+                params=dict(trial.params),
+                value=trial.value if trial.state == TrialState.COMPLETE else (sum(values) / len(values) if values else None),
+                best_step=max(best_steps) if best_steps else None,
+                steps=sum(j.step for j in jobs),
+                pruned_at=min(pruned) if pruned else None,
+                job_ids=[j.id for j in jobs],
+                statuses=[j.status for j in jobs],
+                intermediate={int(k): float(v) for k, v in trial.intermediate_values.items()},
+            )
+        )
     return out
 
 
@@ -283,7 +292,10 @@ def importance(engine: Engine, row: SearchRow) -> dict[str, float] | None:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if len(done) < 3 or any(len({repr(t.params.get(n)) for t in done}) < 2 for n in spec.space):
         return None  # too few trials, or a parameter that has not varied yet
-    return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)).items()}
+    return {
+        k: float(v)
+        for k, v in optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)).items()
+    }
 
 
 def budget(spec: SearchSpec, views: list[TrialView]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Static checks live on the model; `check_search` adds the ones that need the server's settings or the dataset,
 so a search that cannot run is refused at submit time with the field named.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,12 +41,13 @@ class SearchSpec(BaseModel):
     parallel: int = Field(2, ge=1, le=256, description="How many trials may be queued or running at once.")
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["asha", "hyperband", "median", "none"] = "asha"
-    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(default_factory=lambda: [0], min_length=1, max_length=20,
-                                                                    description="Training seeds each trial runs with (one job each).")
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=20, description="Training seeds each trial runs with (one job each)."
+    )
     sampler_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the sampler's own randomness.")
 
     @model_validator(mode="after")
-    def _space(self) -> "SearchSpec":
+    def _space(self) -> SearchSpec:
         if not self.space:
             raise SpecError("space", "needs at least one field to search")
         for name, dim in self.space.items():
@@ -114,7 +116,7 @@ def corners(search: SearchSpec) -> list[dict[str, Any]]:
     lows = {n: (d[0] if isinstance(d, list) else _typed(n, d.low)) for n, d in search.space.items()}
     points = [lows]
     for name, dim in search.space.items():
-        for value in (dim[1:] if isinstance(dim, list) else [_typed(name, dim.high)]):
+        for value in dim[1:] if isinstance(dim, list) else [_typed(name, dim.high)]:
             points.append({**lows, name: value})
     return points
 
@@ -127,15 +129,21 @@ def check_search(search: SearchSpec, settings: Settings) -> list[JobSpec]:
     """Settings, bounds and dataset checks; returns the corner trials' specs (not submitted)."""
     limit = settings.max_search_trials
     if search.trials * len(search.seeds) > limit:
-        raise SpecError("trials", f"{search.trials} trials x {len(search.seeds)} seeds = {search.trials * len(search.seeds)} jobs; "
-                                  f"this server allows {limit} per search (EMBEDLAB_MAX_SEARCH_TRIALS)")
+        raise SpecError(
+            "trials",
+            f"{search.trials} trials x {len(search.seeds)} seeds = {search.trials * len(search.seeds)} jobs; "
+            f"this server allows {limit} per search (EMBEDLAB_MAX_SEARCH_TRIALS)",
+        )
     if search.sampler == "grid" and search.trials > search.grid_size():
         raise SpecError("trials", f"the grid has {search.grid_size()} points; ask for at most that many trials")
     specs = [search.job_spec(p, search.seeds[0], " ".join(f"{k}={v}" for k, v in p.items())) for p in corners(search)]
     base = specs[0]
     if search.pruner != "none" and "eval_every" not in search.space and "steps" not in search.space and base.eval_every >= base.steps:
-        raise SpecError("base.eval_every", f"the {search.pruner} pruner decides at evaluations: eval_every ({base.eval_every}) must be "
-                                           f"below steps ({base.steps}), or use pruner 'none'")
+        raise SpecError(
+            "base.eval_every",
+            f"the {search.pruner} pruner decides at evaluations: eval_every ({base.eval_every}) must be "
+            f"below steps ({base.steps}), or use pruner 'none'",
+        )
     select = search.select_metric
     if select not in ("precision_at_1", "r_precision", "mean_average_precision_at_r"):
         raise SpecError("base.select_metric", f"unknown selection metric {select!r}")

@@ -4,6 +4,7 @@ Static checks live on the model (types, ranges, unknown fields); `check_spec` ad
 checks that need the dataset or the disk, so a job that cannot train is refused at
 submit time instead of failing on a worker minutes later.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -59,8 +60,11 @@ class NTXentParams(_Params):
 
 
 LOSS_PARAM_MODELS: dict[str, type[_Params]] = {
-    "contrastive": ContrastiveParams, "triplet": TripletParams, "circle": CircleParams,
-    "multisimilarity": MultiSimilarityParams, "ntxent": NTXentParams,
+    "contrastive": ContrastiveParams,
+    "triplet": TripletParams,
+    "circle": CircleParams,
+    "multisimilarity": MultiSimilarityParams,
+    "ntxent": NTXentParams,
 }
 # Name -> Python type of each parameter (what the job form describes).
 LOSS_PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -78,23 +82,45 @@ class JobSpec(BaseModel):
 
     name: Text = Field("", max_length=200, description="Shown in the dashboard; generated when empty.")
     dataset: Literal["digits", "mnist5k", "imagefolder", "cub200", "cars196", "sop"] = Field(
-        "digits", description="Bundled set, a class-per-folder image folder, or a benchmark (CUB-200-2011, Cars-196, SOP) in its own layout.")
+        "digits",
+        description="Bundled set, a class-per-folder image folder, or a benchmark (CUB-200-2011, Cars-196, SOP) in its own layout.",
+    )
     dataset_path: Text | None = Field(None, max_length=4096, description="Image folder or benchmark copy inside EMBEDLAB_DATA_ROOTS.")
     split: Literal["classes", "samples"] = Field("classes", description="Hold out classes (unseen at training) or samples of every class.")
-    val_fraction: float = Field(0.3, gt=0, lt=1, description="Fraction of classes or samples in the validation part (what chooses: curves, best checkpoint, sweeps).")
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of classes or samples in the locked test part, scored only at the end; 0: no test part.")
-    folds: int | None = Field(None, ge=2, le=20, description="Cross-validation: split the non-test classes (or samples) into this many folds; "
-                                                              "`fold` picks the one validated on (sweep `fold` for all k). Replaces val_fraction.")
+    val_fraction: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Fraction of classes or samples in the validation part (what chooses: curves, best checkpoint, sweeps).",
+    )
+    test_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Fraction of classes or samples in the locked test part, scored only at the end; 0: no test part."
+    )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description="Cross-validation: split the non-test classes (or samples) into this many folds; "
+        "`fold` picks the one validated on (sweep `fold` for all k). Replaces val_fraction.",
+    )
     fold: int = Field(0, ge=0, le=19, description="Which fold validates when `folds` is set.")
     split_seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the `samples` split; independent of the training seed.")
     backbone: Text = Field("cnn", max_length=200, description="cnn, resnet18, resnet50, vit_b_16 or timm:<model> (GET /api/backbones).")
     pretrained: bool = Field(False, description="Start from ImageNet weights (fetched once into EMBEDLAB_HOME/weights).")
     embedding_dim: int = Field(128, ge=2, le=4096, description="Size of the embedding vector.")
-    normalize: bool = Field(True, description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.")
-    image_size: int | None = Field(None, ge=8, le=512, description="Side of the square images the net sees; native size when empty "
-                                                                  "(224 for pretrained image-folder jobs).")
-    augment: Literal["none", "standard"] = Field("none", description="standard: random resized crop (scale 0.16-1, ratio 3/4-4/3) "
-                                                                    "and horizontal flip of each training image.")
+    normalize: bool = Field(
+        True,
+        description="L2-normalise embeddings (the net's output, so the stored ones); every loss measures on normalised embeddings either way.",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        le=512,
+        description="Side of the square images the net sees; native size when empty (224 for pretrained image-folder jobs).",
+    )
+    augment: Literal["none", "standard"] = Field(
+        "none", description="standard: random resized crop (scale 0.16-1, ratio 3/4-4/3) and horizontal flip of each training image."
+    )
     loss: Loss = Field("triplet", description="pytorch-metric-learning loss.")
     margin: float = Field(0.2, ge=0, le=100, allow_inf_nan=False, description="Triplet margin, contrastive negative margin, circle m.")
     loss_params: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Other constructor arguments of the loss.")
@@ -104,19 +130,30 @@ class JobSpec(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimizer (sgd with momentum 0.9).")
     lr: PositiveFloat = Field(0.001, le=10, description="Learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="L2 penalty on the weights (decoupled with adamw).")
-    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="After warm-up: constant, or cosine decay to 0 at the last step.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="After warm-up: constant, or cosine decay to 0 at the last step."
+    )
     warmup_steps: int = Field(0, ge=0, le=10_000_000, description="Steps of linear warm-up from 0 to lr.")
     head_lr_multiplier: PositiveFloat = Field(1.0, le=1000, description="Learning rate of the embedding head = lr x this.")
-    grad_clip: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False, description="Clip the gradients' global L2 norm to this (none: no clipping).")
+    grad_clip: float | None = Field(
+        None, gt=0, le=1e6, allow_inf_nan=False, description="Clip the gradients' global L2 norm to this (none: no clipping)."
+    )
     freeze_bn: bool = Field(False, description="BatchNorm layers keep their (pretrained) statistics and affine weights.")
     steps: int = Field(300, ge=1, le=10_000_000, description="Training steps (batches).")
     eval_every: int = Field(100, ge=1, le=10_000_000, description="Evaluate on the validation split every this many steps, and at the end.")
     select_metric: Retrieval = Field("mean_average_precision_at_r", description="Validation metric that picks the best checkpoint.")
-    patience: int | None = Field(None, ge=1, le=100_000, description="Stop after this many evaluations without a better select_metric; empty: never.")
+    patience: int | None = Field(
+        None, ge=1, le=100_000, description="Stop after this many evaluations without a better select_metric; empty: never."
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of weights and batch sampling.")
-    explorer: bool = Field(True, description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
-                                             "(seconds per job); off saves that time in a big sweep.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16 autocast for the forward pass; auto: bf16 on CUDA, fp32 on CPU.")
+    explorer: bool = Field(
+        True,
+        description="At the end, lay out the validation embeddings with UMAP for the embedding explorer "
+        "(seconds per job); off saves that time in a big sweep.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast for the forward pass; auto: bf16 on CUDA, fp32 on CPU."
+    )
     device: Text = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
@@ -128,10 +165,13 @@ class JobSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "JobSpec":
+    def _consistent(self) -> JobSpec:
         check_loss_params(self.loss, self.loss_params, self.margin)
         if self.val_fraction + self.test_fraction >= 1 and not self.folds:
-            raise SpecError("test_fraction", f"val_fraction {self.val_fraction:g} + test_fraction {self.test_fraction:g} leave no training part; keep the sum below 1")
+            raise SpecError(
+                "test_fraction",
+                f"val_fraction {self.val_fraction:g} + test_fraction {self.test_fraction:g} leave no training part; keep the sum below 1",
+            )
         if not self.folds and self.fold:
             raise SpecError("fold", "only used with `folds` (cross-validation)")
         if self.folds and self.fold >= self.folds:
@@ -177,7 +217,9 @@ def check_loss_params(loss: str, params: dict[str, Any], margin: float) -> None:
             reason = f"{key!r} must be a finite number, not {err['input']}"
         raise SpecError(f"loss_params.{key}", reason) from None
     if loss == "contrastive" and params.get("pos_margin", 0) >= margin > 0:
-        raise SpecError("loss_params.pos_margin", f"pos_margin {params['pos_margin']:g} must be below margin {margin:g} (the negative margin)")
+        raise SpecError(
+            "loss_params.pos_margin", f"pos_margin {params['pos_margin']:g} must be below margin {margin:g} (the negative margin)"
+        )
 
 
 class SpecError(ValueError):
@@ -211,10 +253,16 @@ def check_spec(spec: JobSpec, settings: Settings) -> Catalog:
     if problem := costs.refusal(spec, catalog.num_images, settings):  # memory: refused here rather than failed on a worker
         raise SpecError(*problem)
     if spec.pretrained and settings.offline and not weights.present(settings, spec.backbone):
-        where = (f"{weights.weights_filename(spec.backbone)} is not in {weights_dir(settings.home_path)}" if spec.backbone in weights.BUILTIN
-                 else f"its timm weights are not in {weights.hf_cache(settings)}")
-        raise SpecError("pretrained", f"this server is offline (EMBEDLAB_OFFLINE) and {where}; run "
-                                      f"`embedlab weights fetch {spec.backbone}` on a machine with network and copy it there")
+        where = (
+            f"{weights.weights_filename(spec.backbone)} is not in {weights_dir(settings.home_path)}"
+            if spec.backbone in weights.BUILTIN
+            else f"its timm weights are not in {weights.hf_cache(settings)}"
+        )
+        raise SpecError(
+            "pretrained",
+            f"this server is offline (EMBEDLAB_OFFLINE) and {where}; run "
+            f"`embedlab weights fetch {spec.backbone}` on a machine with network and copy it there",
+        )
     return catalog
 
 
@@ -239,14 +287,20 @@ class SweepSpec(BaseModel):
 
     name: Text = Field("", max_length=200)
     base: Annotated[dict[str, Any], JsonText] = Field(default_factory=dict, description="Job spec fields shared by every run.")
-    grid: Annotated[dict[str, list[Any]], JsonText] = Field(default_factory=dict, description="Field -> values; one run per combination and seed.")
+    grid: Annotated[dict[str, list[Any]], JsonText] = Field(
+        default_factory=dict, description="Field -> values; one run per combination and seed."
+    )
     seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(default_factory=lambda: [0], min_length=1, max_length=50)
 
     @model_validator(mode="after")
-    def _grid(self) -> "SweepSpec":
+    def _grid(self) -> SweepSpec:
         for axis, values in self.grid.items():
             if axis not in JobSpec.model_fields or axis in NOT_AXES:
-                hint = "use `seeds` for seeds" if axis == "seed" else f"not a job spec field ({', '.join(sorted(set(JobSpec.model_fields) - NOT_AXES))})"
+                hint = (
+                    "use `seeds` for seeds"
+                    if axis == "seed"
+                    else f"not a job spec field ({', '.join(sorted(set(JobSpec.model_fields) - NOT_AXES))})"
+                )
                 raise SpecError(f"grid.{axis}", hint)
             if not values:
                 raise SpecError(f"grid.{axis}", "needs at least one value")
@@ -284,6 +338,7 @@ class SweepSpec(BaseModel):
 
 def _resolve_sweep_paths(sweep: SweepSpec, settings: Settings) -> None:
     """`dataset_path` in the base and the grid replaced by the folder it resolves to (stored and shown so)."""
+
     def resolve(value: Any, field: str) -> Any:
         if not isinstance(value, str) or not value:
             return value  # the job spec's own validation names what is wrong
@@ -333,4 +388,6 @@ def check_each(specs: list[JobSpec], varied: dict[str, Any], prefix: str, what: 
         try:
             check_spec(spec, settings)
         except SpecError as e:
-            raise SpecError(f"{prefix}.{e.field}" if e.field.split(".")[0] in varied else f"base.{e.field}", f"{e.reason} (in {what} {spec.name})") from None
+            raise SpecError(
+                f"{prefix}.{e.field}" if e.field.split(".")[0] in varied else f"base.{e.field}", f"{e.reason} (in {what} {spec.name})"
+            ) from None

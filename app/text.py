@@ -4,6 +4,7 @@ Control characters (C0 with NUL, DEL, C1) and lone UTF-16 surrogates are refused
 field named. PostgreSQL rejects NUL in text and JSON columns (a 500 otherwise), a surrogate
 cannot be encoded to UTF-8 for either database, and no name or path needs a control character.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,6 +35,7 @@ def printable(text: str) -> str:
 
 def printable_json(value: Any) -> Any:
     """The same check for every string (keys too) inside a JSON value of free shape (a sweep's base and grid)."""
+
     def walk(v: Any, path: str) -> None:
         if isinstance(v, str):
             reason = _describe(v)

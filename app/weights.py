@@ -7,6 +7,7 @@ cache), fetched by `embedlab weights fetch timm:<name>` or by a worker on first 
 not hash-check those itself (the hub client's download is trusted as it is).
 Torch-free: the API checks whether a file is present without importing torch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ import re
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from app.backbones import BUILTIN, TIMM_PREFIX, close_matches, is_timm
 from app.config import Settings
@@ -71,9 +72,13 @@ def hf_cache(settings: Settings) -> Path:
 
 def timm_local(settings: Settings, backbone: str) -> bool:
     """Whether timm weights for `timm:<name>` are in weights/hf (no network)."""
-    name = backbone[len(TIMM_PREFIX):]
+    name = backbone[len(TIMM_PREFIX) :]
     safe = name.replace("/", "--")
-    return any(p.name.startswith(f"models--timm--{safe}") for p in hf_cache(settings).glob("models--timm--*")) if hf_cache(settings).is_dir() else False
+    return (
+        any(p.name.startswith(f"models--timm--{safe}") for p in hf_cache(settings).glob("models--timm--*"))
+        if hf_cache(settings).is_dir()
+        else False
+    )
 
 
 def present(settings: Settings, backbone: str) -> bool:
@@ -86,8 +91,10 @@ def verified(path: Path) -> Path:
     """`path` if its sha256 starts with the prefix in its name; raises WeightsError (and loads nothing) otherwise."""
     digest = sha256_of(path)
     if not digest.startswith(expected_prefix(path.name)):
-        raise WeightsError(f"{path} fails its hash check (sha256 {digest[:12]}..., expected {expected_prefix(path.name)}...): "
-                           f"delete it and run `embedlab weights fetch`")
+        raise WeightsError(
+            f"{path} fails its hash check (sha256 {digest[:12]}..., expected {expected_prefix(path.name)}...): "
+            f"delete it and run `embedlab weights fetch`"
+        )
     return path
 
 
@@ -118,8 +125,9 @@ def fetch(settings: Settings, backbone: str, progress: Callable[[int, int], None
             out.flush()
             os.fsync(out.fileno())
         if not h.hexdigest().startswith(expected_prefix(filename)):
-            raise WeightsError(f"{url} failed its hash check (sha256 {h.hexdigest()[:12]}..., expected "
-                               f"{expected_prefix(filename)}...); nothing was saved")
+            raise WeightsError(
+                f"{url} failed its hash check (sha256 {h.hexdigest()[:12]}..., expected {expected_prefix(filename)}...); nothing was saved"
+            )
         os.replace(tmp, target)
     except OSError as e:
         raise WeightsError(f"cannot download {url}: {e}") from None
@@ -134,7 +142,7 @@ def fetch_timm(settings: Settings, backbone: str) -> Path:
     import timm
     from huggingface_hub import hf_hub_download
 
-    cfg = timm.get_pretrained_cfg(backbone[len(TIMM_PREFIX):])
+    cfg = timm.get_pretrained_cfg(backbone[len(TIMM_PREFIX) :])
     if cfg is None or not cfg.hf_hub_id:
         raise WeightsError(f"timm publishes no hub weights for {backbone}")
     filename = cfg.hf_hub_filename or "model.safetensors"
@@ -154,15 +162,30 @@ def listing(settings: Settings) -> list[dict]:
     rows = []
     for name, spec in BUILTIN.items():
         path = local_path(settings, name) if spec.weights_file else None
-        rows.append({"name": name, "description": spec.description, "weights_file": spec.weights_file,
-                     "pretrained_available": spec.weights_file is not None, "weights_present": path is not None,
-                     "path": str(path) if path else None})
+        rows.append(
+            {
+                "name": name,
+                "description": spec.description,
+                "weights_file": spec.weights_file,
+                "pretrained_available": spec.weights_file is not None,
+                "weights_present": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
     cache = hf_cache(settings)
     if cache.is_dir():
         for entry in sorted(cache.glob("models--timm--*")):
-            model = entry.name[len("models--timm--"):].split(".")[0]
-            rows.append({"name": f"{TIMM_PREFIX}{model}", "description": f"timm {model} (hub weights cached)", "weights_file": None,
-                         "pretrained_available": True, "weights_present": True, "path": str(entry)})
+            model = entry.name[len("models--timm--") :].split(".")[0]
+            rows.append(
+                {
+                    "name": f"{TIMM_PREFIX}{model}",
+                    "description": f"timm {model} (hub weights cached)",
+                    "weights_file": None,
+                    "pretrained_available": True,
+                    "weights_present": True,
+                    "path": str(entry),
+                }
+            )
     return rows
 
 

@@ -12,6 +12,7 @@ Sections (run all, or name some):
 
 Usage: .venv/bin/python bench/augment.py [--quick] [section ...]
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def train_transforms(size: int):
     from torchvision import transforms as T
 
-    return T.Compose([T.RandomResizedCrop(size, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(),
-                      T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose(
+        [T.RandomResizedCrop(size, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)]
+    )
 
 
 def plain_augmented_loop(folder: Path, spec: dict, steps: int) -> float:
@@ -54,9 +56,17 @@ def plain_augmented_loop(folder: Path, spec: dict, steps: int) -> float:
     targets = np.array(ds.targets)
     train_idx = np.flatnonzero(targets < len(ds.classes) // 2)
     batch = spec["classes_per_batch"] * spec["samples_per_class"]
-    sampler = samplers.MPerClassSampler(targets[train_idx], m=spec["samples_per_class"], batch_size=batch, length_before_new_iter=steps * batch)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, train_idx), batch_size=batch, sampler=sampler, drop_last=True,
-                                         num_workers=CORES, persistent_workers=False)
+    sampler = samplers.MPerClassSampler(
+        targets[train_idx], m=spec["samples_per_class"], batch_size=batch, length_before_new_iter=steps * batch
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(ds, train_idx),
+        batch_size=batch,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=CORES,
+        persistent_workers=False,
+    )
     model = build_net(JobSpec.model_validate(spec), 3, Settings())
     model.input_stage = None  # the loader already normalised
     it = iter(loader)
@@ -68,15 +78,32 @@ def section_augmented() -> dict:
     steps = 3 if QUICK else 60
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "data", classes=10, per_class=20 if QUICK else 200, size=96)
-        spec = {"dataset": "imagefolder", "dataset_path": str(folder), "backbone": "resnet18", "image_size": 64, "augment": "standard",
-                "steps": steps, "eval_every": 10_000, "explorer": False, "classes_per_batch": 4, "samples_per_class": 8,
-                "loss": "triplet", "margin": 0.2, "miner": "semihard"}
+        spec = {
+            "dataset": "imagefolder",
+            "dataset_path": str(folder),
+            "backbone": "resnet18",
+            "image_size": 64,
+            "augment": "standard",
+            "steps": steps,
+            "eval_every": 10_000,
+            "explorer": False,
+            "classes_per_batch": 4,
+            "samples_per_class": 8,
+            "loss": "triplet",
+            "margin": 0.2,
+            "miner": "semihard",
+        }
         home = str(Path(tmp) / "home")
         run_in_worker(home, {**spec, "steps": 1})  # fill the decoded cache, as any earlier job on this folder would
         ours = run_in_worker(home, spec)
         plain = plain_augmented_loop(folder, spec, steps)
-        return {"worker_img_per_s": round(ours["train_img_per_s"], 1), "imagefolder_dataloader_img_per_s": round(plain, 1),
-                "dataloader_workers": CORES, "ratio": round(ours["train_img_per_s"] / plain, 2), "target": 1.0}
+        return {
+            "worker_img_per_s": round(ours["train_img_per_s"], 1),
+            "imagefolder_dataloader_img_per_s": round(plain, 1),
+            "dataloader_workers": CORES,
+            "ratio": round(ours["train_img_per_s"] / plain, 2),
+            "target": 1.0,
+        }
 
 
 def section_pipeline() -> dict:
@@ -94,8 +121,9 @@ def section_pipeline() -> dict:
     batches, batch = (3, 16) if QUICK else (40, 64)
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "data", classes=8, per_class=10 if QUICK else 100, size=320)
-        spec = JobSpec.model_validate({"dataset": "imagefolder", "dataset_path": str(folder), "backbone": "resnet50", "pretrained": True,
-                                       "augment": "standard"})
+        spec = JobSpec.model_validate(
+            {"dataset": "imagefolder", "dataset_path": str(folder), "backbone": "resnet50", "pretrained": True, "augment": "standard"}
+        )
         catalog = load_catalog("imagefolder", str(folder), [Path(tmp)])
         stored = stored_size(spec)
         decoded_folder(catalog, stored, Path(tmp) / "cache", lambda *_: None)
@@ -108,7 +136,7 @@ def section_pipeline() -> dict:
         def cached(augmented: bool) -> float:
             t0 = time.perf_counter()
             for b in range(batches):
-                x = to_float(source[torch.from_numpy(idx[b * batch:(b + 1) * batch])], torch.device("cpu"))
+                x = to_float(source[torch.from_numpy(idx[b * batch : (b + 1) * batch])], torch.device("cpu"))
                 x = stage(augment_batch(x, spec, b + 1) if augmented else x)
                 assert x.shape == (batch, 3, 224, 224)
             return batches * batch / (time.perf_counter() - t0)
@@ -125,11 +153,21 @@ def section_pipeline() -> dict:
         from torchvision import transforms as T
 
         evaluation = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
-        rates = {"eval_cached": cached(False), "eval_decoding": decoding(evaluation),
-                 "augmented_cached": cached(True), "augmented_decoding": decoding(T.Compose([T.Resize(256), train_transforms(224)]))}
-        return {"images": len(kept), "stored_px": stored, "dataloader_workers": CORES, **{f"{k}_img_per_s": round(v) for k, v in rates.items()},
-                "eval_ratio": round(rates["eval_cached"] / rates["eval_decoding"], 1),
-                "augmented_ratio": round(rates["augmented_cached"] / rates["augmented_decoding"], 1), "target": 5}
+        rates = {
+            "eval_cached": cached(False),
+            "eval_decoding": decoding(evaluation),
+            "augmented_cached": cached(True),
+            "augmented_decoding": decoding(T.Compose([T.Resize(256), train_transforms(224)])),
+        }
+        return {
+            "images": len(kept),
+            "stored_px": stored,
+            "dataloader_workers": CORES,
+            **{f"{k}_img_per_s": round(v) for k, v in rates.items()},
+            "eval_ratio": round(rates["eval_cached"] / rates["eval_decoding"], 1),
+            "augmented_ratio": round(rates["augmented_cached"] / rates["augmented_decoding"], 1),
+            "target": 5,
+        }
 
 
 SECTIONS = {"augmented": section_augmented, "pipeline": section_pipeline}

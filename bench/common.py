@@ -3,6 +3,7 @@
 Every embedlab side runs in fresh processes against a throwaway EMBEDLAB_HOME, like the
 reference script, so both pay their own start-up.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ REFERENCE_MINER = {"triplet": "semihard", "circle": "none", "contrastive": "none
 
 def reference(loss: str = "triplet", margin: float = 0.2, steps: int = 300, arch: str = "cnn") -> dict:
     """../shared/reference/pml_loop.py as it is; its JSON line (train_img_per_s, MAP@R, ...)."""
-    out = subprocess.run([sys.executable, str(REFERENCE), loss, str(margin), str(steps), arch], capture_output=True, text=True,
-                         check=True, cwd=tempfile.gettempdir())
+    out = subprocess.run(
+        [sys.executable, str(REFERENCE), loss, str(margin), str(steps), arch],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -60,15 +66,30 @@ def run_sweeps(home: str, sweeps: list[dict], workers: int) -> tuple[float, list
         "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e)\n"
         "for raw in json.loads(sys.argv[1]):\n"
         "    sw=SweepSpec.model_validate(raw); sweeps.create(e, sw, check_sweep(sw, s), owner='bench', max_attempts=1)\n"
-        "print('queued')", env, json.dumps(sweeps))
+        "print('queued')",
+        env,
+        json.dumps(sweeps),
+    )
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--exit-when-idle"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--exit-when-idle"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
     for p in procs:
         p.wait()
     took = time.perf_counter() - t0
-    jobs = json.loads(run_python(
-        "import json; from app.config import Settings; from app.store import jobs; from app.store.db import get_engine;"
-        "print(json.dumps([{'spec': j['spec'], 'status': j['status'], 'error': j['error'], 'summary': j['summary']} "
-        "for j in jobs.list_jobs(get_engine(Settings().db_url), limit=1000)[0]]))", env))
+    jobs = json.loads(
+        run_python(
+            "import json; from app.config import Settings; from app.store import jobs; from app.store.db import get_engine;"
+            "print(json.dumps([{'spec': j['spec'], 'status': j['status'], 'error': j['error'], 'summary': j['summary']} "
+            "for j in jobs.list_jobs(get_engine(Settings().db_url), limit=1000)[0]]))",
+            env,
+        )
+    )
     return took, jobs

@@ -9,6 +9,7 @@
 Everything is written into a temporary EMBEDLAB_HOME; loops are bounded.
 Usage: .venv/bin/python bench/dashboard.py [--steps 100000] [--jobs 1000] [--samples 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def free_port() -> int:
 
 def claimed_job(engine, name: str, steps: int) -> jobs.Claim:
     """A job in `running` with a lease held by this script, so metrics.append accepts its points."""
-    row = jobs.submit(engine, JobSpec(name=name, steps=steps, priority=100), owner="bench", max_attempts=1)  # claimed before the queued list
+    row = jobs.submit(
+        engine, JobSpec(name=name, steps=steps, priority=100), owner="bench", max_attempts=1
+    )  # claimed before the queued list
     claim = jobs.claim(engine, "bench", devices=("auto", "cpu"), lease_seconds=3600, run_device="cpu")
     assert claim is not None and claim.job_id == row["id"], "another job was claimed"
     return claim
@@ -125,8 +128,10 @@ def stream_delay(base: str, engine, samples: int) -> dict:
     listener.join(10)
     return {
         "samples": samples,
-        "sse_median_ms": round(1000 * statistics.median(sse), 1), "sse_p95_ms": round(1000 * percentile(sse, 0.95), 1),
-        "direct_read_median_ms": round(1000 * statistics.median(direct), 1), "direct_read_p95_ms": round(1000 * percentile(direct, 0.95), 1),
+        "sse_median_ms": round(1000 * statistics.median(sse), 1),
+        "sse_p95_ms": round(1000 * percentile(sse, 0.95), 1),
+        "direct_read_median_ms": round(1000 * statistics.median(direct), 1),
+        "direct_read_p95_ms": round(1000 * percentile(direct, 0.95), 1),
         "sse_over_direct_median": round(statistics.median(sse) / statistics.median(direct), 1),
     }
 
@@ -164,8 +169,9 @@ def main() -> None:
                         "metrics_all_names": timed_get(client, f"{job}/metrics", args.repeat),
                         "metrics_page_names": timed_get(client, f"{job}/metrics", args.repeat, names=PAGE_NAMES),
                         "then_diagnostics": timed_get(client, f"{job}/metrics", args.repeat, names=DIAGNOSTIC_NAMES),
-                        "zoom_10k_steps": timed_get(client, f"{job}/metrics", args.repeat, names="train/loss,val/loss",
-                                                    step_min=mid - 5000, step_max=mid + 5000),
+                        "zoom_10k_steps": timed_get(
+                            client, f"{job}/metrics", args.repeat, names="train/loss,val/loss", step_min=mid - 5000, step_max=mid + 5000
+                        ),
                         "job_page_html": timed_get(client, f"/jobs/{long_run.job_id}", args.repeat),
                         "target_ms": 1000,
                     },
@@ -184,9 +190,11 @@ def main() -> None:
     print(json.dumps(report, indent=1))
     opened = report["open_job_100k_steps"]["metrics_page_names"]["median_ms"]
     diagnostics = report["open_job_100k_steps"]["then_diagnostics"]["median_ms"]
-    print(f"\nopen a 100k-step job: {opened} ms (target < 1000 ms: {'met' if opened < 1000 else 'MISSED'}), its hardness chart {diagnostics} ms later; "
-          f"live delay median {report['live_delay']['sse_median_ms']} ms, p95 {report['live_delay']['sse_p95_ms']} ms, "
-          f"{report['live_delay']['sse_over_direct_median']}x a direct database read")
+    print(
+        f"\nopen a 100k-step job: {opened} ms (target < 1000 ms: {'met' if opened < 1000 else 'MISSED'}), its hardness chart {diagnostics} ms later; "
+        f"live delay median {report['live_delay']['sse_median_ms']} ms, p95 {report['live_delay']['sse_p95_ms']} ms, "
+        f"{report['live_delay']['sse_over_direct_median']}x a direct database read"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ end), and when the second one is training live. The host's load average is print
 times: on a shared machine they grow with it.
 Usage: .venv/bin/python bench/demo.py [--timeout 900]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,13 @@ def main() -> None:
     home, port = tempfile.mkdtemp(prefix="embedlab-demo-"), free_port()
     env = {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "true"}
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "1"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     times: dict[str, float] = {}
     try:
@@ -57,9 +63,18 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-    print(json.dumps({"seconds": {k: round(v, 1) for k, v in times.items()}, "first_job": first["name"],
-                      "map_at_r": dict(zip(mapr["step"], [round(v, 3) for v in mapr["value"]])),
-                      "load_average_1min_at_end": os.getloadavg()[0], "cores": os.cpu_count()}, indent=1))
+    print(
+        json.dumps(
+            {
+                "seconds": {k: round(v, 1) for k, v in times.items()},
+                "first_job": first["name"],
+                "map_at_r": dict(zip(mapr["step"], [round(v, 3) for v in mapr["value"]])),
+                "load_average_1min_at_end": os.getloadavg()[0],
+                "cores": os.cpu_count(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
 directions each, so neighbourhoods have structure for a layout to keep.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,17 +43,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def embeddings(n: int, dim: int = 128, classes: int = 20, latent: int = 4, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def embeddings(
+    n: int, dim: int = 128, classes: int = 20, latent: int = 4, noise: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n)
     centres = rng.normal(size=(classes, dim))
     directions = rng.normal(size=(classes, latent, dim)) * 0.35
     X = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):  # chunks: the einsum temporary stays small at 1,000,000 points
-        lab = labels[start:start + 100_000]
+        lab = labels[start : start + 100_000]
         z = rng.normal(size=(len(lab), latent))
         chunk = centres[lab] + np.einsum("nl,nld->nd", z, directions[lab]) + rng.normal(scale=noise, size=(len(lab), dim))
-        X[start:start + len(lab)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        X[start : start + len(lab)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return X, labels.astype(np.int64)
 
 
@@ -62,6 +65,7 @@ def percentiles(ms: list[float]) -> str:
 
 
 # -- 1. lookups through HTTP ----------------------------------------------------
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux): unlike wall time, barely moved by other load on the machine."""
@@ -92,22 +96,43 @@ def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
         rng = np.random.default_rng(1)
         # 2-D positions with the classes' structure (a cluster per class), as a layout would have
         xy = (rng.normal(size=(20, 2)) * 6)[labels] + rng.normal(size=(n, 2))
-        arrays = {"embeddings": X, "labels": labels, "indices": np.arange(n, dtype=np.int64), "split": (np.arange(n) % 5 == 4).astype(np.int8),
-                  "xy": xy.astype(np.float32), "fitted": np.ones(n, bool), "nn_same_label": rng.random(n) < 0.9}
-        meta = {"version": 1, "space": "cosine", "class_names": [str(c) for c in range(20)], "points": n,
-                "splits": {"val": int((arrays["split"] == 0).sum()), "train": int(arrays["split"].sum())},
-                "fitted_points": n, "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 0},
-                "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
-                "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0}, "per_class": [], "seconds": {}}
+        arrays = {
+            "embeddings": X,
+            "labels": labels,
+            "indices": np.arange(n, dtype=np.int64),
+            "split": (np.arange(n) % 5 == 4).astype(np.int8),
+            "xy": xy.astype(np.float32),
+            "fitted": np.ones(n, bool),
+            "nn_same_label": rng.random(n) < 0.9,
+        }
+        meta = {
+            "version": 1,
+            "space": "cosine",
+            "class_names": [str(c) for c in range(20)],
+            "points": n,
+            "splits": {"val": int((arrays["split"] == 0).sum()), "train": int(arrays["split"].sum())},
+            "fitted_points": n,
+            "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 0},
+            "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
+            "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0},
+            "per_class": [],
+            "seconds": {},
+        }
         write_projection(settings.job_dir(job_id), arrays, meta)
         del X, arrays
 
         port = free_port()
         env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
+
             def up() -> bool:
                 try:
                     return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
@@ -138,11 +163,14 @@ def bench_lookup(n: int, requests: int) -> None:
                 ms.append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200 and len(r.json()["neighbors"]) == 10
             cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / requests
-    print(f"lookup: {n:,} x 128-d, exact index; first request (read + index build) {first:.0f} ms; "
-          f"{requests} requests k=10 through HTTP: {percentiles(ms)}; server CPU {cpu_ms:.1f} ms/request")
+    print(
+        f"lookup: {n:,} x 128-d, exact index; first request (read + index build) {first:.0f} ms; "
+        f"{requests} requests k=10 through HTTP: {percentiles(ms)}; server CPU {cpu_ms:.1f} ms/request"
+    )
 
 
 # -- 4. the page in a browser ------------------------------------------------------
+
 
 def _chromium_rss_mb(pid: int) -> float:
     """Resident memory of the Chromium processes (browser, GPU, renderers) started under process `pid`."""
@@ -187,8 +215,10 @@ def bench_browser(n: int, interact: bool) -> None:
         t = time.perf_counter()  # built before the page opens, so that it does not share the 2 cores with the drawing
         httpx.get(f"{url}/api/jobs/{job_id}/embedding/summary", timeout=1200)
         index = time.perf_counter() - t
-        print(f"browser: {n:,} points; GET /embedding/columns {len(body) / 2**20:.1f} MiB: first (read) {cold:.1f} s, "
-              f"then {warm * 1000:.0f} ms (cached); the summary's neighbour index build {index:.1f} s")
+        print(
+            f"browser: {n:,} points; GET /embedding/columns {len(body) / 2**20:.1f} MiB: first (read) {cold:.1f} s, "
+            f"then {warm * 1000:.0f} ms (cached); the summary's neighbour index build {index:.1f} s"
+        )
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -216,12 +246,15 @@ def bench_browser(n: int, interact: bool) -> None:
                 heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20
                 rss = _chromium_rss_mb(os.getpid())
                 # Idle frames (the page waiting for the next scripted event) count too: read the p95 and the wall time with the median.
-                print(f"browser: {n:,} points: scripted pan (40 moves) + zoom (20 wheel steps) {scripted:.1f} s ({scripted / 60 * 1000:.0f} ms a step), {len(frames)} frames: median {np.median(frames):.0f} ms, "
-                      f"p95 {np.percentile(frames, 95):.0f} ms; JS heap {heap:.0f} MiB; Chromium processes RSS {rss:.0f} MiB")
+                print(
+                    f"browser: {n:,} points: scripted pan (40 moves) + zoom (20 wheel steps) {scripted:.1f} s ({scripted / 60 * 1000:.0f} ms a step), {len(frames)} frames: median {np.median(frames):.0f} ms, "
+                    f"p95 {np.percentile(frames, 95):.0f} ms; JS heap {heap:.0f} MiB; Chromium processes RSS {rss:.0f} MiB"
+                )
             browser.close()
 
 
 # -- 2. exact vs HNSW -----------------------------------------------------------
+
 
 def bench_ann(n: int, queries: int) -> None:
     from app.explorer import neighbors as nb
@@ -245,13 +278,18 @@ def bench_ann(n: int, queries: int) -> None:
     exact_rows, exact_ms = one_at_a_time(flat)
     approx_rows, approx_ms = one_at_a_time(hnsw)
     recall = nb.recall_at(approx_rows, exact_rows)
-    print(f"ann: {n:,} x 128-d; flat build {flat_build:.1f} s, HNSW (M={nb.HNSW_M}, efConstruction={nb.HNSW_EF_CONSTRUCTION}) build "
-          f"{hnsw_build:.0f} s; efSearch {ef} (recall@10 {tuned_recall:.4f} on indexed points)")
-    print(f"ann: {queries} held-out queries, one at a time: exact {exact_ms:.2f} ms/query, HNSW {approx_ms:.3f} ms/query "
-          f"({exact_ms / approx_ms:.1f}x faster), recall@10 {recall:.4f}")
+    print(
+        f"ann: {n:,} x 128-d; flat build {flat_build:.1f} s, HNSW (M={nb.HNSW_M}, efConstruction={nb.HNSW_EF_CONSTRUCTION}) build "
+        f"{hnsw_build:.0f} s; efSearch {ef} (recall@10 {tuned_recall:.4f} on indexed points)"
+    )
+    print(
+        f"ann: {queries} held-out queries, one at a time: exact {exact_ms:.2f} ms/query, HNSW {approx_ms:.3f} ms/query "
+        f"({exact_ms / approx_ms:.1f}x faster), recall@10 {recall:.4f}"
+    )
 
 
 # -- 3. projection --------------------------------------------------------------
+
 
 def projection_child(mode: str, n: int) -> None:
     """Runs in a fresh process: import umap (JIT or cache), lay out, measure preservation; prints one JSON line."""
@@ -276,33 +314,58 @@ def projection_child(mode: str, n: int) -> None:
     if mode == "default":  # the same fit again in the same process: the JIT is paid, only the work is left
         umap.UMAP(metric="cosine", random_state=0).fit_transform(X)
         again = time.perf_counter() - t2
-    print(json.dumps({"import": t1 - t0, "fit": t2 - t1, "fit_again": again,
-                      "recall": layout.knn_recall(X, xy, "cosine"), "trust": layout.trustworthiness(X, xy, "cosine")}))
+    print(
+        json.dumps(
+            {
+                "import": t1 - t0,
+                "fit": t2 - t1,
+                "fit_again": again,
+                "recall": layout.knn_recall(X, xy, "cosine"),
+                "trust": layout.trustworthiness(X, xy, "cosine"),
+            }
+        )
+    )
 
 
 def bench_projection(n: int) -> None:
     def run(mode: str, cache: str) -> dict:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = subprocess.run([sys.executable, __file__, "--projection-child", mode, "--projection-size", str(n)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--projection-child", mode, "--projection-size", str(n)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     with tempfile.TemporaryDirectory() as cache:
-        results = {"explorer, cold": run("explorer", cache), "explorer, warm": run("explorer", cache), "umap-learn defaults": run("default", cache)}
+        results = {
+            "explorer, cold": run("explorer", cache),
+            "explorer, warm": run("explorer", cache),
+            "umap-learn defaults": run("default", cache),
+        }
     print(f"projection: {n:,} x 128-d embeddings, fresh process each (seconds; import = umap import incl. Numba cache load or JIT)")
     for name, r in results.items():
         again = f", same fit again in-process {r['fit_again']:.1f}" if r["fit_again"] is not None else ""
-        print(f"  {name:20s} import {r['import']:5.1f}  layout {r['fit']:5.1f}  total {r['import'] + r['fit']:5.1f}{again}  "
-              f"kNN recall@10 {r['recall']:.3f}  trustworthiness@10 {r['trust']:.3f}")
+        print(
+            f"  {name:20s} import {r['import']:5.1f}  layout {r['fit']:5.1f}  total {r['import'] + r['fit']:5.1f}{again}  "
+            f"kNN recall@10 {r['recall']:.3f}  trustworthiness@10 {r['trust']:.3f}"
+        )
     warm, default = results["explorer, warm"], results["umap-learn defaults"]
-    print(f"  warm explorer layout vs defaults: {default['fit'] / warm['fit']:.1f}x faster per process, "
-          f"{(default['fit_again'] or default['fit']) / warm['fit']:.1f}x against the defaults' JIT-free second fit")
+    print(
+        f"  warm explorer layout vs defaults: {default['fit'] / warm['fit']:.1f}x faster per process, "
+        f"{(default['fit_again'] or default['fit']) / warm['fit']:.1f}x against the defaults' JIT-free second fit"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser"])
-    parser.add_argument("--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest")
+    parser.add_argument(
+        "--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest"
+    )
     parser.add_argument("--lookup-size", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--ann-size", type=int, default=1_000_000)

@@ -8,6 +8,7 @@ Median of repeats; the bootstrap is timed on the same per-query values.
 
 Usage: .venv/bin/python bench/interval_cost.py [--repeats 7] [--threads 2] [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,9 +60,14 @@ def measure(dataset: str, repeats: int, device: torch.device) -> dict:
         loss.append(t2 - t1)
         boot.append(t3 - t2)
     r, v, b = statistics.median(rest), statistics.median(loss), statistics.median(boot)
-    return {"dataset": dataset, "queries": len(val), "evaluation_s": round(r + v + b, 4), "bootstrap_s": round(b, 4),
-            "bootstrap_share_percent": round(100 * b / (r + v + b), 2),
-            "share_without_val_loss_percent": round(100 * b / (r + b), 2)}
+    return {
+        "dataset": dataset,
+        "queries": len(val),
+        "evaluation_s": round(r + v + b, 4),
+        "bootstrap_s": round(b, 4),
+        "bootstrap_share_percent": round(100 * b / (r + v + b), 2),
+        "share_without_val_loss_percent": round(100 * b / (r + b), 2),
+    }
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ the spec runs under that RLIMIT_DATA (the worker's cap), a second way to read th
 
     PYTHONPATH=$PWD python bench/job_memory.py            # the table in app/costs.py's docstring
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,9 @@ print(json.dumps({"estimate": est.total - est.parts["baseline"], "measured": sta
 
 
 def measure(spec: dict, ceiling_mb: int = 0) -> dict | None:
-    out = subprocess.run([sys.executable, "-c", ONE, json.dumps(spec), str(ceiling_mb)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", ONE, json.dumps(spec), str(ceiling_mb)], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     if out.returncode:
         print(out.stderr[-600:], file=sys.stderr)
         return None

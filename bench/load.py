@@ -6,6 +6,7 @@ that every submission was stored exactly once with no 5xx. Bounded in count and 
 
 Usage: .venv/bin/python bench/load.py [--submissions 200] [--streams 20] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,18 +66,27 @@ async def load(base: str, submissions: int, streams: int) -> dict:
     latencies = sorted(r[1] for r in results)
     codes = [r[0] for r in results]
     return {
-        "submissions": submissions, "streams": streams, "created": codes.count(201),
-        "server_errors": sum(c >= 500 for c in codes), "database_locked": sum("database is locked" in r[2] for r in results),
+        "submissions": submissions,
+        "streams": streams,
+        "created": codes.count(201),
+        "server_errors": sum(c >= 500 for c in codes),
+        "database_locked": sum("database is locked" in r[2] for r in results),
         "stored_once": sorted(names) == sorted(f"load-{i}" for i in range(submissions)),
-        "p50_ms": round(1000 * statistics.median(latencies), 1), "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
         "stream_events": len(received),
     }
 
 
 def start_server(home: str, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", "EMBEDLAB_THREADS": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

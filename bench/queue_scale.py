@@ -6,6 +6,7 @@ every job ran exactly once and none is left running.
 
 Usage: .venv/bin/python bench/queue_scale.py [--jobs 200] [--workers 4] [--postgres postgresql+psycopg://root@/postgres?host=/var/run/postgresql]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,13 @@ def measure(url: str, n_jobs: int, n_workers: int) -> dict:
         p.join()
     counts = Counter(ran)
     statuses = Counter(jobs.get(engine, i)["status"] for i in ids)
-    return {"jobs": n_jobs, "workers": n_workers, "claims_per_s": round(len(ran) / elapsed, 1),
-            "exactly_once": sorted(counts) == sorted(ids) and set(counts.values()) == {1}, "statuses": dict(statuses)}
+    return {
+        "jobs": n_jobs,
+        "workers": n_workers,
+        "claims_per_s": round(len(ran) / elapsed, 1),
+        "exactly_once": sorted(counts) == sorted(ids) and set(counts.values()) == {1},
+        "statuses": dict(statuses),
+    }
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ The locked test scores are reported when the jobs carry them (issue 13's `test`)
 Usage: .venv/bin/python bench/search.py [--dataset mnist5k] [--steps 1000] [--eval-every 100] [--trials 16] [--workers 2]
        [--margins 8] [--seeds 0,1]      (a quick check: --dataset digits --steps 60 --eval-every 10 --trials 4 --margins 2)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ METRIC = "mean_average_precision_at_r"
 def wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (value := predicate()):
+        if value := predicate():
             return value
         time.sleep(2.0)
     raise TimeoutError(f"{what} did not happen in {timeout:.0f}s")
@@ -66,7 +67,9 @@ def locked_test(job: dict) -> dict | None:
 
 def run_grid(url: str, base: dict, margins: list[float], seeds: list[int]) -> dict:
     t0 = time.perf_counter()
-    sweep = httpx.post(f"{url}/api/sweeps", json={"name": "bench grid", "base": base, "grid": {"margin": margins}, "seeds": seeds}, timeout=120)
+    sweep = httpx.post(
+        f"{url}/api/sweeps", json={"name": "bench grid", "base": base, "grid": {"margin": margins}, "seeds": seeds}, timeout=120
+    )
     sweep.raise_for_status()
     sid = sweep.json()["id"]
     done = wait(lambda: _ended_sweep(url, sid), 24 * 3600, "the grid")
@@ -82,9 +85,18 @@ def run_grid(url: str, base: dict, margins: list[float], seeds: list[int]) -> di
         band = (statistics.mean(r["low"] for r in runs), statistics.mean(r["high"] for r in runs)), "mean 95% interval of its seeds"
     else:
         band = (min(r["value"] for r in runs), max(r["value"] for r in runs)), "range of its seeds"
-    return {"wall_s": wall, "steps": sum(j["progress"]["step"] for j in done["job_list"]), "jobs": len(done["job_list"]),
-            "means": means, "best_margin": best_margin, "best_value": means[best_margin], "band": band[0], "band_kind": band[1],
-            "test": [locked_test(r["job"]) for r in runs], "recommendations": done.get("recommendations")}
+    return {
+        "wall_s": wall,
+        "steps": sum(j["progress"]["step"] for j in done["job_list"]),
+        "jobs": len(done["job_list"]),
+        "means": means,
+        "best_margin": best_margin,
+        "best_value": means[best_margin],
+        "band": band[0],
+        "band_kind": band[1],
+        "test": [locked_test(r["job"]) for r in runs],
+        "recommendations": done.get("recommendations"),
+    }
 
 
 def _ended_sweep(url: str, sweep_id: int) -> dict | None:
@@ -94,17 +106,33 @@ def _ended_sweep(url: str, sweep_id: int) -> dict | None:
 
 def run_search(url: str, base: dict, trials: int, parallel: int, seeds: list[int]) -> dict:
     t0 = time.perf_counter()
-    body = {"name": "bench search", "base": base, "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
-            "trials": trials, "parallel": parallel, "sampler": "tpe", "pruner": "asha", "seeds": seeds}
+    body = {
+        "name": "bench search",
+        "base": base,
+        "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
+        "trials": trials,
+        "parallel": parallel,
+        "sampler": "tpe",
+        "pruner": "asha",
+        "seeds": seeds,
+    }
     r = httpx.post(f"{url}/api/searches", json=body, timeout=120)
     r.raise_for_status()
     sid = r.json()["id"]
-    done = wait(lambda: (d := httpx.get(f"{url}/api/searches/{sid}", timeout=120).json())["status"] != "running" and d, 24 * 3600, "the search")
+    done = wait(
+        lambda: (d := httpx.get(f"{url}/api/searches/{sid}", timeout=120).json())["status"] != "running" and d, 24 * 3600, "the search"
+    )
     wall = time.perf_counter() - t0
     best = done["best"]
     best_job = httpx.get(f"{url}/api/jobs/{done['trial_list'][best['number']]['job_ids'][0]}", timeout=60).json() if best else None
-    return {"wall_s": wall, "budget": done["budget"], "best": best, "states": [t["state"] for t in done["trial_list"]],
-            "test": locked_test(best_job) if best_job else None, "recommendations": done.get("recommendations")}
+    return {
+        "wall_s": wall,
+        "budget": done["budget"],
+        "best": best,
+        "states": [t["state"] for t in done["trial_list"]],
+        "test": locked_test(best_job) if best_job else None,
+        "recommendations": done.get("recommendations"),
+    }
 
 
 def main() -> None:
@@ -117,15 +145,27 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", help="the grid's seeds (the search runs one seed per trial)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    base = {"dataset": args.dataset, "backbone": "cnn", "loss": "triplet", "miner": "semihard", "steps": args.steps,
-            "eval_every": args.eval_every, "explorer": False}
+    base = {
+        "dataset": args.dataset,
+        "backbone": "cnn",
+        "loss": "triplet",
+        "miner": "semihard",
+        "steps": args.steps,
+        "eval_every": args.eval_every,
+        "explorer": False,
+    }
     margins = [round(float(m), 4) for m in np.geomspace(0.05, 0.8, args.margins)]
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
         env = home_env(home, EMBEDLAB_MAX_SEARCH_TRIALS=str(max(200, args.trials)))
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
-                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait(lambda: _up(url), 120, "the server")
@@ -136,15 +176,30 @@ def main() -> None:
             server.wait(60)
     inside = found["best"] is not None and found["best"]["value"] >= grid["band"][0]  # within the band, or above it
     fraction = found["budget"]["steps_spent"] / grid["steps"]
-    print(f"grid:   {len(margins)} margins x {len(seeds)} seeds, {grid['steps']} training steps, {grid['wall_s']:.0f} s; "
-          f"best margin {grid['best_margin']} MAP@R {grid['best_value']:.4f} (noise band {grid['band'][0]:.4f}-{grid['band'][1]:.4f}, {grid['band_kind']})")
-    print(f"search: {args.trials} trials TPE+ASHA, {found['budget']['steps_spent']} training steps ({fraction:.0%} of the grid's), "
-          f"{found['wall_s']:.0f} s; best {found['best']}; states {found['states']}")
-    print(f"locked test: grid {grid['test']}, search {found['test']}" if found["test"] or any(grid["test"]) else
-          "locked test: not reported by these jobs (needs issue 13's test split)")
+    print(
+        f"grid:   {len(margins)} margins x {len(seeds)} seeds, {grid['steps']} training steps, {grid['wall_s']:.0f} s; "
+        f"best margin {grid['best_margin']} MAP@R {grid['best_value']:.4f} (noise band {grid['band'][0]:.4f}-{grid['band'][1]:.4f}, {grid['band_kind']})"
+    )
+    print(
+        f"search: {args.trials} trials TPE+ASHA, {found['budget']['steps_spent']} training steps ({fraction:.0%} of the grid's), "
+        f"{found['wall_s']:.0f} s; best {found['best']}; states {found['states']}"
+    )
+    print(
+        f"locked test: grid {grid['test']}, search {found['test']}"
+        if found["test"] or any(grid["test"])
+        else "locked test: not reported by these jobs (needs issue 13's test split)"
+    )
     print(f"target: best within the grid's noise band or above it: {inside}; steps <= 40% of the grid's: {fraction <= 0.4}")
-    print(json.dumps({"grid": {k: v for k, v in grid.items() if k != "means"} | {"means": {str(k): v for k, v in grid["means"].items()}},
-                      "search": found, "steps_fraction": fraction}, default=str))
+    print(
+        json.dumps(
+            {
+                "grid": {k: v for k, v in grid.items() if k != "means"} | {"means": {str(k): v for k, v in grid["means"].items()}},
+                "search": found,
+                "steps_fraction": fraction,
+            },
+            default=str,
+        )
+    )
 
 
 def _up(url: str) -> bool:

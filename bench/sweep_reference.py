@@ -6,6 +6,7 @@ sweep took with 1 and with 2 workers.
 
 Usage: .venv/bin/python bench/sweep_reference.py [--margins 0.1,0.4,0.7,1.0] [--losses triplet,circle] [--seeds 0,1] [--steps 300]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,14 @@ from bench.common import REFERENCE_MINER, reference, run_sweeps  # noqa: E402
 
 
 def run_sweep(losses: list[str], margins: list[float], seeds: list[int], steps: int, workers: int) -> tuple[float, list[dict]]:
-    sweeps = [{"base": {"dataset": "mnist5k", "steps": steps, "eval_every": steps, "loss": loss, "miner": REFERENCE_MINER[loss]},
-               "grid": {"margin": margins}, "seeds": seeds} for loss in losses]
+    sweeps = [
+        {
+            "base": {"dataset": "mnist5k", "steps": steps, "eval_every": steps, "loss": loss, "miner": REFERENCE_MINER[loss]},
+            "grid": {"margin": margins},
+            "seeds": seeds,
+        }
+        for loss in losses
+    ]
     with tempfile.TemporaryDirectory() as home:
         return run_sweeps(home, sweeps, workers)
 
@@ -46,11 +53,22 @@ def main() -> None:
     print(f"{'loss':8s} {'margin':>6s} {'reference':>10s} {'embedlab mean':>14s} {'min':>7s} {'max':>7s}")
     for loss in losses:
         for m in margins:
-            values = [j["summary"]["val/mean_average_precision_at_r"] for j in jobs
-                      if j["spec"]["loss"] == loss and j["spec"]["margin"] == m and j["status"] == "succeeded"]
+            values = [
+                j["summary"]["val/mean_average_precision_at_r"]
+                for j in jobs
+                if j["spec"]["loss"] == loss and j["spec"]["margin"] == m and j["status"] == "succeeded"
+            ]
             print(f"{loss:8s} {m:6.2f} {plain[(loss, m)]:10.4f} {statistics.fmean(values):14.4f} {min(values):7.4f} {max(values):7.4f}")
-    print(json.dumps({"jobs": len(jobs), "sweep_1_worker_s": round(one_worker_s, 1), "sweep_2_workers_s": round(two_workers_s, 1),
-                      "failed": sum(j["status"] != "succeeded" for j in jobs)}))
+    print(
+        json.dumps(
+            {
+                "jobs": len(jobs),
+                "sweep_1_worker_s": round(one_worker_s, 1),
+                "sweep_2_workers_s": round(two_workers_s, 1),
+                "failed": sum(j["status"] != "succeeded" for j in jobs),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ The one-job mnist5k ratio is bench/train_overhead.py.
 
 Usage: .venv/bin/python bench/throughput.py [section ...]
 """
+
 from __future__ import annotations
 
 import json
@@ -79,14 +80,28 @@ def triplet_loop_rate(model, batches) -> float:
 def section_folder() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "data", classes=10, per_class=300)
-        spec = {"dataset": "imagefolder", "dataset_path": str(folder), "image_size": 32, "steps": 200, "eval_every": 100,
-                "classes_per_batch": 5, "samples_per_class": 16, "loss": "triplet", "margin": 0.2, "miner": "semihard"}
+        spec = {
+            "dataset": "imagefolder",
+            "dataset_path": str(folder),
+            "image_size": 32,
+            "steps": 200,
+            "eval_every": 100,
+            "classes_per_batch": 5,
+            "samples_per_class": 16,
+            "loss": "triplet",
+            "margin": 0.2,
+            "miner": "semihard",
+        }
         home = str(Path(tmp) / "home")
         run_in_worker(home, {**spec, "steps": 1})  # fill the decoded cache, as any earlier job on this folder would
         ours = run_in_worker(home, spec)
         plain = plain_imagefolder_loop(folder, 200, 32)
-        return {"worker_img_per_s": round(ours["train_img_per_s"], 1), "imagefolder_dataloader_img_per_s": round(plain["img_per_s"], 1),
-                "ratio": round(ours["train_img_per_s"] / plain["img_per_s"], 2), "target": 0.97}
+        return {
+            "worker_img_per_s": round(ours["train_img_per_s"], 1),
+            "imagefolder_dataloader_img_per_s": round(plain["img_per_s"], 1),
+            "ratio": round(ours["train_img_per_s"] / plain["img_per_s"], 2),
+            "target": 0.97,
+        }
 
 
 def section_pipeline() -> dict:
@@ -112,7 +127,7 @@ def section_pipeline() -> dict:
         idx = np.fromiter(iter(sampler), dtype=np.int64)
         t0 = time.perf_counter()
         for b in range(batches):
-            rows = torch.from_numpy(idx[b * 80:(b + 1) * 80])
+            rows = torch.from_numpy(idx[b * 80 : (b + 1) * 80])
             torch.from_numpy(images)[rows].float().div_(255)
         cached_rate = batches * 80 / (time.perf_counter() - t0)
         tf = torchvision.transforms.Compose([torchvision.transforms.Resize((64, 64)), torchvision.transforms.ToTensor()])
@@ -123,9 +138,15 @@ def section_pipeline() -> dict:
         for _ in loader:
             pass
         decode_rate = batches * 80 / (time.perf_counter() - t0)
-        return {"images": len(kept), "first_job_decode_s": round(first_decode, 2), "later_jobs_open_s": round(reuse, 3),
-                "cached_batches_img_per_s": round(cached_rate), "imagefolder_dataloader_img_per_s": round(decode_rate),
-                "ratio": round(cached_rate / decode_rate, 1), "target": 5}
+        return {
+            "images": len(kept),
+            "first_job_decode_s": round(first_decode, 2),
+            "later_jobs_open_s": round(reuse, 3),
+            "cached_batches_img_per_s": round(cached_rate),
+            "imagefolder_dataloader_img_per_s": round(decode_rate),
+            "ratio": round(cached_rate / decode_rate, 1),
+            "target": 5,
+        }
 
 
 def section_eval() -> dict:
@@ -160,7 +181,7 @@ def section_eval() -> dict:
 
     runs: dict[str, list] = {"plain": [], "ours": []}
     for i in range(3):  # alternated, so both sides share the machine's drift
-        for name, path in ([("plain", plain_path), ("ours", our_path)] if i % 2 == 0 else [("ours", our_path), ("plain", plain_path)]):
+        for name, path in [("plain", plain_path), ("ours", our_path)] if i % 2 == 0 else [("ours", our_path), ("plain", plain_path)]:
             runs[name].append(path())
     (plain, *_), (ours, *_) = runs["plain"][0], runs["ours"][0]
 
@@ -169,9 +190,18 @@ def section_eval() -> dict:
 
     plain_s, ours_s = median_s("plain", 1) + median_s("plain", 2), median_s("ours", 1) + median_s("ours", 2)
     same = all(abs(plain[k] - ours[k]) < 1e-6 for k in RETRIEVAL)
-    return {"images": len(images), "plain_s": round(plain_s, 2), "ours_s": round(ours_s, 2), "speedup": round(plain_s / ours_s, 2), "target": 2,
-            "embed_s": {"plain": median_s("plain", 1), "ours": median_s("ours", 1)}, "knn_and_metrics_s": {"plain": median_s("plain", 2), "ours": median_s("ours", 2)},
-            "identical_metrics": same, "plain": {k: round(v, 6) for k, v in plain.items()}, "ours": {k: round(v, 6) for k, v in ours.items()}}
+    return {
+        "images": len(images),
+        "plain_s": round(plain_s, 2),
+        "ours_s": round(ours_s, 2),
+        "speedup": round(plain_s / ours_s, 2),
+        "target": 2,
+        "embed_s": {"plain": median_s("plain", 1), "ours": median_s("ours", 1)},
+        "knn_and_metrics_s": {"plain": median_s("plain", 2), "ours": median_s("ours", 2)},
+        "identical_metrics": same,
+        "plain": {k: round(v, 6) for k, v in plain.items()},
+        "ours": {k: round(v, 6) for k, v in ours.items()},
+    }
 
 
 def section_sweep() -> dict:
@@ -184,10 +214,17 @@ def section_sweep() -> dict:
         # A server that has run any job before has its datasets cached and UMAP compiled (Numba's cache is under
         # EMBEDLAB_HOME): one 5-step job, untimed, stands for that.
         run_sweeps(home, [{"base": {"dataset": "mnist5k", "steps": 5}, "grid": {"margin": [0.2]}}], workers=1)
-        packed, jobs = run_sweeps(home, [{"base": {"dataset": "mnist5k", "steps": 300, "eval_every": 300}, "grid": {"margin": margins}}],
-                                  workers=2)
-    return {"jobs": len(margins), "reference_sequential_s": round(sequential, 1), "embedlab_2_workers_s": round(packed, 1),
-            "ratio": round(packed / sequential, 2), "target": 0.7, "succeeded": sum(j["status"] == "succeeded" for j in jobs) - 1}
+        packed, jobs = run_sweeps(
+            home, [{"base": {"dataset": "mnist5k", "steps": 300, "eval_every": 300}, "grid": {"margin": margins}}], workers=2
+        )
+    return {
+        "jobs": len(margins),
+        "reference_sequential_s": round(sequential, 1),
+        "embedlab_2_workers_s": round(packed, 1),
+        "ratio": round(packed / sequential, 2),
+        "target": 0.7,
+        "succeeded": sum(j["status"] == "succeeded" for j in jobs) - 1,
+    }
 
 
 def section_memory() -> dict:
@@ -206,8 +243,13 @@ def section_memory() -> dict:
             "print(json.dumps(rss))"
         )
         rss = json.loads(run_python(code, home_env(home)))
-        return {"folder_images": 20_000, "folder_job_peak_rss_mb": round(big["peak_rss_mb"]), "status": big["status"],
-                "rss_mb_after_each_of_20_jobs": rss, "growth_mb_job5_to_job20": rss[-1] - rss[4]}
+        return {
+            "folder_images": 20_000,
+            "folder_job_peak_rss_mb": round(big["peak_rss_mb"]),
+            "status": big["status"],
+            "rss_mb_after_each_of_20_jobs": rss,
+            "growth_mb_job5_to_job20": rss[-1] - rss[4],
+        }
 
 
 SECTIONS = {"folder": section_folder, "pipeline": section_pipeline, "eval": section_eval, "sweep": section_sweep, "memory": section_memory}

@@ -7,6 +7,7 @@ Reports the server's resident memory before, its peak (VmHWM) over the cold roun
 of each request when the thumbnail must be decoded (cold) and when it is in the on-disk cache,
 and the cache's size on disk.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def big_image(side: int, seed: int) -> "Image.Image":  # noqa: F821 - PIL imported lazily
+def big_image(side: int, seed: int) -> Image.Image:  # noqa: F821 - PIL imported lazily
     from PIL import Image
 
     ramp = np.linspace(0, 255, side, dtype=np.float32)
@@ -62,8 +63,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="images in the folder (a quarter of them JPEG)")
     parser.add_argument("--side", type=int, default=7999)
     parser.add_argument("--parallel", type=int, default=8)
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "embedlab-bench-huge-images",
-                        help="where the images are written (kept: a second run reuses them)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "embedlab-bench-huge-images",
+        help="where the images are written (kept: a second run reuses them)",
+    )
     args = parser.parse_args()
 
     root = args.data / f"{args.images}x{args.side}"
@@ -95,9 +100,20 @@ def main() -> None:
         engine.dispose()
 
         port = free_port()
-        env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false", "EMBEDLAB_DATA_ROOTS": str(root), "PYTHONPATH": str(ROOT)}
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        env = {
+            **os.environ,
+            "EMBEDLAB_HOME": str(home),
+            "EMBEDLAB_DEMO": "false",
+            "EMBEDLAB_DATA_ROOTS": str(root),
+            "PYTHONPATH": str(ROOT),
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=url, timeout=120) as client:

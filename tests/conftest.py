@@ -1,4 +1,5 @@
 """Shared fixtures: a fresh EMBEDLAB_HOME per test, the app, real server and worker processes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,13 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 # Short leases so lease-expiry tests take seconds, not minutes.
-TEST_ENV = {"EMBEDLAB_OFFLINE": "true", "EMBEDLAB_LEASE_SECONDS": "4", "EMBEDLAB_HEARTBEAT_SECONDS": "0.5", "EMBEDLAB_DEMO": "false", "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5"}
+TEST_ENV = {
+    "EMBEDLAB_OFFLINE": "true",
+    "EMBEDLAB_LEASE_SECONDS": "4",
+    "EMBEDLAB_HEARTBEAT_SECONDS": "0.5",
+    "EMBEDLAB_DEMO": "false",
+    "EMBEDLAB_RETRY_BACKOFF_SECONDS": "0.5",
+}
 
 
 POSTGRES_ADMIN_URL = os.environ.get("EMBEDLAB_TEST_POSTGRES_URL", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")

@@ -1,4 +1,5 @@
 """docker-compose.yml and the Dockerfile (no Docker engine here): structure, and every command exists."""
+
 from __future__ import annotations
 
 import shlex

@@ -7,6 +7,7 @@ horizontal flip with probability 0.5. The crops are drawn on the CPU from a gene
 and leaves the global random state (batch sampling) alone. All crops of a batch are resampled
 in one `roi_align` call (bilinear, 2x2 samples per output pixel).
 """
+
 from __future__ import annotations
 
 import math

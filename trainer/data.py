@@ -5,6 +5,7 @@ Bundled sets are parsed into memory; image folders are memory-mapped from the de
 its dataset index (app.datasets numbering), so artifacts and the API always name the same
 image, even when unreadable files were skipped.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.samplers import MPerClassSampler
 
-from app.config import Settings
 from app.backbones import effective_image_size
+from app.config import Settings
 from app.datasets import bundled_arrays, load_catalog
 from app.files import cache_dir
 from app.spec import JobSpec
@@ -32,7 +33,7 @@ class ImageData:
     class_names: list[str]
     official_test: np.ndarray | None = None  # benchmarks: rows of the official test classes (the locked test part)
 
-    def subset(self, rows: np.ndarray) -> "ImageData":
+    def subset(self, rows: np.ndarray) -> ImageData:
         rows_t = torch.as_tensor(rows, dtype=torch.long)
         official = self.official_test[rows] if self.official_test is not None else None
         return ImageData(self.images[rows_t], self.labels[rows_t], self.indices[rows], self.class_names, official)
@@ -67,7 +68,9 @@ def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], Non
         _, raw = bundled_arrays(spec.dataset)
         images = torch.from_numpy(raw).unsqueeze(1)
         if size != raw.shape[-1]:
-            images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+            images = (
+                F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+            )
         indices = np.arange(len(raw), dtype=np.int64)
     labels = torch.as_tensor(catalog.labels[indices])
     official = catalog.official_test[indices] if catalog.official_test is not None else None
@@ -88,7 +91,7 @@ def pk_batches(labels: torch.Tensor, spec: JobSpec, start_step: int) -> Iterator
     while True:
         chunk = np.fromiter(iter(sampler), dtype=np.int64)
         for b in range(len(chunk) // batch):
-            yield chunk[b * batch:(b + 1) * batch]
+            yield chunk[b * batch : (b + 1) * batch]
 
 
 def fixed_val_batches(labels: np.ndarray, spec: JobSpec, n_batches: int = 8) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ semi-hard d(a,p) < d(a,n) < d(a,p) + m, hard d(a,n) <= d(a,p). For pair losses, 
 of active pairs (those the loss still pushes on). Distance histograms of positive and negative
 validation pairs show where the margin sits against the data.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def triplet_hardness(emb: torch.Tensor, labels: torch.Tensor, margin: float, dis
 
 
 @torch.no_grad()
-def active_pairs(emb: torch.Tensor, labels: torch.Tensor, loss: str, margin: float, distance: Distance,
-                 pos_margin: float = 0.0) -> float | None:
+def active_pairs(
+    emb: torch.Tensor, labels: torch.Tensor, loss: str, margin: float, distance: Distance, pos_margin: float = 0.0
+) -> float | None:
     """Fraction of pairs a pair loss still pushes on (contrastive and circle); None for other losses."""
     same = labels[:, None] == labels[None, :]
     off_diag = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
@@ -95,7 +97,12 @@ def distance_histograms(emb: torch.Tensor, labels: torch.Tensor, distance: Dista
     neg_counts, _ = np.histogram(neg, edges)
     overlap = float(np.minimum(pos_counts / max(1, pos_counts.sum()), neg_counts / max(1, neg_counts.sum())).sum())
     return {
-        "kind": distance.measure, "edges": edges.tolist(), "positive": pos_counts.tolist(), "negative": neg_counts.tolist(), "overlap": overlap,
-        "positive_median": float(np.median(pos)) if len(pos) else None, "negative_median": float(np.median(neg)) if len(neg) else None,
+        "kind": distance.measure,
+        "edges": edges.tolist(),
+        "positive": pos_counts.tolist(),
+        "negative": neg_counts.tolist(),
+        "overlap": overlap,
+        "positive_median": float(np.median(pos)) if len(pos) else None,
+        "negative_median": float(np.median(neg)) if len(neg) else None,
         "positive_p90": float(np.percentile(pos, 90)) if len(pos) else None,
     }

@@ -12,6 +12,7 @@
   outcome) is retried with a growing delay, and the reason is logged once, instead of the
   worker exiting and being restarted every few seconds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ class DiskGuard:
         self.full_at: int | None = None  # free bytes left when a job last filled the disk
 
     def reason(self, exc: BaseException) -> str | None:
-        """"disk full while writing X (free Y)" when `exc` came from a full disk, else None."""
+        """ "disk full while writing X (free Y)" when `exc` came from a full disk, else None."""
         return disk_full_reason(exc, self.home, self.database, self.database_dir)
 
     def job_failed(self, exc: BaseException) -> str | None:
@@ -67,8 +68,11 @@ class DiskGuard:
             self.full_at = None
             self.backoff.succeeded(f"{self.home} has {human_bytes(free)} free: taking jobs")
             return True
-        self.stopping.wait(self.backoff.failed(f"not taking jobs: a job filled the disk of {self.home} ({human_bytes(free)} free); "
-                                               "waiting for space to be freed"))
+        self.stopping.wait(
+            self.backoff.failed(
+                f"not taking jobs: a job filled the disk of {self.home} ({human_bytes(free)} free); waiting for space to be freed"
+            )
+        )
         return False
 
     def retrying(self, write: Callable[[], T], what: str) -> T | None:

@@ -1,4 +1,5 @@
 """How a run ends early. The worker maps each to a job status."""
+
 from __future__ import annotations
 
 

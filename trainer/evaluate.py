@@ -1,4 +1,5 @@
 """Embeddings and retrieval metrics of a part of the split (validation during training, test at the end)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ def embed(model: torch.nn.Module, images: torch.Tensor, device: torch.device, ba
     batch_size = batch_size or inference_batch(images)
     was_training = model.training
     model.eval()
-    out = torch.cat([model(to_float(images[i:i + batch_size], device)).float().cpu() for i in range(0, len(images), batch_size)])
+    out = torch.cat([model(to_float(images[i : i + batch_size], device)).float().cpu() for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return out
 
@@ -50,7 +51,7 @@ class ChunkedKNN:
         k = min(k, len(reference) - (1 if ref_includes_query else 0))
         values, indices = [], []
         for start in range(0, len(query), self.rows):
-            q = query[start:start + self.rows]
+            q = query[start : start + self.rows]
             sim = q @ reference.T if self.cosine else 2 * (q @ reference.T) - ref_sq - (q * q).sum(1, keepdim=True)
             if ref_includes_query:
                 rows = torch.arange(len(q))
@@ -130,7 +131,9 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, distance: 
 
 
 @torch.inference_mode()
-def batch_loss(model, loss_fn, miner, images: torch.Tensor, labels: torch.Tensor, batches: list[np.ndarray], device: torch.device) -> float | None:
+def batch_loss(
+    model, loss_fn, miner, images: torch.Tensor, labels: torch.Tensor, batches: list[np.ndarray], device: torch.device
+) -> float | None:
     """Mean loss over fixed validation batches (model in eval mode: no batch-norm updates)."""
     if not batches:
         return None

@@ -10,6 +10,7 @@ pixels go into the memory map, since writing a memory-mapped page the filesystem
 kills the process with SIGBUS instead of raising. A build that fails removes its files, and
 the folders of builds whose process died are removed by the next build on the host.
 """
+
 from __future__ import annotations
 
 import hashlib

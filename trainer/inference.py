@@ -4,6 +4,7 @@ The preprocessing is the training one: trainer.data.decode_image (any mode -> RG
 bilinear resize to the job's image size), then grey when the job's images were grey
 (the bundled datasets), then the net's own float conversion.
 """
+
 from __future__ import annotations
 
 import threading
@@ -24,7 +25,7 @@ from trainer.nets import EmbeddingNet, build_net
 
 MAX_MODELS = 2  # checkpoints kept in memory by the API process
 _lock = threading.Lock()
-_models: OrderedDict[tuple[str, int], "LoadedModel"] = OrderedDict()
+_models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
 
 
 class NoCheckpoint(LookupError):

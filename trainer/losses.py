@@ -1,4 +1,5 @@
 """Spec names -> pytorch-metric-learning losses and miners. Plain dicts, nothing clever."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -14,6 +14,7 @@ rather than RLIMIT_AS: it counts private writable memory (heap, anonymous maps: 
 not the address space that shared libraries and CUDA reserve (3+ GB for an idle torch process).
 GPU memory is outside any rlimit: CUDA's own out-of-memory error ends the job the same way.
 """
+
 from __future__ import annotations
 
 import re

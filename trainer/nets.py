@@ -7,6 +7,7 @@ mean/std normalisation. That stage is part of the net, so training, evaluation a
 see the same input. (trainer/inference.py decodes uploads at image_size, not at data.stored_size,
 so an upload skips the 224/256 crop evaluation applies.)
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,7 +47,7 @@ class InputStage(nn.Module):
         h, w = x.shape[-2:]
         if h > self.size or w > self.size:
             top, left = (h - self.size) // 2, (w - self.size) // 2
-            x = x[..., top:top + self.size, left:left + self.size]
+            x = x[..., top : top + self.size, left : left + self.size]
         if not self.rgb:
             return x
         if x.shape[1] == 1:
@@ -88,7 +89,7 @@ def torchvision_body(spec: JobSpec, size: int, settings: Settings) -> tuple[nn.M
 def timm_body(spec: JobSpec, size: int, settings: Settings) -> tuple[nn.Module, str, tuple, tuple]:
     import timm
 
-    name = spec.backbone[len(TIMM_PREFIX):]
+    name = spec.backbone[len(TIMM_PREFIX) :]
     kwargs: dict = {"num_classes": spec.embedding_dim}
     if patch_size(spec.backbone):
         kwargs["img_size"] = size  # ViTs: timm resamples the position embeddings of pretrained weights
@@ -118,7 +119,7 @@ class EmbeddingNet(nn.Module):
     def batch_norms(self) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    def train(self, mode: bool = True) -> "EmbeddingNet":
+    def train(self, mode: bool = True) -> EmbeddingNet:
         super().train(mode)
         if self.freeze_bn:  # running statistics stay as loaded
             for m in self.batch_norms():

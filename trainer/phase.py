@@ -4,6 +4,7 @@ The worker's heartbeat carries the latest phase text to the jobs row (JobRun.pha
 the words and the one source of a fine-grained fraction: UMAP's epochs, which it counts with
 tqdm, written to a sink that turns "n/total" into a fraction instead of a terminal bar.
 """
+
 from __future__ import annotations
 
 import io

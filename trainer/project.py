@@ -8,6 +8,7 @@ quality, the neighbour preservation of the layout, and the state UMAP's transfor
 to place uploaded queries. Everything is a plain array (loaded with allow_pickle=False);
 the metadata is a JSON string inside the same file, so a reader sees all or nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,16 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, distance: Distance) -
     return rows
 
 
-def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
-                    train: ImageData, step: int | None = None) -> dict[str, Any]:
+def save_projection(
+    run: Run,
+    spec: JobSpec,
+    settings: Settings,
+    model: torch.nn.Module,
+    val: ImageData,
+    val_emb: torch.Tensor,
+    train: ImageData,
+    step: int | None = None,
+) -> dict[str, Any]:
     """Compute and write the explorer's projection.npz; returns its metadata (timings included). `step`: a cancelled job's last evaluation."""
     started = time.perf_counter()
     report = layout_reporter(run, "cancelled: " if step is not None else "")
@@ -88,7 +97,9 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
     embedded = time.perf_counter()
 
     report(0.1)
-    xy, fitted, state = layout.fit(X, space, seed=spec.seed, home=settings.home_path, settings=umap_epochs(lambda f: report(0.15 + 0.75 * f)))
+    xy, fitted, state = layout.fit(
+        X, space, seed=spec.seed, home=settings.home_path, settings=umap_epochs(lambda f: report(0.15 + 0.75 * f))
+    )
     laid_out = time.perf_counter()
     report(0.9)
 
@@ -110,16 +121,22 @@ def save_projection(run: Run, spec: JobSpec, settings: Settings, model: torch.nn
         "step": spec.steps if step is None else step,
     }
     nn_same = nearest_same_label(X, labels, split, distance)
-    meta["seconds"] = {"embed_train_sample": round(embedded - started, 3), "umap": round(laid_out - embedded, 3),
-                       "quality": round(time.perf_counter() - laid_out, 3)}
+    meta["seconds"] = {
+        "embed_train_sample": round(embedded - started, 3),
+        "umap": round(laid_out - embedded, 3),
+        "quality": round(time.perf_counter() - laid_out, 3),
+    }
 
     arrays = {"embeddings": X, "labels": labels, "indices": indices, "split": split, "xy": xy, "fitted": fitted, "nn_same_label": nn_same}
     write_projection(run.job_dir, arrays, meta, run.still_owner)
     return meta
 
 
-def write_projection(job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True) -> bool:
+def write_projection(
+    job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], commit_ok: Callable[[], bool] = lambda: True
+) -> bool:
     """projection.npz: the arrays app.explorer.embeddings.JobEmbedding reads, and the metadata as a JSON string (no pickle)."""
+
     def write(path: Path) -> None:
         with open(path, "wb") as f:
             np.savez(f, **arrays, meta=np.array(json.dumps(meta)))
@@ -127,8 +144,16 @@ def write_projection(job_dir: Path, arrays: dict[str, np.ndarray], meta: dict[st
     return artifacts.atomic_write(job_dir / PROJECTION_FILE, write, commit_ok)
 
 
-def project_for_explorer(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, val_emb: torch.Tensor,
-                         train: ImageData, step: int | None = None) -> None:
+def project_for_explorer(
+    run: Run,
+    spec: JobSpec,
+    settings: Settings,
+    model: torch.nn.Module,
+    val: ImageData,
+    val_emb: torch.Tensor,
+    train: ImageData,
+    step: int | None = None,
+) -> None:
     """save_projection for the training loop: a job whose model trained fine still succeeds if this fails (the log says why)."""
     try:
         meta = save_projection(run, spec, settings, model, val, val_emb, train, step)
@@ -136,12 +161,16 @@ def project_for_explorer(run: Run, spec: JobSpec, settings: Settings, model: tor
         run.log("warning", f"no embedding explorer for this job: {type(e).__name__}: {e}")
         return
     s, p = meta["seconds"], meta["preservation"]
-    run.log("info", f"explorer: {meta['points']} points laid out with UMAP in {s['umap']:.1f}s (fitted on {meta['fitted_points']}), "
-                    f"kNN recall@10 2-D vs full {p['knn_recall_at_10']:.3f}")
+    run.log(
+        "info",
+        f"explorer: {meta['points']} points laid out with UMAP in {s['umap']:.1f}s (fitted on {meta['fitted_points']}), "
+        f"kNN recall@10 2-D vs full {p['knn_recall_at_10']:.3f}",
+    )
 
 
-def keep_last_evaluation(run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, train: ImageData,
-                         step: int, evaluated: dict) -> None:
+def keep_last_evaluation(
+    run: Run, spec: JobSpec, settings: Settings, model: torch.nn.Module, val: ImageData, train: ImageData, step: int, evaluated: dict
+) -> None:
     """A cancelled job keeps its last evaluation: the checkpoint written then, its embeddings, and (when the spec asks for
     the explorer) their layout, from the model as it was at that evaluation."""
     if "step" not in evaluated:  # resumed, then cancelled before evaluating again: the checkpoint is all there is

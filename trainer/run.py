@@ -3,6 +3,7 @@
 It is the whole surface between the training code and the queue: metrics, log lines and the phase, the
 device, the job's folder, whether this process still owns the job, and where to stop.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

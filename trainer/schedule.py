@@ -5,6 +5,7 @@ step), set on every parameter group before each optimizer step: a resumed job co
 same curve without any scheduler state in the checkpoint. Each group keeps its own base rate
 (`base_lr`: lr, or lr x head_lr_multiplier for the head).
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Validation only: the test part never reaches this module. Its state travels in the checkpoint,
 so a resumed attempt goes on with the same best, baseline and count of evaluations without gain.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -46,8 +47,10 @@ class Selection:
 
     def stop_early(self, step: int) -> str:
         assert self.best is not None
-        reason = (f"no better validation {self.metric} in {self.since_best} evaluations since step {self.best['step']} "
-                  f"(patience {self.patience}); the best checkpoint is step {self.best['step']}")
+        reason = (
+            f"no better validation {self.metric} in {self.since_best} evaluations since step {self.best['step']} "
+            f"(patience {self.patience}); the best checkpoint is step {self.best['step']}"
+        )
         self.stopped_early = {"step": step, "reason": reason}
         return reason
 
@@ -55,7 +58,10 @@ class Selection:
         """The job summary's evidence keys (the test results are added at the end of the job)."""
         trained = self.best is not None and self.baseline is not None and (self.since_best > 0 or self.best["step"] > 0)
         return {
-            "select_metric": self.metric, "best": self.best, "baseline": self.baseline, "stopped_early": self.stopped_early,
+            "select_metric": self.metric,
+            "best": self.best,
+            "baseline": self.baseline,
+            "stopped_early": self.stopped_early,
             "no_gain": no_gain(self.best, self.baseline, self.metric) if trained else None,
         }
 
@@ -63,7 +69,7 @@ class Selection:
         return asdict(self)
 
     @classmethod
-    def restore(cls, metric: str, patience: int | None, state: dict[str, Any] | None) -> "Selection":
+    def restore(cls, metric: str, patience: int | None, state: dict[str, Any] | None) -> Selection:
         """From a checkpoint's state; a fresh one when the checkpoint has none or selected on another metric."""
         if not state or state.get("metric") != metric:
             return cls(metric, patience)

@@ -7,6 +7,7 @@ selection). At the end: the locked test part (`score_test`, once per checkpoint)
 exports from the best checkpoint (`export_best`). The worker supplies `run`: where metrics
 and log lines go, the device, and whether to stop (cancel, SIGTERM, lease lost).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,11 +100,16 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         run.log("info", f"{left_out} training class(es) have fewer than {spec.samples_per_class} images and are left out of batches")
         train = train.subset(np.flatnonzero(np.isin(train.labels.numpy(), usable)))
     if len(usable) < spec.classes_per_batch:
-        raise JobFailed(f"only {len(usable)} training classes have {spec.samples_per_class} images; classes_per_batch is {spec.classes_per_batch}")
+        raise JobFailed(
+            f"only {len(usable)} training classes have {spec.samples_per_class} images; classes_per_batch is {spec.classes_per_batch}"
+        )
     if spec.loss not in MARGIN_LOSSES:
         run.log("info", f"{spec.loss} has no margin; the margin field is ignored")
-    run.log("info", f"{len(train)} training images in {len(usable)} classes, {len(val)} validation images in {n_classes(val)} classes, "
-                    f"{len(test)} test images in {n_classes(test)} classes (scored once, at the end), on {device}")
+    run.log(
+        "info",
+        f"{len(train)} training images in {len(usable)} classes, {len(val)} validation images in {n_classes(val)} classes, "
+        f"{len(test)} test images in {n_classes(test)} classes (scored once, at the end), on {device}",
+    )
     # Keep the whole dataset on the accelerator when there is one: no per-step copies.
     train_images = train.images.to(device) if device.type == "cuda" else train.images
     val_batches = fixed_val_batches(val.labels.numpy(), spec)
@@ -132,8 +138,14 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     distances = distances or {"loss": spec.loss, "margin": spec.margin, "kind": distance.measure, "evaluations": []}
 
     def save_checkpoint(step: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "spec": spec_json, "step": step,
-                 "metrics": dict(latest), "selection": selection.state()}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "spec": spec_json,
+            "step": step,
+            "metrics": dict(latest),
+            "selection": selection.state(),
+        }
         artifacts.save_checkpoint(run.job_dir, state, run.still_owner)
 
     def evaluate(step: int) -> Evaluation:
@@ -161,8 +173,13 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         if selection.update(ev.step, ev.metrics):
             best = {"model": model.state_dict(), "spec": spec_json, "step": ev.step, "metrics": dict(ev.metrics)}
             artifacts.save_checkpoint(run.job_dir, best, run.still_owner, name=artifacts.BEST_CHECKPOINT)
-            artifacts.save_per_query(run.job_dir, val.indices[ev.scores.queries], ev.scores.per_query,
-                                     {"step": ev.step, "seed": spec.seed, "bootstrap_seed": spec.split_seed}, run.still_owner)
+            artifacts.save_per_query(
+                run.job_dir,
+                val.indices[ev.scores.queries],
+                ev.scores.per_query,
+                {"step": ev.step, "seed": spec.seed, "bootstrap_seed": spec.split_seed},
+                run.still_owner,
+            )
         save_checkpoint(ev.step)
         run.summarize(selection.summary())
 
@@ -198,9 +215,12 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
             load_best(final_step)
             results["best"] = score_test_part(best_step)
         run.summarize({"test": results})
-        run.log("info", f"locked test part, scored once per checkpoint: {spec.select_metric} "
-                        f"{results['best']['metrics'][spec.select_metric]:.4f} at the best step {best_step}, "
-                        f"{results['final']['metrics'][spec.select_metric]:.4f} at the final step {final_step}")
+        run.log(
+            "info",
+            f"locked test part, scored once per checkpoint: {spec.select_metric} "
+            f"{results['best']['metrics'][spec.select_metric]:.4f} at the best step {best_step}, "
+            f"{results['final']['metrics'][spec.select_metric]:.4f} at the final step {final_step}",
+        )
 
     def export_best(final_step: int) -> None:
         """Embeddings and the explorer's layout from the best checkpoint."""

@@ -8,6 +8,7 @@ the training loop checks them between steps, so cancel and SIGTERM act within a 
 database write goes through app.store, carrying the lease token, and is refused once the lease
 was taken over.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,8 @@ from app.lifeline import die_with_parent
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics, workers
 from app.store.db import get_engine, init_db, is_sqlite
-from trainer.diskspace import DiskGuard
 from trainer import memory
+from trainer.diskspace import DiskGuard
 from trainer.errors import JobFailed, StopRequested
 from trainer.train import train
 
@@ -56,7 +57,7 @@ def resolve_device(requested: str) -> torch.device:
 class JobRun:
     """What the training loop sees of the outside world, for one attempt of one job."""
 
-    def __init__(self, worker: "Worker", claim: jobs.Claim):
+    def __init__(self, worker: Worker, claim: jobs.Claim):
         self.worker, self.claim = worker, claim
         self.engine = worker.engine
         self.device = worker.device
@@ -141,8 +142,15 @@ class JobRun:
         if self._rate and now > self._rate[0] and self.step > self._rate[1]:
             rate = (self.step - self._rate[1]) / (now - self._rate[0])
         self._rate = (now, self.step)
-        answer = jobs.heartbeat(self.engine, self.claim.job_id, self.claim.token, step=self.step, steps_per_second=rate,
-                                lease_seconds=self.worker.settings.lease_seconds, phase=self._phase.value.decode(errors="ignore") or None)
+        answer = jobs.heartbeat(
+            self.engine,
+            self.claim.job_id,
+            self.claim.token,
+            step=self.step,
+            steps_per_second=rate,
+            lease_seconds=self.worker.settings.lease_seconds,
+            phase=self._phase.value.decode(errors="ignore") or None,
+        )
         if answer != "ok" and self.stop_reason != "lost":
             self.stop_reason = "lost" if answer == "lost" else "cancel"
 
@@ -162,7 +170,11 @@ class Worker:
         self.stopping = threading.Event()
         self.disk = DiskGuard(settings, self.stopping, log)
         # Which queued jobs this worker may take (by their `device` field).
-        self.accepts = ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))) if self.device.type == "cuda" else ("auto", "cpu")
+        self.accepts = (
+            ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count())))
+            if self.device.type == "cuda"
+            else ("auto", "cpu")
+        )
 
     def install_signal_handlers(self) -> None:
         def on_term(signum, _frame) -> None:
@@ -177,10 +189,16 @@ class Worker:
         from importlib.metadata import version
 
         if is_sqlite(self.engine) and (others := workers.other_hosts_alive(self.engine, socket.gethostname(), self.settings.lease_seconds)):
-            raise SystemExit(f"SQLite is already used by workers on {', '.join(others)}: SQLite needs all workers on one host; "
-                             "use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) for several hosts")
-        self.disk.retrying(lambda: workers.register(self.engine, self.id, host=socket.gethostname(), pid=os.getpid(),
-                                                    device=str(self.device), version=version("embedlab")), "register the worker")
+            raise SystemExit(
+                f"SQLite is already used by workers on {', '.join(others)}: SQLite needs all workers on one host; "
+                "use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) for several hosts"
+            )
+        self.disk.retrying(
+            lambda: workers.register(
+                self.engine, self.id, host=socket.gethostname(), pid=os.getpid(), device=str(self.device), version=version("embedlab")
+            ),
+            "register the worker",
+        )
         done = 0
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
@@ -214,8 +232,14 @@ class Worker:
 
     def poll(self) -> jobs.Claim | None:
         jobs.requeue_expired(self.engine)
-        claim = jobs.claim(self.engine, self.id, devices=self.accepts, lease_seconds=self.settings.lease_seconds,
-                           run_device=str(self.device), max_running_per_user=self.settings.max_running_per_user)
+        claim = jobs.claim(
+            self.engine,
+            self.id,
+            devices=self.accepts,
+            lease_seconds=self.settings.lease_seconds,
+            run_device=str(self.device),
+            max_running_per_user=self.settings.max_running_per_user,
+        )
         if claim is None:
             workers.beat(self.engine, self.id, None)
         return claim
@@ -240,7 +264,9 @@ class Worker:
             # From a fresh thread: OpenMP's thread pool belongs to the thread that ran parallel regions, and an
             # attempt forked from that one (a process that trained before: a test) hangs at its first; this
             # thread also outlives the attempt, as the kernel sends the parent-death signal when it ends.
-            attempt = multiprocessing.get_context("fork").Process(target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}")
+            attempt = multiprocessing.get_context("fork").Process(
+                target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}"
+            )
             attempt.start()
             attempt.join()
             ended.append(attempt.exitcode)
@@ -329,7 +355,9 @@ class Worker:
             cause = "could not be started"
         elif exitcode < 0:
             name = signal.Signals(-exitcode).name
-            cause = f"was killed by {name}" + (" (the kernel's out-of-memory killer sends it when the host runs out of memory)" if name == "SIGKILL" else "")
+            cause = f"was killed by {name}" + (
+                " (the kernel's out-of-memory killer sends it when the host runs out of memory)" if name == "SIGKILL" else ""
+            )
         else:
             cause = f"exited with code {exitcode}"
         reason = f"the training process {cause} at step {run.step}"

@@ -1,4 +1,5 @@
 """Backbones a job may name, and whether their pretrained weights are on this server."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -1,4 +1,5 @@
 """Any jobs side by side: each against the best of them, with the test used (the comparison page's data)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -23,7 +24,9 @@ class CompareRow(BaseModel):
     low: float
     high: float
     steps: list[int | None] = Field(description="The best step")
-    method: str | None = Field(description="How the job was compared with the best: paired bootstrap | interval overlap (null for the best)")
+    method: str | None = Field(
+        description="How the job was compared with the best: paired bootstrap | interval overlap (null for the best)"
+    )
     diff: float = Field(description="The best job's value minus this one's")
     diff_low: float | None
     diff_high: float | None
@@ -50,8 +53,11 @@ def parse_ids(text: str) -> list[int]:
 
 
 @router.get("", response_model=CompareOut, responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
-def compare(engine: EngineDep, settings: SettingsDep,
-            ids: Annotated[str, Query(alias="jobs", max_length=400, description="Job ids, comma-separated")]) -> CompareOut:
+def compare(
+    engine: EngineDep,
+    settings: SettingsDep,
+    ids: Annotated[str, Query(alias="jobs", max_length=400, description="Job ids, comma-separated")],
+) -> CompareOut:
     wanted = parse_ids(ids)
     rows = [jobs.get(engine, i) for i in wanted]
     missing = [i for i, r in zip(wanted, rows) if r is None]
@@ -59,7 +65,13 @@ def compare(engine: EngineDep, settings: SettingsDep,
         raise HTTPException(404, f"no job {', '.join(map(str, missing))}")
     done = [r.as_dict() for r in rows if r.status == "succeeded"]  # the advisor reads plain job dicts
     arrays = {r["id"]: evidence.per_query(settings.job_dir(r["id"])) for r in done}
-    metric = next(((r["summary"] or {}).get("select_metric") for r in done if (r["summary"] or {}).get("select_metric")), None) or DEFAULT_SELECT
+    metric = (
+        next(((r["summary"] or {}).get("select_metric") for r in done if (r["summary"] or {}).get("select_metric")), None) or DEFAULT_SELECT
+    )
     result = compare_jobs(done, arrays, metric)
-    return CompareOut(jobs=[job_out(r) for r in rows], select_metric=result["select_metric"], best_job=result["best_job"],
-                      rows=[CompareRow(**r) for r in result["rows"]])
+    return CompareOut(
+        jobs=[job_out(r) for r in rows],
+        select_metric=result["select_metric"],
+        best_job=result["best_job"],
+        rows=[CompareRow(**r) for r in result["rows"]],
+    )

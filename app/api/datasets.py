@@ -1,4 +1,5 @@
 """Datasets a job can use: the bundled ones and the image folders under the allowed roots."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -6,7 +7,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep
 from app.api.schemas import DatasetList, DatasetOut
-from app.benchmarks import BENCHMARKS, detect as detect_benchmark
+from app.benchmarks import BENCHMARKS
+from app.benchmarks import detect as detect_benchmark
 from app.datasets import BUNDLED, DEFAULT_FOLDER_SIZE, NATIVE_SIZE, DatasetError, load_catalog
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -25,7 +27,15 @@ def _folders(roots) -> list[DatasetOut]:
             except DatasetError:
                 continue
             what = f"{BENCHMARKS[kind].title} (dataset {kind!r})" if kind in BENCHMARKS else "image folder"
-            found.append(DatasetOut(name=str(folder), description=f"{what} {folder.name}", classes=len(c.class_names), images=c.num_images, image_size=DEFAULT_FOLDER_SIZE))
+            found.append(
+                DatasetOut(
+                    name=str(folder),
+                    description=f"{what} {folder.name}",
+                    classes=len(c.class_names),
+                    images=c.num_images,
+                    image_size=DEFAULT_FOLDER_SIZE,
+                )
+            )
     return found
 
 
@@ -35,8 +45,20 @@ async def list_datasets(settings: SettingsDep) -> DatasetList:
         bundled = []
         for name, description in BUNDLED.items():
             c = load_catalog(name, None, settings.data_root_paths)
-            bundled.append(DatasetOut(name=name, description=description, classes=len(c.class_names), images=c.num_images, image_size=NATIVE_SIZE[name]))
-        bundled.append(DatasetOut(name="imagefolder", description="class-per-subfolder images at dataset_path", classes=None, images=None, image_size=DEFAULT_FOLDER_SIZE))
+            bundled.append(
+                DatasetOut(
+                    name=name, description=description, classes=len(c.class_names), images=c.num_images, image_size=NATIVE_SIZE[name]
+                )
+            )
+        bundled.append(
+            DatasetOut(
+                name="imagefolder",
+                description="class-per-subfolder images at dataset_path",
+                classes=None,
+                images=None,
+                image_size=DEFAULT_FOLDER_SIZE,
+            )
+        )
         return DatasetList(datasets=bundled, roots=[str(r) for r in settings.data_root_paths], folders=_folders(settings.data_root_paths))
 
     return await run_in_threadpool(build)

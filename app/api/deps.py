@@ -1,11 +1,11 @@
 """Dependencies shared by the routers, as Annotated aliases."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import Engine
-
 from starlette.concurrency import run_in_threadpool
 
 from app import auth

@@ -3,6 +3,7 @@
 No margin is suggested from one job: its distances were shaped by its own margin (triplet training drives the
 negative-positive gap toward it), so any rule read off them returns the setting. A sweep answers that question.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,5 +50,7 @@ def get_distances(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Di
         raise HTTPException(404, f"job {job_id} has no evaluation yet")
     data = json.loads(path.read_text())
     loss, margin, params = data["loss"], data["margin"], job.spec.get("loss_params", {})
-    evaluations = [Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params, e["kind"])) for e in data["evaluations"]]
+    evaluations = [
+        Evaluation(**e, margin_lines=margin_lines(loss, margin, e.get("positive_median"), params, e["kind"])) for e in data["evaluations"]
+    ]
     return DistancesOut(loss=loss, margin=margin, kind=data["kind"], evaluations=evaluations)

@@ -3,6 +3,7 @@
 Thin routes over app.explorer.embeddings (the job's projection.npz and its neighbour index, cached
 per job) and, for uploads only, trainer.inference (imported lazily: it loads torch).
 """
+
 from __future__ import annotations
 
 import io
@@ -19,14 +20,15 @@ from fastapi.responses import Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from app.distance import Space
-from app.explorer import embeddings as stored, layout, thumbnails
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.schemas import ErrorOut
 from app.config import Settings
 from app.datasets import DatasetError
-from app.files import thumbnail_cache_dir
+from app.distance import Space
+from app.explorer import embeddings as stored
+from app.explorer import layout, thumbnails
 from app.explorer.layout import SPLITS
+from app.files import thumbnail_cache_dir
 
 router = APIRouter(tags=["embeddings"])
 
@@ -79,7 +81,9 @@ class ClassQuality(BaseModel):
 
 
 class Preservation(BaseModel):
-    knn_recall_at_10: float = Field(description="Mean share of each point's 10 nearest neighbours (full space) kept among its 10 nearest in 2-D")
+    knn_recall_at_10: float = Field(
+        description="Mean share of each point's 10 nearest neighbours (full space) kept among its 10 nearest in 2-D"
+    )
     trustworthiness_at_10: float = Field(description="sklearn.manifold.trustworthiness on a sample of up to 2,000 points")
 
 
@@ -131,6 +135,7 @@ class NeighborsOut(BaseModel):
 
 # -- helpers -----------------------------------------------------------------
 
+
 def image_url(job_id: int, index: int) -> str:
     return f"/api/jobs/{job_id}/images/{index}"
 
@@ -145,12 +150,18 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedd
         elif not job.ended:
             reason = f"job {job_id} has no embeddings yet: it is {job.status}; the explorer's data is written when it finishes"
         else:
-            reason = (f"job {job_id} was cancelled before its first evaluation, so it has no embeddings; submit it again to explore it"
-                      if job.status == "cancelled" else f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them")
+            reason = (
+                f"job {job_id} was cancelled before its first evaluation, so it has no embeddings; submit it again to explore it"
+                if job.status == "cancelled"
+                else f"job {job_id} has no embeddings ({job.status}); only jobs that finished training have them"
+            )
         raise HTTPException(404, reason) from None
     except stored.CorruptProjection as e:
-        raise HTTPException(409, f"job {job_id}'s {e}: the explorer's file is damaged; run the job again (Clone on its page) "
-                                 f"to write a new one (its embeddings download is a separate file)") from None
+        raise HTTPException(
+            409,
+            f"job {job_id}'s {e}: the explorer's file is damaged; run the job again (Clone on its page) "
+            f"to write a new one (its embeddings download is a separate file)",
+        ) from None
 
 
 def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
@@ -158,30 +169,55 @@ def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: n
     for r, d in zip(rows.tolist(), dist.tolist()):
         label = int(data.labels[r])
         index = int(data.indices[r])
-        out.append(NeighborOut(index=index, label=label, class_name=data.class_name(label), split=data.split_name(r), distance=d,
-                               same_label=None if query_label is None else label == query_label,
-                               x=float(data.xy[r, 0]), y=float(data.xy[r, 1]), image_url=image_url(job_id, index)))
+        out.append(
+            NeighborOut(
+                index=index,
+                label=label,
+                class_name=data.class_name(label),
+                split=data.split_name(r),
+                distance=d,
+                same_label=None if query_label is None else label == query_label,
+                x=float(data.xy[r, 0]),
+                y=float(data.xy[r, 1]),
+                image_url=image_url(job_id, index),
+            )
+        )
     return out
 
 
 # -- API ---------------------------------------------------------------------
 
+
 @router.get("/api/jobs/{job_id}/embedding", response_model=EmbeddingPoints | EmbeddingColumns, responses=ERRORS)
-def get_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
-                  format: Annotated[Literal["points", "columns"], Query(description="`columns`: parallel arrays, compact for large sets")] = "points") -> Response:
+def get_embedding(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    format: Annotated[Literal["points", "columns"], Query(description="`columns`: parallel arrays, compact for large sets")] = "points",
+) -> Response:
     """Every point of the 2-D layout: the validation split and a sample of training images."""
     data = _embedding(engine, settings, job_id)
     x = np.round(data.xy[:, 0].astype(np.float64), 4).tolist()
     y = np.round(data.xy[:, 1].astype(np.float64), 4).tolist()
     if format == "columns":
         body: dict[str, Any] = {
-            "index": data.indices.tolist(), "x": x, "y": y, "label": data.labels.tolist(), "split": data.split.astype(int).tolist(),
-            "nn_same_label": data.nn_same_label.astype(int).tolist(), "splits": list(SPLITS), "class_names": data.class_names,
+            "index": data.indices.tolist(),
+            "x": x,
+            "y": y,
+            "label": data.labels.tolist(),
+            "split": data.split.astype(int).tolist(),
+            "nn_same_label": data.nn_same_label.astype(int).tolist(),
+            "splits": list(SPLITS),
+            "class_names": data.class_names,
         }
     else:
         names, splits = data.class_names, SPLITS
-        body = {"points": [{"index": i, "x": px, "y": py, "label": lab, "class_name": names[lab] if lab < len(names) else str(lab), "split": splits[s]}
-                           for i, px, py, lab, s in zip(data.indices.tolist(), x, y, data.labels.tolist(), data.split.tolist())]}
+        body = {
+            "points": [
+                {"index": i, "x": px, "y": py, "label": lab, "class_name": names[lab] if lab < len(names) else str(lab), "split": splits[s]}
+                for i, px, py, lab, s in zip(data.indices.tolist(), x, y, data.labels.tolist(), data.split.tolist())
+            ]
+        }
     # Built by hand: validating 50,000 points through pydantic would cost more than the search.
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
@@ -193,23 +229,46 @@ def get_embedding_summary(job_id: JobId, engine: EngineDep, settings: SettingsDe
     m = data.meta
     per_class = [ClassQuality(**c, class_name=data.class_name(c["label"])) for c in m["per_class"]]
     index = IndexInfo(kind="exact" if data.index.exact else "hnsw", recall_at_10=data.index.recall_at_10)
-    return EmbeddingSummary(job_id=job_id, points=len(data), splits=m["splits"], fitted_points=m["fitted_points"], space=m["space"],
-                            umap=m["umap"], preservation=Preservation(**m["preservation"]), per_class=per_class, index=index,
-                            seconds=m.get("seconds", {}))
+    return EmbeddingSummary(
+        job_id=job_id,
+        points=len(data),
+        splits=m["splits"],
+        fitted_points=m["fitted_points"],
+        space=m["space"],
+        umap=m["umap"],
+        preservation=Preservation(**m["preservation"]),
+        per_class=per_class,
+        index=index,
+        seconds=m.get("seconds", {}),
+    )
 
 
 @router.get("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses=ERRORS)
-def get_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
-                  index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Dataset index of a point of the explorer")], k: K = 10) -> NeighborsOut:
+def get_neighbors(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Dataset index of a point of the explorer")],
+    k: K = 10,
+) -> NeighborsOut:
     """The k nearest points of a shown point in the full embedding space (not the 2-D layout), nearest first."""
     data = _embedding(engine, settings, job_id)
     row = data.row_of(index)
     if row is None:
-        raise HTTPException(404, f"image {index} is not among job {job_id}'s {len(data)} explorer points (its validation split and a training sample)")
+        raise HTTPException(
+            404, f"image {index} is not among job {job_id}'s {len(data)} explorer points (its validation split and a training sample)"
+        )
     rows, dist = data.neighbors(row, k)
     label = int(data.labels[row])
-    query = QueryOut(index=index, label=label, class_name=data.class_name(label), split=data.split_name(row),
-                     x=float(data.xy[row, 0]), y=float(data.xy[row, 1]), image_url=image_url(job_id, index))
+    query = QueryOut(
+        index=index,
+        label=label,
+        class_name=data.class_name(label),
+        split=data.split_name(row),
+        x=float(data.xy[row, 0]),
+        y=float(data.xy[row, 1]),
+        image_url=image_url(job_id, index),
+    )
     return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, label), space=data.meta["space"])
 
 
@@ -228,15 +287,30 @@ def _read_upload(file: UploadFile) -> bytes:
 
 
 # What torch.load (weights_only), the stored spec's validation and load_state_dict raise for a damaged checkpoint.
-CHECKPOINT_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, OSError, KeyError, ValueError, TypeError, StopIteration, zipfile.BadZipFile)
+CHECKPOINT_ERRORS = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    EOFError,
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    StopIteration,
+    zipfile.BadZipFile,
+)
 
 # 400: a body that is not well-formed multipart (refused by Starlette's parser before the route runs).
 UPLOAD_ERRORS = {**ERRORS, **{code: {"model": ErrorOut} for code in (400, 409, 413, 415)}}
 
 
 @router.post("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses=UPLOAD_ERRORS)
-def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
-                    file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")], k: K = 10) -> NeighborsOut:
+def query_neighbors(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")],
+    k: K = 10,
+) -> NeighborsOut:
     """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""
     data = _embedding(engine, settings, job_id)
     blob = _read_upload(file)
@@ -251,8 +325,11 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
         raise HTTPException(409, f"cannot rebuild job {job_id}'s network here: {e}") from None
     except CHECKPOINT_ERRORS as e:  # truncated, overwritten, or from another network
         name = inference.checkpoint_name(settings.job_dir(job_id))
-        raise HTTPException(409, f"job {job_id}'s {name} cannot be read ({type(e).__name__}: {str(e)[:200]}): the file is "
-                                 f"damaged; run the job again (Clone on its page) to train a new checkpoint") from None
+        raise HTTPException(
+            409,
+            f"job {job_id}'s {name} cannot be read ({type(e).__name__}: {str(e)[:200]}): the file is "
+            f"damaged; run the job again (Clone on its page) to train a new checkpoint",
+        ) from None
     try:
         vector = inference.embed_image(settings.job_dir(job_id), settings, io.BytesIO(blob))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
@@ -271,15 +348,20 @@ def query_neighbors(job_id: JobId, engine: EngineDep, settings: SettingsDep,
 THUMBNAIL_THREADS = anyio.CapacityLimiter(8)
 
 
-@router.get("/api/jobs/{job_id}/images/{index}", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "PNG thumbnail"}, **ERRORS})
+@router.get(
+    "/api/jobs/{job_id}/images/{index}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "PNG thumbnail"}, **ERRORS},
+)
 async def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, settings: SettingsDep) -> Response:
     """A thumbnail of image `index` of the job's dataset (bundled images at native size); never any other file."""
 
     def thumbnail() -> bytes:
         job = job_or_404(engine, job_id)
         try:
-            return stored.thumbnail_png(job.spec, settings.data_root_paths, index, thumbnails.cache_for(thumbnail_cache_dir(settings.home_path)))
+            return stored.thumbnail_png(
+                job.spec, settings.data_root_paths, index, thumbnails.cache_for(thumbnail_cache_dir(settings.home_path))
+            )
         except stored.ImageNotServed as e:
             raise HTTPException(404, str(e)) from None
         except DatasetError as e:
@@ -290,15 +372,28 @@ async def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, setting
     return Response(png, media_type="image/png", headers=headers)
 
 
-EXPORTS = {"npy": ("application/octet-stream", "embeddings.npy"), "csv": ("text/csv; charset=utf-8", "embeddings.csv"),
-           "projector": ("application/zip", "projector.zip")}
+EXPORTS = {
+    "npy": ("application/octet-stream", "embeddings.npy"),
+    "csv": ("text/csv; charset=utf-8", "embeddings.csv"),
+    "projector": ("application/zip", "projector.zip"),
+}
 
 
-@router.get("/api/jobs/{job_id}/embedding/export", response_class=Response, responses={
-    200: {"content": {t: {} for t, _ in EXPORTS.values()}, "description": "npy: float32 (N, D) in the order of /embedding; "
-          "csv: index, label, class_name, split, x, y, e0...; projector: TensorBoard projector files (zip)"}, **ERRORS})
-def export_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
-                     format: Annotated[Literal["npy", "csv", "projector"], Query()] = "npy") -> Response:
+@router.get(
+    "/api/jobs/{job_id}/embedding/export",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {t: {} for t, _ in EXPORTS.values()},
+            "description": "npy: float32 (N, D) in the order of /embedding; "
+            "csv: index, label, class_name, split, x, y, e0...; projector: TensorBoard projector files (zip)",
+        },
+        **ERRORS,
+    },
+)
+def export_embedding(
+    job_id: JobId, engine: EngineDep, settings: SettingsDep, format: Annotated[Literal["npy", "csv", "projector"], Query()] = "npy"
+) -> Response:
     """The explorer's points with their full embeddings: NumPy, CSV, or TensorBoard's projector format."""
     data = _embedding(engine, settings, job_id)
     media_type, filename = EXPORTS[format]
@@ -308,5 +403,8 @@ def export_embedding(job_id: JobId, engine: EngineDep, settings: SettingsDep,
         body = stored.export_csv(data)
     else:
         body = stored.export_projector(data, job_or_404(engine, job_id).spec, settings.data_root_paths)
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"',
-                                                          "X-Content-Type-Options": "nosniff"})
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"', "X-Content-Type-Options": "nosniff"},
+    )

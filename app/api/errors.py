@@ -1,4 +1,5 @@
 """Every refused request answers JSON that names the field and the reason."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -58,7 +59,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def on_sign_in_required(request: Request, _exc: SignInRequired) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": "sign in: send Authorization: Bearer <token>"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"detail": "sign in: send Authorization: Bearer <token>"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(SpecError)
@@ -71,8 +74,10 @@ def install(app: FastAPI) -> None:
         if not is_disk_full(exc):
             raise exc
         home = request.app.state.settings.home_path
-        detail = (f"the server's disk is full, so nothing can be stored now ({human_bytes(free_bytes(home))} free in EMBEDLAB_HOME); "
-                  "what is stored can still be read. Try again once space has been freed.")
+        detail = (
+            f"the server's disk is full, so nothing can be stored now ({human_bytes(free_bytes(home))} free in EMBEDLAB_HOME); "
+            "what is stored can still be read. Try again once space has been freed."
+        )
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.add_exception_handler(SQLAlchemyError, on_storage_error)

@@ -1,4 +1,5 @@
 """Jobs: submit, list, read, cancel, log and artifact downloads."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -20,8 +21,12 @@ from app.text import Text
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 # Downloadable artifacts: a fixed list, so no request can name another file.
-DOWNLOADS = {"checkpoint": (CHECKPOINT_FILE, "application/octet-stream"), "best": (BEST_CHECKPOINT_FILE, "application/octet-stream"),
-             "embeddings": (EMBEDDINGS_FILE, "application/octet-stream"), "per_query": (PER_QUERY_FILE, "application/octet-stream")}
+DOWNLOADS = {
+    "checkpoint": (CHECKPOINT_FILE, "application/octet-stream"),
+    "best": (BEST_CHECKPOINT_FILE, "application/octet-stream"),
+    "embeddings": (EMBEDDINGS_FILE, "application/octet-stream"),
+    "per_query": (PER_QUERY_FILE, "application/octet-stream"),
+}
 
 
 @router.post("", status_code=201, response_model=JobOut, responses=BODY_ERRORS)
@@ -40,7 +45,9 @@ def list_jobs(
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-    sort: Annotated[Literal[jobs.SORTS], Query(description="Column to sort by, '-' first for descending; jobs without a value come last")] = "-id",  # type: ignore[valid-type]
+    sort: Annotated[
+        Literal[jobs.SORTS], Query(description="Column to sort by, '-' first for descending; jobs without a value come last")
+    ] = "-id",  # type: ignore[valid-type]
 ) -> JobList:
     rows, total = jobs.list_jobs(engine, status=status, q=q, sweep_id=sweep_id, limit=limit, offset=offset, sort=sort)
     return JobList(jobs=with_queue_positions(engine, rows), total=total, limit=limit, offset=offset)
@@ -52,13 +59,14 @@ def with_queue_positions(engine: Engine, rows: list[dict]) -> list[JobOut]:
     return [job_out(r, places.get(r["id"])) for r in rows]
 
 
-
 @router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
 def get_job(job_id: JobId, engine: EngineDep) -> JobOut:
     return with_queue_positions(engine, [job_or_404(engine, job_id)])[0]
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+@router.post(
+    "/{job_id}/cancel", response_model=JobOut, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}}
+)
 def cancel_job(job_id: JobId, engine: EngineDep, identity: IdentityDep) -> JobOut:
     job = job_or_404(engine, job_id)
     may_change(identity, job.owner, "job")
@@ -74,7 +82,9 @@ def get_job_logs(job_id: JobId, engine: EngineDep) -> list[LogLine]:
 
 
 @router.get("/{job_id}/download/{artifact}", response_class=FileResponse, responses={404: {"model": ErrorOut}})
-def download_artifact(job_id: JobId, artifact: Literal["checkpoint", "best", "embeddings", "per_query"], engine: EngineDep, settings: SettingsDep) -> FileResponse:
+def download_artifact(
+    job_id: JobId, artifact: Literal["checkpoint", "best", "embeddings", "per_query"], engine: EngineDep, settings: SettingsDep
+) -> FileResponse:
     job_or_404(engine, job_id)
     filename, media_type = DOWNLOADS[artifact]
     path = settings.job_dir(job_id) / filename

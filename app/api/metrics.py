@@ -1,4 +1,5 @@
 """Metric series (thinned on the server) and the live stream of new points (SSE)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,16 +12,29 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, JobId, job_or_404
-from app.live import Feeds
 from app.api.schemas import ErrorOut, MetricsOut, job_out
-from app.text import Text
+from app.live import Feeds
 from app.store import metrics
+from app.text import Text
 
 router = APIRouter(prefix="/api/jobs", tags=["metrics"])
 KEEPALIVE_SECONDS = 15.0
 MAX_EVENT_ID = 2**62
-STATUS_FIELDS = {"status", "progress", "steps_per_second", "eta_seconds", "attempts", "error", "metrics", "device", "worker", "started_at", "finished_at",
-                 "cancel_requested", "phase"}
+STATUS_FIELDS = {
+    "status",
+    "progress",
+    "steps_per_second",
+    "eta_seconds",
+    "attempts",
+    "error",
+    "metrics",
+    "device",
+    "worker",
+    "started_at",
+    "finished_at",
+    "cancel_requested",
+    "phase",
+}
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsOut, responses={404: {"model": ErrorOut}})
@@ -87,7 +101,7 @@ async def stream_job(
                         return
                 try:
                     await asyncio.wait_for(ticked.wait(), KEEPALIVE_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield ": keepalive\n\n"
         finally:
             feeds.leave(feed)

@@ -1,4 +1,5 @@
 """Response models: the documented shapes REST clients rely on."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -125,13 +126,31 @@ def job_out(row: JobRow, queue_position: int | None = None) -> JobOut:
     sps, step, total = row.steps_per_second, row.step, row.total_steps
     eta = (total - step) / sps if row.status == "running" and sps else None
     return JobOut(
-        id=row.id, name=row.name, owner=row.owner, status=row.status, spec=row.spec, dataset=row.dataset,
-        loss=row.loss, margin=row.margin, priority=row.priority, sweep_id=row.sweep_id,
-        progress=Progress(step=step, total=total), steps_per_second=sps, eta_seconds=eta, phase=row.phase, queue_position=queue_position,
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        status=row.status,
+        spec=row.spec,
+        dataset=row.dataset,
+        loss=row.loss,
+        margin=row.margin,
+        priority=row.priority,
+        sweep_id=row.sweep_id,
+        progress=Progress(step=step, total=total),
+        steps_per_second=sps,
+        eta_seconds=eta,
+        phase=row.phase,
+        queue_position=queue_position,
         **summary_fields(row.summary or {}),
-        attempts=row.attempts, max_attempts=row.max_attempts, device=row.run_device, worker=row.worker_id,
-        error=row.error, cancel_requested=row.cancel_requested, created_at=row.created_at,
-        started_at=row.started_at, finished_at=row.finished_at,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        device=row.run_device,
+        worker=row.worker_id,
+        error=row.error,
+        cancel_requested=row.cancel_requested,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 

@@ -1,4 +1,5 @@
 """Searches: an Optuna study whose trials are ordinary queued jobs (app/search.py drives it)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -56,8 +57,9 @@ class TrialOut(BaseModel):
 
 class Budget(BaseModel):
     steps_spent: int
-    grid_steps: int | None = Field(description="Training steps the same number of trials would spend trained to the end "
-                                               "(a grid of the same resolution)")
+    grid_steps: int | None = Field(
+        description="Training steps the same number of trials would spend trained to the end (a grid of the same resolution)"
+    )
     fraction: float | None
 
 
@@ -74,8 +76,9 @@ class SearchDetail(SearchSummary):
     best: BestTrial | None
     budget: Budget
     recommendations: list[dict[str, Any]] = Field(description="The sweep recommender's rules applied to the completed trials")
-    importance: dict[str, float] | None = Field(description="fANOVA importance of each parameter (Optuna), when more than one varies "
-                                                            "and at least 3 trials completed")
+    importance: dict[str, float] | None = Field(
+        description="fANOVA importance of each parameter (Optuna), when more than one varies and at least 3 trials completed"
+    )
 
 
 class SearchList(BaseModel):
@@ -85,9 +88,20 @@ class SearchList(BaseModel):
 
 def _summary(row: SearchRow, counts: dict[JobStatus, int]) -> dict:
     spec = row.spec
-    return dict(id=row.id, name=row.name, owner=row.owner, status=row.status, created_at=row.created_at, finished_at=row.finished_at,
-                space=list(spec["space"]), sampler=spec["sampler"], pruner=spec["pruner"], trials=spec["trials"],
-                parallel=spec["parallel"], status_counts=counts)
+    return dict(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        status=row.status,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        space=list(spec["space"]),
+        sampler=spec["sampler"],
+        pruner=spec["pruner"],
+        trials=spec["trials"],
+        parallel=spec["parallel"],
+        status_counts=counts,
+    )
 
 
 def _search_or_404(engine, search_id: int) -> SearchRow:
@@ -106,7 +120,9 @@ async def create_search(spec: SearchSpec, settings: SettingsDep, engine: EngineD
 
 
 @router.get("", response_model=SearchList)
-def list_searches(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> SearchList:
+def list_searches(
+    engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0
+) -> SearchList:
     rows, total = searches.list_searches(engine, limit=limit, offset=offset)
     counts = searches.status_counts(engine, [r.id for r in rows])
     return SearchList(searches=[SearchSummary(**_summary(r, counts[r.id])) for r in rows], total=total)
@@ -127,10 +143,14 @@ def get_search(search_id: SearchId, engine: EngineDep) -> SearchDetail:
     # The sweep's rules over the completed trials' jobs ({id, status, spec, summary}; `metrics` for the older advisor).
     recs = recommend_from_sweep([{**j.as_dict(), "metrics": j.summary} for j in jobs if j.id in completed], list(spec.space))
     return SearchDetail(
-        **_summary(row, counts), spec=row.spec, select_metric=spec.select_metric,
+        **_summary(row, counts),
+        spec=row.spec,
+        select_metric=spec.select_metric,
         trial_list=[TrialOut(**vars(v)) for v in views],
         best=BestTrial(number=top.number, value=top.value, params=top.params) if top else None,  # type: ignore[arg-type]
-        budget=Budget(**search.budget(spec, views)), recommendations=recs, importance=search.importance(engine, row),
+        budget=Budget(**search.budget(spec, views)),
+        recommendations=recs,
+        importance=search.importance(engine, row),
     )
 
 

@@ -3,6 +3,7 @@
 Routes over app.explorer.columns and app.explorer.selection; the job's data comes through
 app.api.embeddings (the same per-job cache and the same 404s).
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -16,7 +17,8 @@ from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.embeddings import ERRORS, _embedding, image_url
 from app.api.errors import field_error
 from app.api.schemas import BODY_ERRORS
-from app.explorer import columns, embeddings as stored, selection
+from app.explorer import columns, selection
+from app.explorer import embeddings as stored
 
 router = APIRouter(tags=["embeddings"])
 
@@ -24,10 +26,19 @@ MAX_SELECTION = 2_000_000
 SELECTION_BODY_BYTES = 24 * 1024 * 1024  # 2,000,000 indices of up to 10 digits, in JSON (app/main.py's BodyLimit)
 
 
-@router.get("/api/jobs/{job_id}/embedding/columns", response_class=Response, responses={
-    200: {"content": {columns.MEDIA_TYPE: {}}, "description": "uint32 little-endian header length H, H bytes of JSON "
-          "({n, columns: [{name, dtype, offset, length}], splits, class_names}; offsets count from the end of the header), "
-          "then the columns: index i4, x f4, y f4, label i4, split u1, nn_same_label u1, little-endian"}, **ERRORS})
+@router.get(
+    "/api/jobs/{job_id}/embedding/columns",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {columns.MEDIA_TYPE: {}},
+            "description": "uint32 little-endian header length H, H bytes of JSON "
+            "({n, columns: [{name, dtype, offset, length}], splits, class_names}; offsets count from the end of the header), "
+            "then the columns: index i4, x f4, y f4, label i4, split u1, nn_same_label u1, little-endian",
+        },
+        **ERRORS,
+    },
+)
 def get_columns(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Response:
     """Every point of the layout as binary columns (what the explorer page loads): ~18 bytes a point, no parsing."""
     job_or_404(engine, job_id)
@@ -36,12 +47,15 @@ def get_columns(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Resp
     except (stored.NoProjection, columns.Unreadable):
         # app.api.embeddings words the 404 (no layout yet, explorer: false) and a damaged file's answer
         body = columns.encoded(_embedding(engine, settings, job_id))
-    return Response(body, media_type=columns.MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"})
+    return Response(
+        body, media_type=columns.MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"}
+    )
 
 
 class SelectionIn(BaseModel):
-    indices: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(min_length=1, max_length=MAX_SELECTION,
-                                                                    description="Dataset indices of the selected points")
+    indices: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=MAX_SELECTION, description="Dataset indices of the selected points"
+    )
 
 
 class SelectionClass(BaseModel):
@@ -49,7 +63,9 @@ class SelectionClass(BaseModel):
     class_name: str
     count: int
     share: float = Field(description="Of the selection")
-    precision_at_1: float = Field(description="Share of this class's selected points whose nearest point (full space, all explorer points) has their label")
+    precision_at_1: float = Field(
+        description="Share of this class's selected points whose nearest point (full space, all explorer points) has their label"
+    )
 
 
 class CentralImage(BaseModel):
@@ -67,11 +83,23 @@ class SelectionOut(BaseModel):
     central: list[CentralImage] = Field(description="The selected points nearest the selection's centre, nearest first")
 
 
-@router.post("/api/jobs/{job_id}/embedding/selection", response_model=SelectionOut, responses={
-    200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
-    **ERRORS, **BODY_ERRORS, 413: ERRORS[422]})
-def post_selection(job_id: JobId, body: SelectionIn, engine: EngineDep, settings: SettingsDep,
-                   format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json") -> Response | SelectionOut:
+@router.post(
+    "/api/jobs/{job_id}/embedding/selection",
+    response_model=SelectionOut,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
+        **ERRORS,
+        **BODY_ERRORS,
+        413: ERRORS[422],
+    },
+)
+def post_selection(
+    job_id: JobId,
+    body: SelectionIn,
+    engine: EngineDep,
+    settings: SettingsDep,
+    format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json",
+) -> Response | SelectionOut:
     """Summarise a selection of explorer points (a lasso on the page), or export it as CSV."""
     data = _embedding(engine, settings, job_id)
     try:
@@ -79,11 +107,20 @@ def post_selection(job_id: JobId, body: SelectionIn, engine: EngineDep, settings
     except selection.UnknownIndices as e:
         return field_error("indices", str(e))
     if format == "csv":
-        return Response(selection.selection_csv(data, rows), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="job{job_id}-selection.csv"', "X-Content-Type-Options": "nosniff"})
+        return Response(
+            selection.selection_csv(data, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="job{job_id}-selection.csv"', "X-Content-Type-Options": "nosniff"},
+        )
     s = selection.summarize(data, rows)
     central = []
     for c in s["central"]:
         index, label = int(data.indices[c["row"]]), int(data.labels[c["row"]])
-        central.append(CentralImage(index=index, label=label, class_name=data.class_name(label), distance=c["distance"], image_url=image_url(job_id, index)))
-    return SelectionOut(count=s["count"], precision_at_1=s["precision_at_1"], per_class=[SelectionClass(**c) for c in s["per_class"]], central=central)
+        central.append(
+            CentralImage(
+                index=index, label=label, class_name=data.class_name(label), distance=c["distance"], image_url=image_url(job_id, index)
+            )
+        )
+    return SelectionOut(
+        count=s["count"], precision_at_1=s["precision_at_1"], per_class=[SelectionClass(**c) for c in s["per_class"]], central=central
+    )

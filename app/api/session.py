@@ -1,4 +1,5 @@
 """Browser sign-in: a session cookie (HttpOnly, SameSite=Lax) plus a CSRF token for writes."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -37,8 +38,13 @@ def limiter(request: Request) -> signin_limit.SignInLimiter:
     return state.sign_in_limiter
 
 
-THROTTLED = {429: {"model": ErrorOut, "description": "Too many failed sign-ins for this name or from this address",
-                   "headers": {"Retry-After": {"description": "Seconds until the next try", "schema": {"type": "integer"}}}}}
+THROTTLED = {
+    429: {
+        "model": ErrorOut,
+        "description": "Too many failed sign-ins for this name or from this address",
+        "headers": {"Retry-After": {"description": "Seconds until the next try", "schema": {"type": "integer"}}},
+    }
+}
 
 
 @router.post("/session", response_model=Me, responses={401: {"model": ErrorOut}, **THROTTLED, **BODY_ERRORS})
@@ -55,8 +61,15 @@ async def create_session(body: SignIn, response: Response, request: Request, eng
         raise HTTPException(401, "wrong name, password or token")
     limiter(request).succeeded(name, address, attempt)
     identity, session_id = found
-    response.set_cookie(auth.SESSION_COOKIE, session_id, max_age=auth.SESSION_DAYS * 86400, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", path="/")
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        session_id,
+        max_age=auth.SESSION_DAYS * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
     return Me(name=identity.name, is_admin=identity.is_admin, auth=True, csrf_token=identity.csrf_token)
 
 

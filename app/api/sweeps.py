@@ -1,4 +1,5 @@
 """Sweeps: create one job per grid point and seed, compare them, recommend a margin."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -10,12 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.explorer import aligned
 from app import job_evidence as evidence
 from app.advisor import DEFAULT_SELECT, recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
 from app.devices import check_devices
+from app.explorer import aligned
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
 from app.store.rows import JobStatus, SweepRow
@@ -102,8 +103,10 @@ class SweepLayouts(BaseModel):
     points: LayoutPoints
     layouts: dict[int, JobLayout] = Field(description="Per job id, the 2-D position of every point")
     class_names: list[str] = Field(description="Name of each label")
-    common_points: int = Field(description=f"Validation images all these jobs share; `points` is a seeded sample of at most "
-                                           f"{aligned.MAX_POINTS} of them (fewer in a sweep of many jobs)")
+    common_points: int = Field(
+        description=f"Validation images all these jobs share; `points` is a seeded sample of at most "
+        f"{aligned.MAX_POINTS} of them (fewer in a sweep of many jobs)"
+    )
     skipped: list[int] = Field(description="Succeeded jobs left out: they stored no embeddings")
     seconds: float = Field(description="How long the aligned layout took")
 
@@ -119,8 +122,16 @@ class SweepList(BaseModel):
 
 def _summary(row: SweepRow, counts: dict[JobStatus, int]) -> dict:
     spec = row.spec
-    return dict(id=row.id, name=row.name, owner=row.owner, created_at=row.created_at, axes=list(spec.get("grid", {})),
-                seeds=spec.get("seeds", [0]), jobs=sum(counts.values()), status_counts=counts)
+    return dict(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        created_at=row.created_at,
+        axes=list(spec.get("grid", {})),
+        seeds=spec.get("seeds", [0]),
+        jobs=sum(counts.values()),
+        status_counts=counts,
+    )
 
 
 @router.post("", status_code=201, response_model=SweepCreated, responses=BODY_ERRORS)
@@ -132,7 +143,9 @@ async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDe
 
 
 @router.get("", response_model=SweepList)
-def list_sweeps(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> SweepList:
+def list_sweeps(
+    engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10**9)] = 0
+) -> SweepList:
     rows, total = sweeps.list_sweeps(engine, limit=limit, offset=offset)
     counts = sweeps.status_counts(engine, [r.id for r in rows])
     return SweepList(sweeps=[SweepSummary(**_summary(r, counts[r.id])) for r in rows], total=total)
@@ -192,10 +205,16 @@ def cancel_sweep(sweep_id: SweepId, engine: EngineDep, identity: IdentityDep) ->
     return SweepSummary(**_summary(row, sweeps.status_counts(engine, [sweep_id])[sweep_id]))
 
 
-@router.get("/{sweep_id}/layouts", response_model=SweepLayouts, responses={
-    202: {"model": LayoutsComputing, "description": "The layouts are being computed (in the background): ask again in a few seconds"},
-    404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "Fewer than 2 succeeded jobs with embeddings, or jobs that share no images"},
-    500: {"model": ErrorOut, "description": "The last computation failed (reported once; the next call tries again)"}})
+@router.get(
+    "/{sweep_id}/layouts",
+    response_model=SweepLayouts,
+    responses={
+        202: {"model": LayoutsComputing, "description": "The layouts are being computed (in the background): ask again in a few seconds"},
+        404: {"model": ErrorOut},
+        409: {"model": ErrorOut, "description": "Fewer than 2 succeeded jobs with embeddings, or jobs that share no images"},
+        500: {"model": ErrorOut, "description": "The last computation failed (reported once; the next call tries again)"},
+    },
+)
 def get_layouts(sweep_id: SweepId, engine: EngineDep, settings: SettingsDep) -> SweepLayouts | JSONResponse:
     """The succeeded jobs' validation embeddings in 2-D, aligned (umap's AlignedUMAP) so that an image sits in about the
     same place in every job's layout. Computed once per set of succeeded jobs and kept under the sweep's folder."""

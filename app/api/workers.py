@@ -1,4 +1,5 @@
 """Workers: who is alive, on which device, running what."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -35,6 +35,7 @@ single-threaded):
 - The fit runs in a child process: in a thread of the server, each epoch held the GIL for
   up to 0.23 s, stalling every other request for the length of a fit.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -51,10 +52,10 @@ from typing import Any
 
 import numpy as np
 
-from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE, save_json
 from app.config import Settings
 from app.datasets import DatasetError, load_catalog
 from app.distance import Space, job_distance
+from app.files import EMBEDDINGS_FILE, LAYOUTS_FILE, save_json
 from app.spec import JobSpec
 from app.store.rows import JobRow
 
@@ -63,8 +64,13 @@ MAX_POINTS = 2_000
 TOTAL_POINTS = 8_000
 MIN_POINTS = 50  # per job, however many jobs: fewer would show nothing
 SEED = 0
-ALIGNED_UMAP_SETTINGS: dict[str, Any] = {"n_neighbors": 10, "min_dist": 0.05, "n_epochs": 100, "init": "random",
-                                         "alignment_regularisation": 0.03}
+ALIGNED_UMAP_SETTINGS: dict[str, Any] = {
+    "n_neighbors": 10,
+    "min_dist": 0.05,
+    "n_epochs": 100,
+    "init": "random",
+    "alignment_regularisation": 0.03,
+}
 FIT_TIMEOUT_S = 900
 NOT_COMPARABLE_EXIT = 3  # the child's exit status when the jobs share too few images
 
@@ -99,17 +105,20 @@ def comparison(rows: list[JobRow], settings: Settings) -> Comparison:
     usable = [r for r in succeeded if (settings.job_dir(r.id) / EMBEDDINGS_FILE).is_file()]
     skipped = [r.id for r in succeeded if r not in usable]
     if len(usable) < 2:
-        raise NotComparable(f"comparing embeddings needs at least 2 succeeded jobs with stored embeddings; this sweep has "
-                            f"{len(usable)} of {len(rows)} jobs" + (f" ({len(skipped)} succeeded without embeddings)" if skipped else ""))
+        raise NotComparable(
+            f"comparing embeddings needs at least 2 succeeded jobs with stored embeddings; this sweep has "
+            f"{len(usable)} of {len(rows)} jobs" + (f" ({len(skipped)} succeeded without embeddings)" if skipped else "")
+        )
     datasets = {(r.spec["dataset"], r.spec.get("dataset_path")) for r in usable}
     if len(datasets) > 1:
         raise NotComparable("the jobs of this sweep train on different datasets: the same index is not the same image")
     jobs = [SweepJob(r.id, settings.job_dir(r.id), job_distance(JobSpec.model_validate(r.spec)).space) for r in usable]
-    (name, path), = datasets
+    ((name, path),) = datasets
     return Comparison(jobs, skipped, {"dataset": name, "dataset_path": path})
 
 
 # -- the fit (in a child process) ----------------------------------------------
+
 
 def points_per_job(n_jobs: int) -> int:
     return max(MIN_POINTS, min(MAX_POINTS, TOTAL_POINTS // n_jobs))
@@ -182,8 +191,10 @@ def fit_and_write(jobs: list[SweepJob], dataset: dict[str, Any], out: Path, sett
         "job_ids": [job.id for job in jobs],
         "points": {"index": keep.tolist(), "label": labels.tolist()},
         "class_names": class_names(dataset, settings.data_root_paths, stored[0]["labels"]),
-        "layouts": {str(job.id): {"x": np.round(xy[:, 0].astype(float), 4).tolist(), "y": np.round(xy[:, 1].astype(float), 4).tolist()}
-                    for job, xy in zip(jobs, layouts)},
+        "layouts": {
+            str(job.id): {"x": np.round(xy[:, 0].astype(float), 4).tolist(), "y": np.round(xy[:, 1].astype(float), 4).tolist()}
+            for job, xy in zip(jobs, layouts)
+        },
         "common_points": n_common,
         "umap": {**ALIGNED_UMAP_SETTINGS, "metric": "precomputed", "spaces": sorted({job.space for job in jobs}), "seed": SEED},
         "seconds": round(time.perf_counter() - started, 2),
@@ -243,12 +254,23 @@ def layouts(settings: Settings, sweep_id: int, rows: list[JobRow]) -> tuple[dict
 
 
 def _fit_in_child(path: Path, found: Comparison, settings: Settings) -> None:
-    args = {"jobs": [[j.id, str(j.dir), j.space] for j in found.jobs], "dataset": found.dataset, "out": str(path),
-            "home": str(settings.home_path), "data_roots": settings.data_roots}
+    args = {
+        "jobs": [[j.id, str(j.dir), j.space] for j in found.jobs],
+        "dataset": found.dataset,
+        "out": str(path),
+        "home": str(settings.home_path),
+        "data_roots": settings.data_roots,
+    }
     failure = None
     try:
-        child = subprocess.Popen([sys.executable, "-m", "app.explorer.aligned", json.dumps(args)], cwd=Path(__file__).resolve().parent.parent,
-                                 env={**os.environ, "NUMBA_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "app.explorer.aligned", json.dumps(args)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "NUMBA_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with _lock:
             _children.add(child)
         try:

@@ -5,6 +5,7 @@ with allow_pickle=False, its neighbour index is built once, and both are kept pe
 a small LRU cache keyed by the file's modification time, so a job that ran again is read
 again. Torch-free.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,8 @@ from PIL import Image
 
 from app.datasets import BUNDLED, bundled_arrays, load_catalog
 from app.explorer import thumbnails
-from app.explorer.neighbors import NeighborIndex
 from app.explorer.layout import SPLITS, LayoutState
+from app.explorer.neighbors import NeighborIndex
 from app.files import PROJECTION_FILE
 
 # One query per request: faiss's OpenMP threads only contend with each other and with the
@@ -65,7 +66,7 @@ class JobEmbedding:
     index: NeighborIndex = field(repr=False)
 
     @classmethod
-    def read(cls, path: Path) -> "JobEmbedding":
+    def read(cls, path: Path) -> JobEmbedding:
         """The file's arrays, checked for the shapes every route relies on; a damaged file is a CorruptProjection."""
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -78,7 +79,9 @@ class JobEmbedding:
             if arrays["embeddings"].ndim != 2 or arrays["xy"].shape != (n, 2) or any(len(arrays[k]) != n for k in PROJECTION_ARRAYS):
                 raise ValueError("its arrays disagree in length")
             LayoutState.from_json(meta["layout"])  # a damaged layout state fails here, not at the first upload
-            return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"]))
+            return cls(
+                **{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"])
+            )
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
             raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
 
@@ -157,6 +160,7 @@ def job_embedding(job_dir: Path) -> JobEmbedding:
 
 # -- thumbnails --------------------------------------------------------------
 
+
 @lru_cache(maxsize=2)
 def _bundled_images(name: str) -> np.ndarray:
     return bundled_arrays(name)[1]
@@ -171,7 +175,9 @@ def _source(spec: dict[str, Any], roots: list[Path], index: int) -> np.ndarray |
     """
     catalog = load_catalog(spec["dataset"], spec.get("dataset_path"), roots)
     if not 0 <= index < catalog.num_images:
-        raise ImageNotServed(f"image {index} does not exist: dataset {spec['dataset']!r} has {catalog.num_images} images (0-{catalog.num_images - 1})")
+        raise ImageNotServed(
+            f"image {index} does not exist: dataset {spec['dataset']!r} has {catalog.num_images} images (0-{catalog.num_images - 1})"
+        )
     if catalog.name in BUNDLED:
         return _bundled_images(catalog.name)[index]
     root = catalog.root
@@ -213,6 +219,7 @@ def png_bytes(im: Image.Image) -> bytes:
 
 # -- exports -----------------------------------------------------------------
 
+
 def export_npy(data: JobEmbedding) -> bytes:
     out = io.BytesIO()
     np.save(out, data.embeddings.astype(np.float32), allow_pickle=False)
@@ -231,8 +238,17 @@ def export_csv(data: JobEmbedding) -> bytes:
     w.writerow(["index", "label", "class_name", "split", "x", "y", *(f"e{i}" for i in range(dims))])
     for r in range(len(data)):
         label = int(data.labels[r])
-        w.writerow([int(data.indices[r]), label, _spreadsheet_safe(data.class_name(label)), data.split_name(r),
-                    f"{data.xy[r, 0]:.6g}", f"{data.xy[r, 1]:.6g}", *(f"{v:.7g}" for v in data.embeddings[r])])
+        w.writerow(
+            [
+                int(data.indices[r]),
+                label,
+                _spreadsheet_safe(data.class_name(label)),
+                data.split_name(r),
+                f"{data.xy[r, 0]:.6g}",
+                f"{data.xy[r, 1]:.6g}",
+                *(f"{v:.7g}" for v in data.embeddings[r]),
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -260,11 +276,15 @@ def export_projector(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]
     emb = io.StringIO()
     np.savetxt(emb, data.embeddings, delimiter="\t", fmt="%.7g")
     meta = ["index\tlabel\tclass\tsplit"]
-    meta += [f"{int(data.indices[r])}\t{int(data.labels[r])}\t{_tsv_field(data.class_name(int(data.labels[r])))}\t{data.split_name(r)}"
-             for r in range(len(data))]
+    meta += [
+        f"{int(data.indices[r])}\t{int(data.labels[r])}\t{_tsv_field(data.class_name(int(data.labels[r])))}\t{data.split_name(r)}"
+        for r in range(len(data))
+    ]
     sheet, cell = sprite(data, spec, roots)
-    config = ('embeddings {\n  tensor_path: "embeddings.tsv"\n  metadata_path: "metadata.tsv"\n'
-              f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n')
+    config = (
+        'embeddings {\n  tensor_path: "embeddings.tsv"\n  metadata_path: "metadata.tsv"\n'
+        f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n'
+    )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("embeddings.tsv", emb.getvalue())

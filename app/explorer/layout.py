@@ -29,6 +29,7 @@ Choices, measured by bench/explorer.py on 10,000 x 128-d embeddings (2 cores):
   compiled code under EMBEDLAB_HOME/cache/numba and turns on caching for the umap kernels
   that umap leaves uncached, so only the first projection on a machine pays the JIT.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,11 +105,21 @@ class LayoutState:
     disconnection_distance: float
 
     @classmethod
-    def of(cls, reducer: Any, space: Space) -> "LayoutState":
+    def of(cls, reducer: Any, space: Space) -> LayoutState:
         n_epochs = reducer.n_epochs if isinstance(reducer.n_epochs, int) else (500 if reducer.embedding_.shape[0] <= 10_000 else 200)
-        return cls(space, int(reducer._n_neighbors), float(reducer._a), float(reducer._b), float(reducer.local_connectivity),
-                   float(reducer.repulsion_strength), float(reducer._initial_alpha), float(reducer.negative_sample_rate),
-                   int(n_epochs), int(reducer.transform_seed), float(reducer._disconnection_distance))
+        return cls(
+            space,
+            int(reducer._n_neighbors),
+            float(reducer._a),
+            float(reducer._b),
+            float(reducer.local_connectivity),
+            float(reducer.repulsion_strength),
+            float(reducer._initial_alpha),
+            float(reducer.negative_sample_rate),
+            int(n_epochs),
+            int(reducer.transform_seed),
+            float(reducer._disconnection_distance),
+        )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,13 +127,15 @@ class LayoutState:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "LayoutState":
+    def from_json(cls, d: dict[str, Any]) -> LayoutState:
         d = dict(d)
         d["disconnection_distance"] = np.inf if d.get("disconnection_distance") is None else d["disconnection_distance"]
         return cls(**d)
 
 
-def fit(X: np.ndarray, space: Space, seed: int, home: Path, fit_max: int = FIT_MAX, settings: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, LayoutState]:
+def fit(
+    X: np.ndarray, space: Space, seed: int, home: Path, fit_max: int = FIT_MAX, settings: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray, LayoutState]:
     """2-D coordinates of every row of X, the rows UMAP was fitted on (a mask), and what placing new points needs."""
     settings = {**UMAP_SETTINGS, **(settings or {})}
     n = len(X)
@@ -139,8 +152,15 @@ def fit(X: np.ndarray, space: Space, seed: int, home: Path, fit_max: int = FIT_M
         return xy, np.ones(n, dtype=bool), state
     umap = load_umap(home)
     knn_rows, knn_dist = knn(Xf, Xf, k, space)
-    reducer = umap.UMAP(n_components=2, metric=space, n_neighbors=k, random_state=seed, transform_seed=seed,
-                        precomputed_knn=(knn_rows.astype(np.int32), knn_dist), **settings)
+    reducer = umap.UMAP(
+        n_components=2,
+        metric=space,
+        n_neighbors=k,
+        random_state=seed,
+        transform_seed=seed,
+        precomputed_knn=(knn_rows.astype(np.int32), knn_dist),
+        **settings,
+    )
     import warnings
 
     with warnings.catch_warnings():
@@ -186,8 +206,20 @@ def place(state: LayoutState, fit_X: np.ndarray, fit_xy: np.ndarray, X_new: np.n
     graph.eliminate_zeros()
     rng_state = np.random.RandomState(state.transform_seed).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
     embedding = optimize_layout_euclidean(
-        embedding, fit_xy.copy(), graph.row, graph.col, n_epochs, graph.shape[1], make_epochs_per_sample(graph.data, n_epochs),
-        state.a, state.b, rng_state, state.repulsion_strength, state.initial_alpha / 4.0, state.negative_sample_rate, False,
+        embedding,
+        fit_xy.copy(),
+        graph.row,
+        graph.col,
+        n_epochs,
+        graph.shape[1],
+        make_epochs_per_sample(graph.data, n_epochs),
+        state.a,
+        state.b,
+        rng_state,
+        state.repulsion_strength,
+        state.initial_alpha / 4.0,
+        state.negative_sample_rate,
+        False,
     )
     return np.nan_to_num(np.asarray(embedding, dtype=np.float32), nan=float(np.nanmean(fit_xy)))
 

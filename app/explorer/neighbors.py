@@ -9,6 +9,7 @@ costs too much (a flat scan of 1,000,000 x 128 takes ~100 ms per query on two co
 bench/explorer.py), so an HNSW graph answers instead, with its recall@10 against the
 exact answer measured when it is built.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, e)) / k for a, e in zip(approx, exact)]))
 
 
-def tune_hnsw(index: faiss.Index, flat: faiss.Index, vectors: np.ndarray, space: Space, k: int = 10, sample: int = 1000, seed: int = 0) -> tuple[int, float]:
+def tune_hnsw(
+    index: faiss.Index, flat: faiss.Index, vectors: np.ndarray, space: Space, k: int = 10, sample: int = 1000, seed: int = 0
+) -> tuple[int, float]:
     """Smallest efSearch whose recall@k vs the exact answer reaches TARGET_RECALL on a sample of the points."""
     rng = np.random.default_rng(seed)
     queries = vectors[rng.choice(len(vectors), min(sample, len(vectors)), replace=False)]
@@ -101,7 +104,7 @@ class NeighborIndex:
     recall_at_10: float | None = None  # of the HNSW index vs exact; None when exact
 
     @classmethod
-    def build(cls, vectors: np.ndarray, space: Space, exact_max: int = EXACT_MAX) -> "NeighborIndex":
+    def build(cls, vectors: np.ndarray, space: Space, exact_max: int = EXACT_MAX) -> NeighborIndex:
         v = prepare(vectors, space)
         if len(v) <= exact_max:
             return cls(v, space, flat_index(v, space), exact=True)
@@ -117,6 +120,6 @@ class NeighborIndex:
 
     def neighbors_of_row(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest other points of a stored point: the point itself is left out by row, not by distance."""
-        rows, dist = self.search(self.vectors[row:row + 1], k + 1)
+        rows, dist = self.search(self.vectors[row : row + 1], k + 1)
         keep = (rows[0] != row) & (rows[0] >= 0)
         return rows[0][keep][:k], dist[0][keep][:k]

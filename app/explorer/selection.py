@@ -4,6 +4,7 @@ P@1 here: a selected point counts as right when its nearest other point among al
 (the job's full-space neighbour index, not the 2-D layout) has its label. Each point's nearest neighbour
 is searched once per loaded job and kept, so a second selection over the same points costs a lookup.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,7 +28,9 @@ _lock = threading.Lock()
 class UnknownIndices(ValueError):
     def __init__(self, missing: np.ndarray) -> None:
         self.missing = missing
-        super().__init__(f"{len(missing)} of the indices are not explorer points of this job (first: {', '.join(map(str, missing[:5].tolist()))})")
+        super().__init__(
+            f"{len(missing)} of the indices are not explorer points of this job (first: {', '.join(map(str, missing[:5].tolist()))})"
+        )
 
 
 def rows_of(data: JobEmbedding, indices: np.ndarray) -> np.ndarray:
@@ -56,7 +59,7 @@ def nearest_rows(data: JobEmbedding, rows: np.ndarray) -> np.ndarray:
         known = hit[1]
     todo = rows[known[rows] == -2]
     for start in range(0, len(todo), SEARCH_BATCH):
-        batch = todo[start:start + SEARCH_BATCH]
+        batch = todo[start : start + SEARCH_BATCH]
         found, _ = data.index.search(data.index.vectors[batch], 2)
         # The point itself is left out by row (a duplicate vector may come first); else the first hit.
         first = np.where(found[:, 0] == batch, found[:, 1], found[:, 0])
@@ -73,8 +76,15 @@ def summarize(data: JobEmbedding, rows: np.ndarray, central: int = CENTRAL) -> d
     per_class = []
     for label, count in zip(classes.tolist(), counts.tolist()):
         mine = labels == label
-        per_class.append({"label": label, "class_name": data.class_name(label), "count": count,
-                          "share": count / len(rows), "precision_at_1": float(right[mine].mean())})
+        per_class.append(
+            {
+                "label": label,
+                "class_name": data.class_name(label),
+                "count": count,
+                "share": count / len(rows),
+                "precision_at_1": float(right[mine].mean()),
+            }
+        )
     per_class.sort(key=lambda c: (-c["count"], c["label"]))
     vectors = prepare(data.embeddings[rows], data.meta["space"])
     centre = vectors.mean(axis=0)
@@ -84,8 +94,12 @@ def summarize(data: JobEmbedding, rows: np.ndarray, central: int = CENTRAL) -> d
     else:
         dist = np.linalg.norm(vectors - centre, axis=1)
     take = np.argsort(dist, kind="stable")[:central]
-    return {"count": int(len(rows)), "precision_at_1": float(right.mean()), "per_class": per_class,
-            "central": [{"row": int(rows[t]), "distance": float(dist[t])} for t in take]}
+    return {
+        "count": int(len(rows)),
+        "precision_at_1": float(right.mean()),
+        "per_class": per_class,
+        "central": [{"row": int(rows[t]), "distance": float(dist[t])} for t in take],
+    }
 
 
 def selection_csv(data: JobEmbedding, rows: np.ndarray) -> bytes:

@@ -7,6 +7,7 @@ path, size, modification time and inode, so an edited source gets a new thumbnai
 one ages out. Hits refresh the file's mtime; when the folder grows past its byte budget the
 least recently used files are deleted down to 80% of it. Deleting the folder is always safe.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,8 +65,9 @@ class ThumbnailCache:
 
     def path_of(self, source: Path) -> Path:
         st = source.stat()
-        key = hashlib.sha256(b"\0".join([_VERSION, os.fsencode(source), str(THUMBNAIL_SIZE).encode(),
-                                         f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()])).hexdigest()
+        key = hashlib.sha256(
+            b"\0".join([_VERSION, os.fsencode(source), str(THUMBNAIL_SIZE).encode(), f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()])
+        ).hexdigest()
         return self.root / key[:2] / f"{key}.png"
 
     def png(self, source: Path) -> bytes:

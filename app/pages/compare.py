@@ -1,4 +1,5 @@
 """The comparison page: any jobs side by side (its data comes from GET /api/compare)."""
+
 from __future__ import annotations
 
 from typing import Annotated

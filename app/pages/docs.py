@@ -3,6 +3,7 @@
 FastAPI's own pages load their scripts from a CDN, so they are blank on a server without
 internet; these serve the same pages with every script and stylesheet from this origin.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,9 +25,14 @@ def install(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API",
-                                   oauth2_redirect_url="/docs/oauth2-redirect", swagger_js_url=f"{PREFIX}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{PREFIX}/swagger-ui.css", swagger_favicon_url=favicon)
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{PREFIX}/swagger-ui-bundle.js",
+            swagger_css_url=f"{PREFIX}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def swagger_redirect() -> HTMLResponse:
@@ -34,5 +40,10 @@ def install(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API reference",
-                              redoc_js_url=f"{PREFIX}/redoc.standalone.js", redoc_favicon_url=favicon, with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API reference",
+            redoc_js_url=f"{PREFIX}/redoc.standalone.js",
+            redoc_favicon_url=favicon,
+            with_google_fonts=False,
+        )

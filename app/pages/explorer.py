@@ -1,4 +1,5 @@
 """The embedding explorer's page (its data comes from app/api/embeddings.py)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request

@@ -4,6 +4,7 @@ The pages carry no inline script: what a script needs from the server travels in
 data- attributes, and every page answers with a Content-Security-Policy that only
 allows scripts from this origin.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,7 +34,19 @@ FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Data": ("dataset", "dataset_path", "split", "val_fraction", "test_fraction", "folds", "fold", "split_seed", "image_size"),
     "Loss": ("loss", "margin", "loss_params", "miner"),
     "Model": ("backbone", "pretrained", "embedding_dim", "normalize"),
-    "Training": ("steps", "eval_every", "select_metric", "patience", "classes_per_batch", "samples_per_class", "optimizer", "lr", "weight_decay", "seed", "explorer"),
+    "Training": (
+        "steps",
+        "eval_every",
+        "select_metric",
+        "patience",
+        "classes_per_batch",
+        "samples_per_class",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "seed",
+        "explorer",
+    ),
     "Where it runs": ("device", "precision", "priority"),
 }
 DEVICE_SUGGESTIONS = ("auto", "cpu", "cuda", "cuda:0", "cuda:1")
@@ -45,6 +58,7 @@ def jobs_page(request: Request) -> HTMLResponse:
 
 
 # -- new job form ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FormField:
@@ -146,7 +160,8 @@ def clone_values(spec: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/jobs/new", response_class=HTMLResponse)
 async def new_job_page(
-    request: Request, engine: EngineDep,
+    request: Request,
+    engine: EngineDep,
     clone: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Pre-fill with this job's spec")] = None,
 ) -> HTMLResponse:
     values = {n: f.get_default(call_default_factory=True) for n, f in JobSpec.model_fields.items()}
@@ -156,14 +171,24 @@ async def new_job_page(
         if source is None:
             return render(request, "not_found.html", {"what": f"Job {clone}", "hint": "There is no job to clone with this id."}, 404)
         values = clone_values(source.spec)
-    loss_params = {loss: {k: ("true or false" if t is bool else "number") for k, t in params.items()} for loss, params in LOSS_PARAMS.items()}
-    return render(request, "job_new.html", {
-        "sections": form_sections(values), "clone": source, "device_suggestions": DEVICE_SUGGESTIONS,
-        "loss_params_json": json.dumps(loss_params), "margin_losses_json": json.dumps(sorted(MARGIN_LOSSES)),
-    })
+    loss_params = {
+        loss: {k: ("true or false" if t is bool else "number") for k, t in params.items()} for loss, params in LOSS_PARAMS.items()
+    }
+    return render(
+        request,
+        "job_new.html",
+        {
+            "sections": form_sections(values),
+            "clone": source,
+            "device_suggestions": DEVICE_SUGGESTIONS,
+            "loss_params_json": json.dumps(loss_params),
+            "margin_losses_json": json.dumps(sorted(MARGIN_LOSSES)),
+        },
+    )
 
 
 # -- one job -----------------------------------------------------------------
+
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 async def job_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLResponse:
@@ -174,6 +199,7 @@ async def job_page(job_id: JobId, request: Request, engine: EngineDep) -> HTMLRe
 
 
 # -- sign-in -----------------------------------------------------------------
+
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> HTMLResponse:
@@ -193,6 +219,7 @@ def local_path(target: str) -> str:
 
 # -- vendored JavaScript -------------------------------------------------------
 
+
 def plotly_js_path() -> Path:
     spec = importlib.util.find_spec("plotly")
     assert spec is not None and spec.submodule_search_locations, "the plotly package is a dependency"
@@ -202,5 +229,8 @@ def plotly_js_path() -> Path:
 @router.get("/vendor/plotly.min.js")
 def plotly_js() -> FileResponse:
     """Plotly's JavaScript from the installed plotly package: pages never load a CDN."""
-    return FileResponse(plotly_js_path(), media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        plotly_js_path(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )

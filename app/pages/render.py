@@ -4,6 +4,7 @@ The pages carry no inline script: what a script needs from the server travels in
 data- attributes, and every page answers with a policy that only allows scripts
 from this origin.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,15 +18,19 @@ from app.store.rows import STATUSES, TERMINAL
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent.parent / "templates")
 
+
 def policy(eval_scripts: bool = False) -> str:
     """Plotly draws SVG charts with inline style attributes and a <style> element of its own: styles may be
     inline, scripts may not. `eval_scripts` only for the explorer, whose WebGL scatter (regl) builds code with `Function`."""
     script = "'self' 'unsafe-eval'" if eval_scripts else "'self'"
-    return (f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    return (
+        f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
 
 
 CSP = policy()
+
 
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200, eval_scripts: bool = False) -> HTMLResponse:
     identity = getattr(request.state, "identity", None)
@@ -37,5 +42,3 @@ def render(request: Request, template: str, context: dict[str, Any], status_code
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     return response
-
-

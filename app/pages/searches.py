@@ -1,4 +1,5 @@
 """HTML pages for searches: the list with a form, and one search's trials (rendered through app.pages.render.render)."""
+
 from __future__ import annotations
 
 from typing import Annotated

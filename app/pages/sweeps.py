@@ -1,4 +1,5 @@
 """HTML pages for sweeps and workers (rendered like every page, through app.pages.render.render)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request

@@ -4,6 +4,7 @@ SQLite: every connection sets WAL, busy_timeout and foreign keys, and write
 transactions start with BEGIN IMMEDIATE (a deferred transaction that reads and then
 writes gets SQLITE_BUSY at once, ignoring busy_timeout). PostgreSQL needs nothing special.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -73,9 +74,11 @@ def sqlite_location_problem(url: str, mounts: str | None = None) -> str | None:
         return None
     kind = filesystem_type(Path(parsed.database).parent, mounts)
     if kind in NETWORK_FILESYSTEMS:
-        return (f"the SQLite database {parsed.database} is on a network filesystem ({kind}); SQLite's locks do not work there. "
-                "Keep EMBEDLAB_HOME's database on a local disk, or use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) "
-                "for several hosts")
+        return (
+            f"the SQLite database {parsed.database} is on a network filesystem ({kind}); SQLite's locks do not work there. "
+            "Keep EMBEDLAB_HOME's database on a local disk, or use PostgreSQL (EMBEDLAB_DATABASE_URL=postgresql+psycopg://...) "
+            "for several hosts"
+        )
     return None
 
 

@@ -1,4 +1,5 @@
 """The job log: lines a user reads on the job page (skipped files, classes left out, warnings)."""
+
 from __future__ import annotations
 
 from sqlalchemy import Engine, insert, select
@@ -18,7 +19,9 @@ def add(engine: Engine, job_id: int, attempt: int, token: str, level: str, messa
 def lines(engine: Engine, job_id: int, limit: int = 1000) -> list[dict]:
     stmt = (
         select(JobLog.attempt, JobLog.level, JobLog.message, JobLog.created_at)
-        .where(JobLog.job_id == job_id).order_by(JobLog.id).limit(limit)
+        .where(JobLog.job_id == job_id)
+        .order_by(JobLog.id)
+        .limit(limit)
     )
     with reading(engine) as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]

@@ -4,6 +4,7 @@ The worker never writes SQL itself. Every write a worker makes carries the lease
 it got when claiming, and is refused once the lease was taken over, so a paused or
 partitioned worker can never overwrite the outcome of the attempt that replaced it.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -33,9 +34,24 @@ def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attem
     now = utcnow()
     rows = [
         dict(
-            name=s.name, owner=owner, sweep_id=sweep_id, spec=s.model_dump(mode="json"), dataset=s.dataset, loss=s.loss,
-            margin=s.margin, device=s.device, priority=s.priority, status="queued", attempts=0, max_attempts=max_attempts,
-            cancel_requested=False, step=0, total_steps=s.steps, summary={}, created_at=now, updated_at=now,
+            name=s.name,
+            owner=owner,
+            sweep_id=sweep_id,
+            spec=s.model_dump(mode="json"),
+            dataset=s.dataset,
+            loss=s.loss,
+            margin=s.margin,
+            device=s.device,
+            priority=s.priority,
+            status="queued",
+            attempts=0,
+            max_attempts=max_attempts,
+            cancel_requested=False,
+            step=0,
+            total_steps=s.steps,
+            summary={},
+            created_at=now,
+            updated_at=now,
         )
         for s in specs
     ]
@@ -53,13 +69,24 @@ def get(engine: Engine, job_id: int) -> JobRow | None:
 
 # The jobs list's columns a client may sort by ("-name": descending); metrics are the latest evaluation's.
 SORT_KEYS: dict[str, Any] = {
-    "id": Job.id, "name": Job.name, "dataset": Job.dataset, "loss": Job.loss, "margin": Job.margin, "status": Job.status,
-    "priority": Job.priority, "owner": Job.owner, "created_at": Job.created_at, "started_at": Job.started_at,
-    "finished_at": Job.finished_at, "progress": cast(Job.step, Float) / func.nullif(Job.total_steps, 0),
+    "id": Job.id,
+    "name": Job.name,
+    "dataset": Job.dataset,
+    "loss": Job.loss,
+    "margin": Job.margin,
+    "status": Job.status,
+    "priority": Job.priority,
+    "owner": Job.owner,
+    "created_at": Job.created_at,
+    "started_at": Job.started_at,
+    "finished_at": Job.finished_at,
+    "progress": cast(Job.step, Float) / func.nullif(Job.total_steps, 0),
     "sweep_id": Job.sweep_id,
     # The value at the best checkpoint, as the jobs list shows it (the latest evaluation until there is a best).
-    **{f"metrics.{m}": func.coalesce(Job.summary[("best", "metrics", m.removeprefix("val/"))].as_float(), Job.summary[m].as_float())
-       for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision")},
+    **{
+        f"metrics.{m}": func.coalesce(Job.summary[("best", "metrics", m.removeprefix("val/"))].as_float(), Job.summary[m].as_float())
+        for m in ("val/mean_average_precision_at_r", "val/precision_at_1", "val/r_precision")
+    },
     "metrics.val/loss": Job.summary["val/loss"].as_float(),
 }
 SORTS = tuple(k for key in SORT_KEYS for k in (key, f"-{key}"))
@@ -72,8 +99,14 @@ def order_by(sort: str) -> list[Any]:
 
 
 def list_jobs(
-    engine: Engine, *, status: JobStatus | None = None, q: str | None = None, sweep_id: int | None = None,
-    limit: int = 50, offset: int = 0, sort: str = "-id",
+    engine: Engine,
+    *,
+    status: JobStatus | None = None,
+    q: str | None = None,
+    sweep_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    sort: str = "-id",
 ) -> tuple[list[JobRow], int]:
     """One page in `sort` order (newest first by default), with the total count for pagination."""
     where = []
@@ -95,7 +128,11 @@ def queue_positions(engine: Engine, job_ids: list[int]) -> dict[int, int]:
     Jobs a worker for another device would take, or waiting out a retry backoff, still count: an estimate."""
     if not job_ids:
         return {}
-    queued = select(Job.id, func.row_number().over(order_by=(Job.priority.desc(), Job.id.asc())).label("place")).where(Job.status == "queued").subquery()
+    queued = (
+        select(Job.id, func.row_number().over(order_by=(Job.priority.desc(), Job.id.asc())).label("place"))
+        .where(Job.status == "queued")
+        .subquery()
+    )
     with reading(engine) as conn:
         return {row.id: row.place for row in conn.execute(select(queued).where(queued.c.id.in_(job_ids)))}
 
@@ -110,7 +147,9 @@ def cancel(engine: Engine, job_id: int) -> JobRow | None:
 
 def cancel_where(conn: Connection, condition: Any) -> None:
     now = utcnow()
-    conn.execute(update(Job).where(condition, Job.status == "queued").values(status="cancelled", finished_at=now, updated_at=now, not_before=None))
+    conn.execute(
+        update(Job).where(condition, Job.status == "queued").values(status="cancelled", finished_at=now, updated_at=now, not_before=None)
+    )
     conn.execute(update(Job).where(condition, Job.status == "running").values(cancel_requested=True, updated_at=now))
 
 
@@ -123,7 +162,9 @@ class Claim:
     step: int  # the step the job had reached (0 unless a previous attempt checkpointed)
 
 
-def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str, max_running_per_user: int = 0) -> Claim | None:
+def claim(
+    engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str, max_running_per_user: int = 0
+) -> Claim | None:
     """Take the next queued job (priority, then age) in one atomic statement.
 
     On PostgreSQL the subquery locks with FOR UPDATE SKIP LOCKED so concurrent claims
@@ -148,9 +189,16 @@ def claim(engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_sec
         update(Job)
         .where(Job.id == next_id, Job.status == "queued")
         .values(
-            status="running", attempts=Job.attempts + 1, lease_token=token, lease_expires_at=now + timedelta(seconds=lease_seconds),
-            worker_id=worker_id, run_device=run_device, started_at=func.coalesce(Job.started_at, now), updated_at=now,
-            not_before=None, error=None,
+            status="running",
+            attempts=Job.attempts + 1,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id,
+            run_device=run_device,
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+            not_before=None,
+            error=None,
         )
         .returning(Job.id, Job.attempts, Job.spec, Job.step)
     )
@@ -166,15 +214,22 @@ def _owned(job_id: int, token: str) -> Any:
 HeartbeatAnswer = Literal["ok", "cancel", "lost"]
 
 
-def heartbeat(engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float,
-              phase: str | None = None) -> HeartbeatAnswer:
+def heartbeat(
+    engine: Engine, job_id: int, token: str, *, step: int, steps_per_second: float | None, lease_seconds: float, phase: str | None = None
+) -> HeartbeatAnswer:
     """Renew the lease and report progress (and the phase after the steps); tells the worker whether to go on."""
     now = utcnow()
     with writing(engine) as conn:
         row = conn.execute(
-            update(Job).where(_owned(job_id, token))
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), step=step, steps_per_second=steps_per_second, updated_at=now,
-                    phase=phase)
+            update(Job)
+            .where(_owned(job_id, token))
+            .values(
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                step=step,
+                steps_per_second=steps_per_second,
+                updated_at=now,
+                phase=phase,
+            )
             .returning(Job.cancel_requested)
         ).first()
     if row is None:
@@ -190,7 +245,9 @@ def owns(engine: Engine, job_id: int, token: str) -> bool:
 def finish(engine: Engine, job_id: int, token: str, status: TerminalStatus, *, error: str | None = None, step: int | None = None) -> bool:
     """Record the outcome of the attempt holding `token`; False when the lease was lost."""
     now = utcnow()
-    values: dict[str, Any] = dict(status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None, phase=None)
+    values: dict[str, Any] = dict(
+        status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None, phase=None
+    )
     if step is not None:
         values["step"] = step
     with writing(engine) as conn:
@@ -212,7 +269,8 @@ def release(engine: Engine, job_id: int, token: str, *, step: int) -> bool:
     now = utcnow()
     with writing(engine) as conn:
         result = conn.execute(
-            update(Job).where(_owned(job_id, token))
+            update(Job)
+            .where(_owned(job_id, token))
             .values(status="queued", lease_token=None, lease_expires_at=None, worker_id=None, step=step, updated_at=now, phase=None)
         )
         return result.rowcount == 1
@@ -229,8 +287,12 @@ def retry_or_fail(engine: Engine, job_id: int, token: str, *, error: str, backof
             values: dict[str, Any] = dict(status="failed", error=f"{error} (failed on all {row.attempts} attempts)", finished_at=now)
         else:
             delay = backoff_seconds * 2 ** (row.attempts - 1)
-            values = dict(status="queued", error=f"attempt {row.attempts} failed: {error}", not_before=now + timedelta(seconds=delay), worker_id=None)
-        conn.execute(update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, phase=None, **values))
+            values = dict(
+                status="queued", error=f"attempt {row.attempts} failed: {error}", not_before=now + timedelta(seconds=delay), worker_id=None
+            )
+        conn.execute(
+            update(Job).where(_owned(job_id, token)).values(lease_token=None, lease_expires_at=None, updated_at=now, phase=None, **values)
+        )
         return values["status"]
 
 
@@ -246,7 +308,8 @@ def requeue_expired(engine: Engine, now: datetime | None = None) -> list[int]:
         common = dict(lease_token=None, lease_expires_at=None, worker_id=None, updated_at=now, phase=None)
         conn.execute(update(Job).where(expired, Job.cancel_requested).values(status="cancelled", finished_at=now, **common))
         conn.execute(
-            update(Job).where(expired, Job.attempts >= Job.max_attempts)
+            update(Job)
+            .where(expired, Job.attempts >= Job.max_attempts)
             .values(status="failed", error=f"{lost}, failed on all attempts", finished_at=now, **common)
         )
         conn.execute(update(Job).where(expired).values(status="queued", error=f"attempt lost: {lost}", **common))

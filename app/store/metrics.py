@@ -3,6 +3,7 @@
 A step written by two attempts (a job requeued after its worker died) is stored once per
 attempt; readers see, for each step, the value of the latest attempt.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,10 @@ def append(engine: Engine, job_id: int, attempt: int, token: str, points: Sequen
     """
     if not points:
         return True
-    rows = [dict(job_id=job_id, attempt=attempt, name=p.name, step=int(p.step), value=_finite_or_none(p.value), wall_time=p.wall_time) for p in points]
+    rows = [
+        dict(job_id=job_id, attempt=attempt, name=p.name, step=int(p.step), value=_finite_or_none(p.value), wall_time=p.wall_time)
+        for p in points
+    ]
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(Metric)
     with writing(engine) as conn:
         owner = conn.execute(
@@ -68,15 +72,22 @@ def since(engine: Engine, job_id: int, after_id: int, limit: int = 5000) -> list
     """Points written after event id `after_id`, in write order (for the live stream)."""
     stmt = (
         select(Metric.id, Metric.name, Metric.step, Metric.value, Metric.attempt)
-        .where(Metric.job_id == job_id, Metric.id > after_id).order_by(Metric.id).limit(limit)
+        .where(Metric.job_id == job_id, Metric.id > after_id)
+        .order_by(Metric.id)
+        .limit(limit)
     )
     with reading(engine) as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
 def series(
-    engine: Engine, job_id: int, wanted: Iterable[str] | None = None, *, max_points: int = DEFAULT_MAX_POINTS,
-    step_min: int | None = None, step_max: int | None = None,
+    engine: Engine,
+    job_id: int,
+    wanted: Iterable[str] | None = None,
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+    step_min: int | None = None,
+    step_max: int | None = None,
 ) -> dict[str, dict[str, list]]:
     """Each series as {"step": [...], "value": [...]}, latest attempt per step, thinned to `max_points`."""
     wanted = list(wanted) if wanted is not None else names(engine, job_id)

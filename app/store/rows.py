@@ -4,6 +4,7 @@ Callers read attributes (`job.status`), checked by type checkers, instead of dic
 `row["status"]` still answers for the code and tests not yet moved to attributes; new code
 should not use it. A row is a snapshot: it never changes when the database does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -4,6 +4,7 @@ An empty database is brought to the latest version on first start (so `make run`
 extra step); a database with an older version is refused until someone upgrades it on
 purpose, because a migration on a shared database is a decision, not a side effect.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,4 +54,6 @@ def ensure_current(engine: Engine) -> None:
         upgrade(engine)
         return
     if now != head():
-        raise SchemaBehind(f"the database schema is at {now or 'an unversioned state'}, this embedlab needs {head()}: run `embedlab db upgrade`")
+        raise SchemaBehind(
+            f"the database schema is at {now or 'an unversioned state'}, this embedlab needs {head()}: run `embedlab db upgrade`"
+        )

@@ -1,4 +1,5 @@
 """Searches: the row behind an Optuna study whose trials are jobs (app/search.py drives it)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,7 +19,8 @@ LOCK_SECONDS = 60.0  # an advance that crashed holds its search at most this lon
 def create(engine: Engine, *, name: str, owner: str, spec: dict[str, Any], study_name: str) -> SearchRow:
     with writing(engine) as conn:
         search_id = conn.execute(
-            insert(Search).values(name=name, owner=owner, spec=spec, study_name=study_name, status="running", created_at=utcnow())
+            insert(Search)
+            .values(name=name, owner=owner, spec=spec, study_name=study_name, status="running", created_at=utcnow())
             .returning(Search.id)
         ).scalar_one()
         return SearchRow.of(conn.execute(select(Search.__table__).where(Search.id == search_id)).mappings().one())
@@ -48,7 +50,9 @@ def lock(engine: Engine, search_id: int) -> bool:
     now = utcnow()
     free = or_(Search.advancing_until.is_(None), Search.advancing_until < now)
     with writing(engine) as conn:
-        result = conn.execute(update(Search).where(and_(Search.id == search_id, free)).values(advancing_until=now + timedelta(seconds=LOCK_SECONDS)))
+        result = conn.execute(
+            update(Search).where(and_(Search.id == search_id, free)).values(advancing_until=now + timedelta(seconds=LOCK_SECONDS))
+        )
         return result.rowcount == 1
 
 

@@ -1,4 +1,5 @@
 """Sweeps: a named group of jobs created together from a grid."""
+
 from __future__ import annotations
 
 from sqlalchemy import Engine, func, insert, select

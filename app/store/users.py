@@ -1,4 +1,5 @@
 """Accounts, API tokens and browser sessions. Secrets are stored hashed, never as given."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -14,7 +15,9 @@ PUBLIC = (User.id, User.name, User.is_admin, User.created_at)
 def add(engine: Engine, name: str, *, token_hash: str, password_hash: str | None, is_admin: bool) -> dict:
     with writing(engine) as conn:
         user_id = conn.execute(
-            insert(User).values(name=name, token_hash=token_hash, password_hash=password_hash, is_admin=is_admin, created_at=utcnow()).returning(User.id)
+            insert(User)
+            .values(name=name, token_hash=token_hash, password_hash=password_hash, is_admin=is_admin, created_at=utcnow())
+            .returning(User.id)
         ).scalar_one()
         return dict(conn.execute(select(*PUBLIC).where(User.id == user_id)).mappings().one())
 
@@ -46,7 +49,11 @@ def open_session(engine: Engine, user_id: int, *, id_hash: str, csrf_token: str,
 
 def by_session(engine: Engine, id_hash: str) -> tuple[dict, str] | None:
     """The user and the session's CSRF token, while the session is valid."""
-    stmt = select(*PUBLIC, Session.csrf_token).join(Session, Session.user_id == User.id).where(Session.id_hash == id_hash, Session.expires_at > utcnow())
+    stmt = (
+        select(*PUBLIC, Session.csrf_token)
+        .join(Session, Session.user_id == User.id)
+        .where(Session.id_hash == id_hash, Session.expires_at > utcnow())
+    )
     with reading(engine) as conn:
         row = conn.execute(stmt).mappings().first()
     if row is None:

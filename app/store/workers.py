@@ -1,4 +1,5 @@
 """Worker registry: who is alive, on which device, running what."""
+
 from __future__ import annotations
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -12,7 +13,9 @@ def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str
     now = utcnow()
     with writing(engine) as conn:
         conn.execute(delete(Worker).where(Worker.id == worker_id))
-        conn.execute(insert(Worker).values(id=worker_id, host=host, pid=pid, device=device, version=version, started_at=now, last_heartbeat=now))
+        conn.execute(
+            insert(Worker).values(id=worker_id, host=host, pid=pid, device=device, version=version, started_at=now, last_heartbeat=now)
+        )
 
 
 def beat(engine: Engine, worker_id: str, current_job_id: int | None) -> None:
@@ -47,8 +50,10 @@ def busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
     from sqlalchemy import func
 
     since = utcnow() - timedelta(seconds=within_seconds)
-    stmt = select(func.count()).select_from(Worker).where(
-        Worker.host == host, Worker.current_job_id.is_not(None), Worker.stopped_at.is_(None), Worker.last_heartbeat > since
+    stmt = (
+        select(func.count())
+        .select_from(Worker)
+        .where(Worker.host == host, Worker.current_job_id.is_not(None), Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
     )
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
@@ -61,6 +66,8 @@ def devices_seen(engine: Engine, within_seconds: float) -> list[str]:
     since = utcnow() - timedelta(seconds=within_seconds)
     with reading(engine) as conn:
         return list(conn.execute(select(Worker.device).where(Worker.last_heartbeat > since).distinct()).scalars())
+
+
 def alive_on_host(engine: Engine, host: str, within_seconds: float) -> int:
     """Live workers on `host`, busy or idle: they share its memory (app.costs.ceiling)."""
     from datetime import timedelta

@@ -1,4 +1,5 @@
 """The margin advisor on fabricated sweep results: what is starred, what is called noise, which test was used."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,17 @@ def per_query(rng: np.random.Generator, query_effect: np.ndarray, shift: float, 
     return np.clip(query_effect + shift + rng.normal(0, noise, len(query_effect)), 0, 1)
 
 
-def fabricate(shifts: dict[float, float], seeds=(0, 1), noise=0.02, loss="triplet", status="succeeded", per_query_files=True, start_id=1,
-              fold=None, queries_seed=7):
+def fabricate(
+    shifts: dict[float, float],
+    seeds=(0, 1),
+    noise=0.02,
+    loss="triplet",
+    status="succeeded",
+    per_query_files=True,
+    start_id=1,
+    fold=None,
+    queries_seed=7,
+):
     """Jobs (as the store returns them) and their per-query arrays: one run per margin and seed."""
     rng = np.random.default_rng(queries_seed)
     query_effect = rng.uniform(0.1, 0.7, QUERIES)  # hard and easy queries: a large spread that pairing removes
@@ -41,9 +51,20 @@ def fabricate(shifts: dict[float, float], seeds=(0, 1), noise=0.02, loss="triple
             half = 1.96 * values.std() / np.sqrt(QUERIES)
             best = {M: mean, f"{M}_low": mean - half, f"{M}_high": mean + half}
             test = {M: mean - 0.01, f"{M}_low": mean - 0.01 - half, f"{M}_high": mean - 0.01 + half}
-            jobs.append({"id": job_id, "status": status, "spec": {"loss": loss, "margin": margin, "seed": seed, "fold": fold},
-                         "summary": {f"val/{M}": mean, "best": {"step": 100, "metrics": best}, "baseline": {"step": 0, "metrics": {M: 0.2}},
-                                     "test": {"best": {"step": 100, "metrics": test}}, "select_metric": M}})
+            jobs.append(
+                {
+                    "id": job_id,
+                    "status": status,
+                    "spec": {"loss": loss, "margin": margin, "seed": seed, "fold": fold},
+                    "summary": {
+                        f"val/{M}": mean,
+                        "best": {"step": 100, "metrics": best},
+                        "baseline": {"step": 0, "metrics": {M: 0.2}},
+                        "test": {"best": {"step": 100, "metrics": test}},
+                        "select_metric": M,
+                    },
+                }
+            )
             if per_query_files:
                 arrays[job_id] = {"indices": indices, M: values, "seed": np.array(seed)}
             job_id += 1
@@ -104,8 +125,10 @@ def test_one_seed_says_run_to_run_noise_is_not_measured():
 
 
 def test_a_job_without_a_best_checkpoint_uses_its_last_evaluation_and_says_so():
-    jobs = [{"id": i, "status": "succeeded", "spec": {"loss": "triplet", "margin": m, "seed": 0}, "summary": {f"val/{M}": v}}
-            for i, (m, v) in enumerate([(0.1, 0.3), (0.2, 0.5)], 1)]
+    jobs = [
+        {"id": i, "status": "succeeded", "spec": {"loss": "triplet", "margin": m, "seed": 0}, "summary": {f"val/{M}": v}}
+        for i, (m, v) in enumerate([(0.1, 0.3), (0.2, 0.5)], 1)
+    ]
     (rec,) = recommend_from_sweep(jobs, ["margin"])
     assert rec["margin"] == 0.2 and "last evaluation stands in" in rec["rule"] and rec["locked_test"] is None
 

@@ -1,4 +1,5 @@
 """Backbone names, pretrained weights and image sizes are checked at submit: a 422 naming the field."""
+
 from __future__ import annotations
 
 import subprocess
@@ -44,8 +45,19 @@ def test_bad_backbone_fields_are_a_422_naming_the_field(client, body, field, wor
 
 
 def test_new_backbones_and_training_fields_are_accepted(client):
-    r = post(client, {"backbone": "resnet50", "image_size": 32, "augment": "standard", "lr_schedule": "cosine", "warmup_steps": 10,
-                      "head_lr_multiplier": 10, "grad_clip": 1.0, "freeze_bn": True})
+    r = post(
+        client,
+        {
+            "backbone": "resnet50",
+            "image_size": 32,
+            "augment": "standard",
+            "lr_schedule": "cosine",
+            "warmup_steps": 10,
+            "head_lr_multiplier": 10,
+            "grad_clip": 1.0,
+            "freeze_bn": True,
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["spec"]["lr_schedule"] == "cosine" and r.json()["spec"]["head_lr_multiplier"] == 10
     assert post(client, {"backbone": "timm:vit_tiny_patch16_224", "image_size": 32}).status_code == 201
@@ -69,6 +81,8 @@ def test_offline_server_refuses_missing_weights_naming_the_file_and_the_command(
 
 
 def test_spec_validation_stays_torch_free():
-    code = ("import sys, app.main, app.spec, app.weights; from app.spec import JobSpec; "
-            "JobSpec.model_validate({'backbone': 'resnet50', 'pretrained': True}); assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, app.main, app.spec, app.weights; from app.spec import JobSpec; "
+        "JobSpec.model_validate({'backbone': 'resnet50', 'pretrained': True}); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
 """CUB-200-2011, Cars-196 and SOP read from generated miniatures of their published layouts give their official splits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,18 @@ def make_cars(root: Path, classes=(1, 2, 98, 99, 150, 196), per_class: int = 2) 
             rel = f"car_ims/{c:03d}{i:03d}.jpg"
             image(root / rel, c)
             rows.append((rel, 0, 0, 10, 10, c, 0))
-    annotations = np.array([rows], dtype=[("relative_im_path", "O"), ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"),
-                                         ("bbox_y2", "O"), ("class", "O"), ("test", "O")])
+    annotations = np.array(
+        [rows],
+        dtype=[
+            ("relative_im_path", "O"),
+            ("bbox_x1", "O"),
+            ("bbox_y1", "O"),
+            ("bbox_x2", "O"),
+            ("bbox_y2", "O"),
+            ("class", "O"),
+            ("test", "O"),
+        ],
+    )
     savemat(root / "cars_annos.mat", {"annotations": annotations})
     return root
 
@@ -58,11 +69,14 @@ def make_sop(root: Path, train=(1, 2, 3), test=(11319, 11320, 11321), per_class:
     return root
 
 
-@pytest.mark.parametrize("name, make, train_ids, test_ids", [
-    ("cub200", make_cub, ["1", "2", "100"], ["101", "150", "200"]),
-    ("cars196", make_cars, ["1", "2", "98"], ["99", "150", "196"]),
-    ("sop", make_sop, ["1", "2", "3"], ["11319", "11320", "11321"]),
-])
+@pytest.mark.parametrize(
+    "name, make, train_ids, test_ids",
+    [
+        ("cub200", make_cub, ["1", "2", "100"], ["101", "150", "200"]),
+        ("cars196", make_cars, ["1", "2", "98"], ["99", "150", "196"]),
+        ("sop", make_sop, ["1", "2", "3"], ["11319", "11320", "11321"]),
+    ],
+)
 def test_miniature_gives_the_official_class_disjoint_split(settings, name, make, train_ids, test_ids):
     root = make(settings.data_root_paths[0] / name)
     catalog = load_catalog(name, str(root), settings.data_root_paths)
@@ -103,7 +117,9 @@ def test_a_listed_path_outside_the_copy_is_refused(settings):
 def test_official_test_classes_are_the_locked_test_part(settings):
     from app.benchmarks import official_parts
 
-    catalog = load_catalog("cars196", str(make_cars(settings.data_root_paths[0] / "cars", classes=(1, 2, 3, 4, 98, 99, 196))), settings.data_root_paths)
+    catalog = load_catalog(
+        "cars196", str(make_cars(settings.data_root_paths[0] / "cars", classes=(1, 2, 3, 4, 98, 99, 196))), settings.data_root_paths
+    )
     train, val, test = official_parts(catalog.labels, catalog.official_test, val_fraction=0.4)
     ids = lambda rows: sorted({int(catalog.class_names[label]) for label in catalog.labels[rows]})  # noqa: E731
     assert ids(test) == [99, 196] and ids(val) == [4, 98] and ids(train) == [1, 2, 3]

@@ -1,4 +1,5 @@
 """`serve`'s worker supervisor: a worker that keeps dying at start is restarted less and less often, said once."""
+
 from __future__ import annotations
 
 import logging
@@ -37,6 +38,8 @@ def test_a_worker_failing_at_start_is_restarted_less_and_less_often(monkeypatch,
 
         pool.command = ["sleep", "60"]  # the cause is gone: the next start stays up, and that is said once
         wait_for(lambda: any("running again after" in r.getMessage() for r in caplog.records), 60, 0.2, "the recovery to be logged")
-        assert [r.getMessage() for r in caplog.records if "running again" in r.getMessage()] == ["worker 0 running again after 3 failed tries"]
+        assert [r.getMessage() for r in caplog.records if "running again" in r.getMessage()] == [
+            "worker 0 running again after 3 failed tries"
+        ]
     finally:
         pool.stop(grace=5)

@@ -1,4 +1,5 @@
 """`embedlab submit` and `embedlab login` against a real server with accounts on (EMBEDLAB_AUTH=on)."""
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,9 @@ def test_submit_sends_the_token_from_the_flag_or_the_environment(team_server, tm
 
     by_flag = embedlab(tmp_path, env, "submit", str(spec), "--server", url, "--token", token)
     assert by_flag.returncode == 0, by_flag.stderr
-    by_env = embedlab(tmp_path, env, "submit", "-", stdin=json.dumps({**SPEC, "name": "from the env"}), EMBEDLAB_SERVER=url, EMBEDLAB_TOKEN=token)
+    by_env = embedlab(
+        tmp_path, env, "submit", "-", stdin=json.dumps({**SPEC, "name": "from the env"}), EMBEDLAB_SERVER=url, EMBEDLAB_TOKEN=token
+    )
     assert by_env.returncode == 0, by_env.stderr
     owned = {j["id"]: (j["name"], j["owner"]) for j in jobs_of(url, token)}
     assert owned == {int(by_flag.stdout): ("from the flag", "ada"), int(by_env.stdout): ("from the env", "ada")}

@@ -1,4 +1,5 @@
 """The demo jobs of an empty database: a short one first, then the long live one; never queued twice."""
+
 from __future__ import annotations
 
 from app.demo import queue_demo

@@ -1,4 +1,5 @@
 """Bootstrap intervals cover the true mean about 95% of the time, paired differences see a real gap, and the no-gain rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +8,13 @@ import pytest
 from app.evidence import bootstrap_interval, no_gain, paired_difference
 
 
-@pytest.mark.parametrize("draw, true_mean", [
-    (lambda rng, n: rng.binomial(1, 0.3, n).astype(float), 0.3),  # per-query P@1: hit or miss
-    (lambda rng, n: rng.beta(2, 5, n), 2 / 7),  # per-query AP@R: a skewed value in [0, 1]
-])
+@pytest.mark.parametrize(
+    "draw, true_mean",
+    [
+        (lambda rng, n: rng.binomial(1, 0.3, n).astype(float), 0.3),  # per-query P@1: hit or miss
+        (lambda rng, n: rng.beta(2, 5, n), 2 / 7),  # per-query AP@R: a skewed value in [0, 1]
+    ],
+)
 def test_intervals_cover_the_true_mean_about_95_percent_of_the_time(draw, true_mean):
     rng = np.random.default_rng(7)
     trials, covered = 400, 0

@@ -1,4 +1,5 @@
 """app/files.py on a real full filesystem: a write that does not fit is DiskFull naming the file and the room, and leaves nothing."""
+
 from __future__ import annotations
 
 import errno

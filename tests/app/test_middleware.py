@@ -1,4 +1,5 @@
 """Oversized bodies are refused with 413 before the server reads them; nothing is stored."""
+
 from __future__ import annotations
 
 import socket
@@ -34,8 +35,10 @@ def test_a_declared_10_gib_body_is_refused_at_once(procs):
     url = urlparse(procs.server())
     with socket.create_connection((url.hostname, url.port), timeout=10) as s:
         started = time.monotonic()
-        s.sendall(b"POST /api/jobs/1/neighbors HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                  b"Content-Length: 10737418240\r\n\r\n")
+        s.sendall(
+            b"POST /api/jobs/1/neighbors HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10737418240\r\n\r\n"
+        )
         reply = b""
         while chunk := s.recv(4096):  # the server closes the connection after its answer
             reply += chunk

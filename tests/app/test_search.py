@@ -1,4 +1,5 @@
 """Searches: Optuna's sampler and pruner on embedlab's queue, with real server and worker processes."""
+
 from __future__ import annotations
 
 import json
@@ -22,29 +23,36 @@ TINY = {"dataset": "digits", "backbone": "cnn", "explorer": False, "classes_per_
 
 
 def search_body(**over) -> dict:
-    body = {"base": {**TINY, "steps": 60, "eval_every": 5}, "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
-            "trials": 2, "parallel": 1}
+    body = {
+        "base": {**TINY, "steps": 60, "eval_every": 5},
+        "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
+        "trials": 2,
+        "parallel": 1,
+    }
     return {**body, **over}
 
 
-@pytest.mark.parametrize("body, field", [
-    (search_body(space={"margin": {"low": 0.5, "high": 0.5}}), "space.margin"),
-    (search_body(space={"margin": {"low": 0.8, "high": 0.1}}), "space.margin"),
-    (search_body(space={"margin": {"low": 0.0, "high": 1.0, "log": True}}), "space.margin.low"),
-    (search_body(space={"marginn": {"low": 0.1, "high": 1.0}}), "space.marginn"),
-    (search_body(space={"loss": {"low": 0.1, "high": 1.0}}), "space.loss"),
-    (search_body(space={"loss": []}), "space.loss"),
-    (search_body(space={"embedding_dim": {"low": 2.5, "high": 64}}), "space.embedding_dim"),
-    (search_body(space={"margin": {"low": 0.1, "high": 1000.0}}), "space.margin"),  # above the field's own limit
-    (search_body(space={"seed": [0, 1]}), "space.seed"),
-    (search_body(trials=1000), "trials"),
-    (search_body(base={**TINY, "steps": 50, "eval_every": 50}), "base.eval_every"),
-    (search_body(sampler="grid"), "space.margin.points"),
-    (search_body(sampler="grid", space={"loss": ["triplet", "circle"]}, trials=3), "trials"),
-    (search_body(pruner="sometimes"), "pruner"),
-    (search_body(budget=3), "budget"),
-    (search_body(base={**TINY, "lossy": 1}), "base.lossy"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (search_body(space={"margin": {"low": 0.5, "high": 0.5}}), "space.margin"),
+        (search_body(space={"margin": {"low": 0.8, "high": 0.1}}), "space.margin"),
+        (search_body(space={"margin": {"low": 0.0, "high": 1.0, "log": True}}), "space.margin.low"),
+        (search_body(space={"marginn": {"low": 0.1, "high": 1.0}}), "space.marginn"),
+        (search_body(space={"loss": {"low": 0.1, "high": 1.0}}), "space.loss"),
+        (search_body(space={"loss": []}), "space.loss"),
+        (search_body(space={"embedding_dim": {"low": 2.5, "high": 64}}), "space.embedding_dim"),
+        (search_body(space={"margin": {"low": 0.1, "high": 1000.0}}), "space.margin"),  # above the field's own limit
+        (search_body(space={"seed": [0, 1]}), "space.seed"),
+        (search_body(trials=1000), "trials"),
+        (search_body(base={**TINY, "steps": 50, "eval_every": 50}), "base.eval_every"),
+        (search_body(sampler="grid"), "space.margin.points"),
+        (search_body(sampler="grid", space={"loss": ["triplet", "circle"]}, trials=3), "trials"),
+        (search_body(pruner="sometimes"), "pruner"),
+        (search_body(budget=3), "budget"),
+        (search_body(base={**TINY, "lossy": 1}), "base.lossy"),
+    ],
+)
 def test_bad_searches_are_refused_naming_the_field(client, body, field):
     r = client.post("/api/searches", json=body)
     assert r.status_code == 422, r.text
@@ -81,8 +89,13 @@ def test_pruning_stops_a_running_trial_and_frees_its_worker(procs, settings, tmp
     body = search_body(space={"embedding_dim": [128, 2, 3]}, sampler="grid", sampler_seed=5, trials=3, pruner="asha")
     spec_file = tmp_path / "search.json"
     spec_file.write_text(json.dumps(body))
-    cli = subprocess.run([sys.executable, "-m", "app.cli", "search", str(spec_file), "--wait", "--server", url],
-                         env=procs.env, capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [sys.executable, "-m", "app.cli", "search", str(spec_file), "--wait", "--server", url],
+        env=procs.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr
     created = {"id": int(cli.stdout.strip())}
     assert "trial 1 pruned: {'embedding_dim': 2}" in cli.stderr and "70 training steps (39% of 180" in cli.stderr

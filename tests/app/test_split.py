@@ -1,4 +1,5 @@
 """The train / validation / test split: class-disjoint or within classes, independent of the training seed, folds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,11 +44,14 @@ def test_folds_rotate_validation_through_the_non_test_part_and_never_touch_test(
         assert [classes(f.val) for f in folds] == [{0, 1}, {2, 3}, {4, 5}, {6, 7}]
 
 
-@pytest.mark.parametrize("args, field", [
-    (("classes", 0.3, 0.1), "test_fraction"),
-    (("classes", 0.1, 0.2), "val_fraction"),
-    (("classes", 0.7, 0.2), "val_fraction"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (("classes", 0.3, 0.1), "test_fraction"),
+        (("classes", 0.1, 0.2), "val_fraction"),
+        (("classes", 0.7, 0.2), "val_fraction"),
+    ],
+)
 def test_a_part_with_fewer_than_two_classes_names_the_field(args, field):
     with pytest.raises(DatasetError) as refused:
         split_indices(LABELS, *args, 0)

@@ -1,5 +1,6 @@
 """Weights come from a loopback HTTP server standing in for the publisher: they land once, and a
 file whose sha256 does not start with the prefix in its name is refused, downloaded or on disk."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -100,12 +101,21 @@ def test_tampered_file_on_disk_is_refused_and_not_loaded(home, host, published_r
 
 def test_cli_refuses_a_download_that_fails_its_hash(home, host):
     (host.root / "resnet18-f37072fd.pth").write_bytes(b"not the published file" * 1000)
-    env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_WEIGHTS_URL": host.url, "EMBEDLAB_OFFLINE": "false",
-           "TORCH_HOME": str(host.root.parent / "torch-home")}
-    r = subprocess.run([sys.executable, "-m", "app.cli", "weights", "fetch", "resnet18", "resnt50"], env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "EMBEDLAB_HOME": str(home),
+        "EMBEDLAB_WEIGHTS_URL": host.url,
+        "EMBEDLAB_OFFLINE": "false",
+        "TORCH_HOME": str(host.root.parent / "torch-home"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "weights", "fetch", "resnet18", "resnt50"], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "failed its hash check" in r.stderr and "nothing was saved" in r.stderr
     assert "unknown backbone 'resnt50'" in r.stderr and "resnet50" in r.stderr
     assert not any((home / "weights").iterdir())
-    listed = subprocess.run([sys.executable, "-m", "app.cli", "weights", "list"], env=env, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "weights", "list"], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "resnet18" in listed and "missing" in listed and "no published weights" in listed

@@ -1,5 +1,6 @@
 """Finished jobs written straight through app/store (no training): metric rows, the evidence summary, per-query values
 and distance histograms, so that browser tests of the evidence pages run in seconds."""
+
 from __future__ import annotations
 
 import time
@@ -47,9 +48,14 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
     assert metrics.append(engine, claim.job_id, claim.attempt, claim.token, points)
     best_step = max(steps, key=lambda s: per_step[s]["mean_average_precision_at_r"].mean())
     test = {m: np.clip(v - 0.02, 0, 1) for m, v in per_step[best_step].items()}
-    evidence = {"select_metric": "mean_average_precision_at_r", "best": scored(per_step[best_step], best_step), "baseline": scored(per_step[0], 0),
-                "test": {"best": scored(test, best_step), "final": scored(test, 20)}, "stopped_early": None,
-                "no_gain": None if best_step else "the best validation MAP@R is not above the untrained network's (step 0) beyond the noise"}
+    evidence = {
+        "select_metric": "mean_average_precision_at_r",
+        "best": scored(per_step[best_step], best_step),
+        "baseline": scored(per_step[0], 0),
+        "test": {"best": scored(test, best_step), "final": scored(test, 20)},
+        "stopped_early": None,
+        "no_gain": None if best_step else "the best validation MAP@R is not above the untrained network's (step 0) beyond the noise",
+    }
     with writing(engine) as conn:
         row = conn.execute(Job.__table__.select().where(Job.id == claim.job_id)).mappings().one()
         conn.execute(update(Job).where(Job.id == claim.job_id).values(summary={**(row["summary"] or {}), **evidence}))
@@ -59,9 +65,26 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
         np.savez(f, indices=indices, **per_step[best_step], seed=np.int64(claim.spec.get("seed", 0)), step=np.int64(best_step))
     edges = np.linspace(0, 2, 41)
     centre = 0.5 + 0.5 * level
-    save_json(job_dir / DISTANCES_FILE, {"loss": claim.spec["loss"], "margin": claim.spec["margin"], "kind": "l2", "evaluations": [
-        {"step": 20, "kind": "l2", "edges": edges.tolist(), "positive": np.histogram(rng.normal(0.5, 0.15, 500), edges)[0].tolist(),
-         "negative": np.histogram(rng.normal(centre + 0.5, 0.15, 500), edges)[0].tolist(), "overlap": 0.1,
-         "positive_median": 0.5, "negative_median": centre + 0.5, "positive_p90": 0.7}]})
+    save_json(
+        job_dir / DISTANCES_FILE,
+        {
+            "loss": claim.spec["loss"],
+            "margin": claim.spec["margin"],
+            "kind": "l2",
+            "evaluations": [
+                {
+                    "step": 20,
+                    "kind": "l2",
+                    "edges": edges.tolist(),
+                    "positive": np.histogram(rng.normal(0.5, 0.15, 500), edges)[0].tolist(),
+                    "negative": np.histogram(rng.normal(centre + 0.5, 0.15, 500), edges)[0].tolist(),
+                    "overlap": 0.1,
+                    "positive_median": 0.5,
+                    "negative_median": centre + 0.5,
+                    "positive_p90": 0.7,
+                }
+            ],
+        },
+    )
     assert jobs.finish(engine, claim.job_id, claim.token, "succeeded", step=20)
     return claim.job_id

@@ -1,4 +1,5 @@
 """/docs and /redoc render the API's operations in Chromium with every request to another origin refused (no internet)."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit

@@ -4,6 +4,7 @@ hover text, so job names, dataset paths and class folder names carrying tags mus
 A sweep varies `dataset_path` over two image folders whose names (and class folder names) are markup,
 one typed with a path through a link tag that resolves back to the folder; Chromium reads the legends.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,16 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-
 LINK = "<a href=https:evil.example target=_blank><b>Your session expired"  # a file name cannot hold "/"
 BIG = '<span style="font-size:60px">big'
 CLASSES = [BIG, "<b>bold", "<i>x &amp; y &lt;", "plain"]
-JOB = {"dataset": "imagefolder", "split": "samples", "val_fraction": 0.5, "classes_per_batch": 3, "samples_per_class": 4,
-       "steps": 10, "eval_every": 10, "image_size": 16}
+JOB = {
+    "dataset": "imagefolder",
+    "split": "samples",
+    "val_fraction": 0.5,
+    "classes_per_batch": 3,
+    "samples_per_class": 4,
+    "steps": 10,
+    "eval_every": 10,
+    "image_size": 16,
+}
 # Elements Plotly makes from pseudo-HTML: <a> for links, styled tspans for <b>, <i> and <span style>.
 MARKUP = "svg a, svg tspan[style*='font-weight'], svg tspan[style*='font-style'], svg tspan[style*='60px']"
 
@@ -42,7 +51,9 @@ def legend_texts(page, div: str) -> list[str]:
 
 
 def markup_in(page, div: str) -> list[str]:
-    return page.evaluate(f"[...document.querySelectorAll('#{div}')].flatMap((d) => [...d.querySelectorAll(\"{MARKUP}\")]).map((e) => e.outerHTML)")
+    return page.evaluate(
+        f"[...document.querySelectorAll('#{div}')].flatMap((d) => [...d.querySelectorAll(\"{MARKUP}\")]).map((e) => e.outerHTML)"
+    )
 
 
 def test_markup_in_names_paths_and_class_folders_shows_literally(procs, settings, page):
@@ -70,11 +81,14 @@ def test_markup_in_names_paths_and_class_folders_shows_literally(procs, settings
     screenshot(page, "sweep-markup-literal")
 
     # The check above can fail: the same name unescaped becomes a link and bold text in Plotly's SVG.
-    control = page.evaluate("""async (name) => {
+    control = page.evaluate(
+        """async (name) => {
         const div = document.createElement("div"); div.id = "control"; document.body.append(div);
         await Plotly.newPlot(div, [{ x: [1], y: [1], name }, { x: [2], y: [2], name: "other" }], { showlegend: true });
         return [...div.querySelectorAll("svg a")].map((a) => a.textContent);
-    }""", expected[0])
+    }""",
+        expected[0],
+    )
     assert len(control) == 1 and control[0].startswith("Your session expired"), control
 
     page.goto(f"{url}/jobs/{job['id']}/explore")

@@ -1,4 +1,5 @@
 """The dashboard in a real browser against a real server and worker: submit, watch, cancel, escape."""
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,9 @@ def fill_form(page, values: dict) -> None:
 
 def loss_points(page) -> int:
     """Points on the loss chart's first trace; the chart has no traces until the first points arrive."""
-    return page.evaluate("(() => { const c = document.getElementById('loss-chart'); return c && c.data && c.data[0] ? c.data[0].x.length : 0; })()")
+    return page.evaluate(
+        "(() => { const c = document.getElementById('loss-chart'); return c && c.data && c.data[0] ? c.data[0].x.length : 0; })()"
+    )
 
 
 def test_validation_error_shows_next_to_its_field(live, page):
@@ -76,7 +79,9 @@ def test_job_name_is_shown_as_text(live, page):
 
 
 def test_cancel_a_running_job_from_its_page(live, page):
-    job = live.submit(name="long one", dataset="digits", steps=1_000_000, eval_every=1_000_000, classes_per_batch=4, samples_per_class=8, priority=50)
+    job = live.submit(
+        name="long one", dataset="digits", steps=1_000_000, eval_every=1_000_000, classes_per_batch=4, samples_per_class=8, priority=50
+    )
     live.ensure_worker()
     page.on("dialog", lambda d: d.accept())
     page.goto(f"{live.url}/jobs/{job['id']}")
@@ -130,7 +135,9 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
     # After the last step the worker writes the embeddings and the explorer's layout: that can take a while.
     wait_js(page, "document.getElementById('status').textContent === 'succeeded'", 300)
     wait_for(lambda: loss_points(page) == 150, 10, 0.1, "all 150 loss points")
-    retrieval = page.evaluate("document.getElementById('retrieval-chart').data.filter(t => t.mode === 'lines+markers').map(t => t.x.length)")
+    retrieval = page.evaluate(
+        "document.getElementById('retrieval-chart').data.filter(t => t.mode === 'lines+markers').map(t => t.x.length)"
+    )
     assert retrieval == [4, 4, 4]  # steps 0, 50, 100, 150
     assert page.locator("#explore").is_visible()
     assert page.locator("#download-checkpoint").get_attribute("href") == f"/api/jobs/{job_id}/download/checkpoint"
@@ -148,7 +155,9 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
     assert page.locator("#distance-overlap").inner_text() == f"{last['overlap']:.3f}"
     line_x = page.evaluate("document.getElementById('distance-chart').layout.shapes.map(s => s.x0)")
     assert line_x == pytest.approx([last["positive_median"] + 0.2])  # triplet: the median positive distance + the margin
-    assert "Suggested margin" not in page.content() and page.locator("#margin-advice a").get_attribute("href") == f"/sweeps?from_job={job_id}"
+    assert (
+        "Suggested margin" not in page.content() and page.locator("#margin-advice a").get_attribute("href") == f"/sweeps?from_job={job_id}"
+    )
     page.fill("#distance-step", "0")
     page.locator("#distance-step").dispatch_event("input")
     assert page.locator("#distance-step-value").inner_text() == "step 0 (1 of 4)"

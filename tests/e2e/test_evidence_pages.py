@@ -1,5 +1,6 @@
 """The evidence pages in Chromium, on fabricated finished jobs: the sweep's recommendation, the comparison page,
 the job page without an echoed margin, and the jobs list's selection."""
+
 from __future__ import annotations
 
 import httpx
@@ -15,11 +16,24 @@ def test_sweep_recommendation_stars_only_a_clear_winner(procs, settings, page):
     url = procs.server()
     engine = get_engine(settings.db_url)
     init_db(engine)
-    made = httpx.post(f"{url}/api/sweeps", json={"name": "<i>evidence</i>", "base": BASE, "seeds": [0, 1],
-                                                  "grid": {"loss": ["triplet", "contrastive"], "margin": [0.1, 0.2, 0.4]}}).json()
+    made = httpx.post(
+        f"{url}/api/sweeps",
+        json={
+            "name": "<i>evidence</i>",
+            "base": BASE,
+            "seeds": [0, 1],
+            "grid": {"loss": ["triplet", "contrastive"], "margin": [0.1, 0.2, 0.4]},
+        },
+    ).json()
     # Jobs are made loss-major, margin-minor, then seed: triplet 0.2 clearly best; contrastive all alike.
-    levels = {("triplet", 0.1): 0.40, ("triplet", 0.2): 0.55, ("triplet", 0.4): 0.41,
-              ("contrastive", 0.1): 0.45, ("contrastive", 0.2): 0.451, ("contrastive", 0.4): 0.452}
+    levels = {
+        ("triplet", 0.1): 0.40,
+        ("triplet", 0.2): 0.55,
+        ("triplet", 0.4): 0.41,
+        ("contrastive", 0.1): 0.45,
+        ("contrastive", 0.2): 0.451,
+        ("contrastive", 0.4): 0.452,
+    }
     detail = httpx.get(f"{url}/api/sweeps/{made['id']}").json()
     for job in sorted(detail["job_list"], key=lambda j: j["id"]):
         finish_next(engine, settings.home, levels[(job["spec"]["loss"], job["spec"]["margin"])])
@@ -29,7 +43,10 @@ def test_sweep_recommendation_stars_only_a_clear_winner(procs, settings, page):
     triplet = page.locator(".recommendation[data-loss='triplet']")
     contrastive = page.locator(".recommendation[data-loss='contrastive']")
     assert triplet.locator(".star").count() == 1
-    assert triplet.locator(".statement").inner_text() == "Margin 0.2 is better than every other triplet setting beyond the noise on this validation split."
+    assert (
+        triplet.locator(".statement").inner_text()
+        == "Margin 0.2 is better than every other triplet setting beyond the noise on this validation split."
+    )
     assert contrastive.locator(".star").count() == 0
     statement = contrastive.locator(".statement").inner_text()
     assert statement.startswith("Margins 0.1-0.4 are within noise of each other") and "None is starred" in statement

@@ -1,4 +1,5 @@
 """The embedding explorer in a browser: a finished job's scatter, a click, its neighbours."""
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,12 @@ def finished_job(live) -> dict:
 
 def point_on_screen(page, row: int = 0) -> tuple[float, float, int]:
     """Page coordinates of a row of the scatter, and its dataset index (the page's own camera mapping)."""
-    return tuple(page.evaluate(f"""() => {{
+    return tuple(
+        page.evaluate(f"""() => {{
         const ex = document.getElementById("plot").explorer;
         return [...ex.screenOfRow({row}), ex.indexOf({row})];
-    }}"""))
+    }}""")
+    )
 
 
 def near(page, index: int, x: float, y: float, pixels: float = 6) -> bool:

@@ -1,5 +1,6 @@
 """The explorer with accounts on (EMBEDLAB_AUTH=on), in Chromium: an upload from a signed-in browser carries the
 session's CSRF token."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,14 @@ def signed_in_job(tmp_path_factory) -> Iterator[tuple[str, int, Path]]:
         wait_for(lambda: _answers(url), 60, 0.2, "the server to answer")
         spec = {"name": "upload here", "dataset": "digits", "steps": 20, "eval_every": 10, "classes_per_batch": 4, "samples_per_class": 8}
         job = httpx.post(f"{url}/api/jobs", json=spec, headers=auth, timeout=30).json()
-        done = wait_for(lambda: (j := httpx.get(f"{url}/api/jobs/{job['id']}", headers=auth, timeout=30).json())["status"]
-                        in ("succeeded", "failed") and j, 300, 0.5, "the job to finish")
+        done = wait_for(
+            lambda: (
+                (j := httpx.get(f"{url}/api/jobs/{job['id']}", headers=auth, timeout=30).json())["status"] in ("succeeded", "failed") and j
+            ),
+            300,
+            0.5,
+            "the job to finish",
+        )
         assert done["status"] == "succeeded", done["error"]
         image = root / "seven.png"
         pixels = np.zeros((8, 8), np.uint8)

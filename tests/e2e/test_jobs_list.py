@@ -1,4 +1,5 @@
 """The jobs list with 1,000 jobs, in Chromium: pages of 50, filters, and rows that change without a reload."""
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,9 @@ def rows(page) -> list[str]:
 
 def test_a_thousand_jobs_page_filter_and_live_badges(procs, engine, page):
     # Written through the store on the server's EMBEDLAB_HOME: a thousand API calls would only slow the test.
-    jobs.submit_many(engine, [JobSpec(name=f"run {i:04d}", steps=100, margin=round(0.1 * (i % 5), 1)) for i in range(N)], owner="local", max_attempts=1)
+    jobs.submit_many(
+        engine, [JobSpec(name=f"run {i:04d}", steps=100, margin=round(0.1 * (i % 5), 1)) for i in range(N)], owner="local", max_attempts=1
+    )
     url = procs.server(workers=0)
 
     t0 = time.monotonic()

@@ -1,4 +1,5 @@
 """In Chromium: the jobs list sorted by a column header, a queued job's place on its page, and the pages at phone width."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,12 @@ ROW_IDS = "[...document.querySelectorAll('#jobs-body tr')].map((tr) => tr.datase
 
 
 def test_sort_by_a_header_and_see_the_queue(procs, engine, page):
-    made = jobs.submit_many(engine, [JobSpec(name=n, margin=m, priority=p) for n, m, p in (("b", 0.3, 0), ("c", 0.1, 0), ("a", 0.2, 1))],
-                            owner="local", max_attempts=1)
+    made = jobs.submit_many(
+        engine,
+        [JobSpec(name=n, margin=m, priority=p) for n, m, p in (("b", 0.3, 0), ("c", 0.1, 0), ("a", 0.2, 1))],
+        owner="local",
+        max_attempts=1,
+    )
     b, c, a = (r["id"] for r in made)
     url = procs.server(workers=0)
     page.goto(f"{url}/")

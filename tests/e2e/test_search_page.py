@@ -1,4 +1,5 @@
 """The search pages in Chromium: start a search from the form, then its trials, charts and budget."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,16 @@ def test_search_form_and_page(procs, page):
     page.errors.clear()
 
     # 128-d embeddings train to the end; 2-d ones are pruned at the first evaluation (see tests/app/test_search.py).
-    spec = {"name": "dims", "base": {"dataset": "digits", "explorer": False, "classes_per_batch": 3, "samples_per_class": 8, "steps": 30, "eval_every": 5},
-            "space": {"embedding_dim": [128, 2, 3]}, "sampler": "grid", "sampler_seed": 5, "trials": 2, "parallel": 1, "pruner": "asha"}
+    spec = {
+        "name": "dims",
+        "base": {"dataset": "digits", "explorer": False, "classes_per_batch": 3, "samples_per_class": 8, "steps": 30, "eval_every": 5},
+        "space": {"embedding_dim": [128, 2, 3]},
+        "sampler": "grid",
+        "sampler_seed": 5,
+        "trials": 2,
+        "parallel": 1,
+        "pruner": "asha",
+    }
     page.fill("#search-spec", json.dumps(spec))
     page.click("#search-form button[type=submit]")
     page.wait_for_url("**/searches/*")
@@ -31,7 +40,9 @@ def test_search_form_and_page(procs, page):
     assert rows.nth(1).locator("td").nth(6).text_content() == "5"  # pruned at step 5
     assert page.text_content("#best").startswith("Trial 0 (embedding_dim=128)")
     assert page.text_content("#budget").startswith("35 training steps spent, 58% of the 60")
-    page.wait_for_function("() => document.getElementById('trial-curves').data && document.getElementById('trial-curves').data.length === 2")
+    page.wait_for_function(
+        "() => document.getElementById('trial-curves').data && document.getElementById('trial-curves').data.length === 2"
+    )
     dashes = page.evaluate("document.getElementById('trial-curves').data.map(t => t.line.dash)")
     assert dashes == ["solid", "dash"]
     marked = page.evaluate("document.getElementById('param-vs-value').data.map(t => [t.name, t.x])")

@@ -1,4 +1,5 @@
 """Accounts on (EMBEDLAB_AUTH=on), in Chromium: sign in, write through the pages with the CSRF token, owners, sign out."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import pytest
 
 from app.auth import create_user
 from app.config import Settings
+from app.signin_limit import NAME_LIMIT
 from app.store.db import get_engine, init_db
 from tests.conftest import TEST_ENV, Processes, free_port, wait_for
-from app.signin_limit import NAME_LIMIT
 from tests.e2e.conftest import screenshot, wait_js
 from tests.e2e.test_dashboard import SMALL, fill_form, real_errors
 
@@ -96,7 +97,9 @@ def test_sign_in_submit_cancel_sign_out(team, page):
 
 
 def test_someone_elses_job_cannot_be_cancelled(team, page):
-    made = httpx.post(f"{team.url}/api/jobs", json={**SMALL, "name": "ada's job"}, headers={"Authorization": f"Bearer {team.tokens['ada']}"})
+    made = httpx.post(
+        f"{team.url}/api/jobs", json={**SMALL, "name": "ada's job"}, headers={"Authorization": f"Bearer {team.tokens['ada']}"}
+    )
     assert made.status_code == 201, made.text
     job_id = made.json()["id"]
     page.goto(f"{team.url}/login?next=/jobs/{job_id}")

@@ -1,4 +1,5 @@
 """The sweep comparison page in Chromium: one curve per run, one point per margin."""
+
 from __future__ import annotations
 
 import httpx
@@ -12,7 +13,9 @@ BASE = {"dataset": "digits", "steps": 20, "eval_every": 10, "classes_per_batch":
 
 def test_sweep_comparison_page(procs, settings, page):
     url = procs.server()
-    made = httpx.post(f"{url}/api/sweeps", json={"name": "cmp", "base": BASE, "grid": {"margin": [0.1, 0.6], "loss": ["triplet", "contrastive"]}}).json()
+    made = httpx.post(
+        f"{url}/api/sweeps", json={"name": "cmp", "base": BASE, "grid": {"margin": [0.1, 0.6], "loss": ["triplet", "contrastive"]}}
+    ).json()
     Worker(settings, threads=2).run(max_jobs=4, exit_when_idle=True)  # same EMBEDLAB_HOME as the server
 
     page.goto(f"{url}/sweeps/{made['id']}")
@@ -20,7 +23,9 @@ def test_sweep_comparison_page(procs, settings, page):
     curves = page.evaluate("document.getElementById('loss-overlay').data.filter(t => t.mode === 'lines').length")
     assert curves == 4
     page.wait_for_function("() => (document.getElementById('metric-vs-margin').data || []).length > 0")
-    per_panel = page.evaluate("document.getElementById('metric-vs-margin').data.filter(t => t.mode === 'lines+markers').map(t => [t.xaxis, t.x.length])")
+    per_panel = page.evaluate(
+        "document.getElementById('metric-vs-margin').data.filter(t => t.mode === 'lines+markers').map(t => [t.xaxis, t.x.length])"
+    )
     assert sorted(per_panel) == [["x", 2], ["x2", 2]]  # one panel per loss, two margins each
     assert page.locator("#recommendations .recommendation").count() == 2
     marked = page.locator("#runs tbody tr.starred").count() + page.locator("#runs tbody tr.best").count()
@@ -75,7 +80,9 @@ def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     page.mouse.move(x1, y1, steps=12)
     page.mouse.up()
     wait_js(page, "document.getElementById('layouts').data.every(t => Array.isArray(t.selectedpoints))")
-    selected = page.evaluate("document.getElementById('layouts').data.map(t => t.selectedpoints.map(r => t.customdata[r]).sort((a, b) => a - b))")
+    selected = page.evaluate(
+        "document.getElementById('layouts').data.map(t => t.selectedpoints.map(r => t.customdata[r]).sort((a, b) => a - b))"
+    )
     assert 0 < len(selected[0]) < n
     assert selected[1] == selected[0] and selected[2] == selected[0]  # the same images, highlighted in every panel
     assert page.locator("#selection-status").inner_text() == f"{len(selected[0])} images selected, highlighted in every panel."

@@ -1,4 +1,5 @@
 """The workers page in Chromium shows the free space of EMBEDLAB_HOME (a real 8 MB tmpfs here), and warns when it runs low."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Augmentation is fixed by (seed, step) and differs across seeds; the schedule's curve."""
+
 from __future__ import annotations
 
 import math

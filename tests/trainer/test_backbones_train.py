@@ -1,4 +1,5 @@
 """Each backbone builds, trains 5 steps and resumes from its checkpoint (tiny images, in process)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,10 +62,26 @@ def folder_settings(home: Path) -> Settings:
 
 def job(settings: Settings, **fields) -> JobSpec:
     # Parts within each class: four classes are too few for class-disjoint parts of two classes each.
-    return JobSpec.model_validate({"dataset": "imagefolder", "dataset_path": str(settings.home_path / "datasets" / "tiny"), "split": "samples",
-                                   "classes_per_batch": 2, "samples_per_class": 2, "embedding_dim": 8, "steps": 5, "eval_every": 5,
-                                   "explorer": False, "miner": "none", "augment": "standard", "lr_schedule": "cosine",
-                                   "warmup_steps": 2, "head_lr_multiplier": 10, "grad_clip": 1.0, **fields})
+    return JobSpec.model_validate(
+        {
+            "dataset": "imagefolder",
+            "dataset_path": str(settings.home_path / "datasets" / "tiny"),
+            "split": "samples",
+            "classes_per_batch": 2,
+            "samples_per_class": 2,
+            "embedding_dim": 8,
+            "steps": 5,
+            "eval_every": 5,
+            "explorer": False,
+            "miner": "none",
+            "augment": "standard",
+            "lr_schedule": "cosine",
+            "warmup_steps": 2,
+            "head_lr_multiplier": 10,
+            "grad_clip": 1.0,
+            **fields,
+        }
+    )
 
 
 @pytest.mark.parametrize("backbone, size", [("cnn", 16), ("resnet18", 16), ("resnet50", 16), ("timm:vit_tiny_patch16_224", 32)])
@@ -120,10 +137,23 @@ def test_a_benchmark_layout_trains_on_its_official_split(home, tmp_path):
     (root / "images.txt").write_text("\n".join(lines))
     (root / "image_class_labels.txt").write_text("\n".join(labels))
     settings = Settings(home=home, offline=True)
-    spec = JobSpec.model_validate({"dataset": "cub200", "dataset_path": str(root), "classes_per_batch": 2, "samples_per_class": 2,
-                                   "steps": 5, "eval_every": 5, "explorer": False, "image_size": 16, "augment": "standard"})
+    spec = JobSpec.model_validate(
+        {
+            "dataset": "cub200",
+            "dataset_path": str(root),
+            "classes_per_batch": 2,
+            "samples_per_class": 2,
+            "steps": 5,
+            "eval_every": 5,
+            "explorer": False,
+            "image_size": 16,
+            "augment": "standard",
+        }
+    )
     run = LocalRun(tmp_path / "job")
     train(spec, run, settings)
-    assert any("16 training images in 4 classes, 8 validation images in 2 classes, 8 test images in 2 classes" in line for line in run.logs), run.logs
+    assert any(
+        "16 training images in 4 classes, 8 validation images in 2 classes, 8 test images in 2 classes" in line for line in run.logs
+    ), run.logs
     with np.load(tmp_path / "job" / artifacts.EMBEDDINGS) as stored:
         assert sorted(set(stored["labels"].tolist())) == [4, 5]  # validation: the last official training classes (5, 6)

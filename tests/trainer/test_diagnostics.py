@@ -1,4 +1,5 @@
 """Hardness fractions and distance histograms against direct computations."""
+
 from __future__ import annotations
 
 import itertools
@@ -49,7 +50,9 @@ def test_active_pairs_contrastive():
     n = len(labels)
     active = sum(
         (labels[i] == labels[j] and d[i, j] > 0.0) or (labels[i] != labels[j] and d[i, j] < 1.0)
-        for i in range(n) for j in range(n) if i != j
+        for i in range(n)
+        for j in range(n)
+        if i != j
     )
     assert abs(active_pairs(emb, labels, "contrastive", 1.0, L2) - active / (n * (n - 1))) < 1e-6
     assert active_pairs(emb, labels, "triplet", 1.0, L2) is None

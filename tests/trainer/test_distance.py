@@ -1,5 +1,6 @@
 """One distance per job: evaluation, histograms, the explorer's table and the neighbour index all
 rank as the loss object's own distance does, for every loss with and without `normalize`."""
+
 from __future__ import annotations
 
 import itertools
@@ -77,8 +78,9 @@ def test_evaluation_table_and_neighbours_rank_as_the_loss_does(loss, normalize):
     for name in RETRIEVAL:
         assert abs(ours[name] - theirs[name]) < 1e-6, name
     table = per_class_metrics(emb.numpy(), labels.numpy(), distance)
-    per_class = AccuracyCalculator(include=RETRIEVAL, k="max_bin_count", knn_func=CustomKNN(loss_fn.distance),
-                                   return_per_class=True).get_accuracy(emb, labels)
+    per_class = AccuracyCalculator(
+        include=RETRIEVAL, k="max_bin_count", knn_func=CustomKNN(loss_fn.distance), return_per_class=True
+    ).get_accuracy(emb, labels)
     for name in RETRIEVAL:
         assert np.allclose([row[name] for row in table], per_class[name], atol=1e-6), name
 
@@ -102,8 +104,17 @@ def test_a_circle_job_without_normalisation_is_evaluated_in_cosine_similarity(se
     from app.store import jobs
     from trainer.worker import Worker
 
-    spec = JobSpec(dataset="digits", loss="circle", normalize=False, miner="none", steps=10, eval_every=10,
-                   classes_per_batch=4, samples_per_class=8, explorer=False)
+    spec = JobSpec(
+        dataset="digits",
+        loss="circle",
+        normalize=False,
+        miner="none",
+        steps=10,
+        eval_every=10,
+        classes_per_batch=4,
+        samples_per_class=8,
+        explorer=False,
+    )
     created = jobs.submit(engine, spec)
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
     done = jobs.get(engine, created["id"])
@@ -113,7 +124,8 @@ def test_a_circle_job_without_normalisation_is_evaluated_in_cosine_similarity(se
         stored = {k: z[k] for k in z.files}
     assert not np.allclose(np.linalg.norm(stored["embeddings"], axis=1), 1, atol=1e-3)  # really unnormalised
     reference = AccuracyCalculator(include=RETRIEVAL, k="max_bin_count", knn_func=CustomKNN(CircleLoss().distance)).get_accuracy(
-        torch.from_numpy(stored["embeddings"]), torch.from_numpy(stored["labels"]))
+        torch.from_numpy(stored["embeddings"]), torch.from_numpy(stored["labels"])
+    )
     best = done["summary"]["best"]["metrics"]  # the stored embeddings are the best checkpoint's
     assert abs(best["mean_average_precision_at_r"] - reference["mean_average_precision_at_r"]) < 1e-6
     assert json.loads((job_dir / DISTANCES_FILE).read_text())["kind"] == "cosine_similarity"

@@ -1,4 +1,5 @@
 """The fast kNN gives pytorch-metric-learning's metric values."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Jobs run on a real worker against the real database; the test part's isolation is checked through
 the metric rows as they were written (their ids give the write order).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

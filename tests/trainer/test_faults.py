@@ -1,4 +1,5 @@
 """Faults survived with real processes: paused workers, a killed server, failing jobs, bad data, a full disk."""
+
 from __future__ import annotations
 
 import errno
@@ -15,7 +16,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from app.spec import JobSpec
-from app.store import jobs, joblogs
+from app.store import joblogs, jobs
 from app.store.db import get_engine
 from app.store.models import Metric
 from tests.conftest import wait_for
@@ -58,9 +59,13 @@ def test_a_paused_worker_cannot_write_after_its_lease_was_taken_over(procs, sett
     assert done["status"] == "succeeded" and done["attempts"] == 2
     engine = get_engine(settings.db_url)
     with engine.connect() as conn:
-        late = conn.execute(select(Metric.step).where(Metric.job_id == created["id"], Metric.attempt == 1, Metric.wall_time > taken_over_at + 0.5)).all()
+        late = conn.execute(
+            select(Metric.step).where(Metric.job_id == created["id"], Metric.attempt == 1, Metric.wall_time > taken_over_at + 0.5)
+        ).all()
     assert late == []  # the stale worker's points were refused
-    steps = httpx.get(f"{url}/api/jobs/{created['id']}/metrics", params={"names": "train/loss", "max_points": 100000}).json()["series"]["train/loss"]["step"]
+    steps = httpx.get(f"{url}/api/jobs/{created['id']}/metrics", params={"names": "train/loss", "max_points": 100000}).json()["series"][
+        "train/loss"
+    ]["step"]
     assert steps == list(range(1, 401))
     assert paused.poll() is None  # it survived losing the job and went back to polling
 
@@ -77,7 +82,9 @@ def test_killing_the_api_server_loses_nothing(procs):
     url = procs.server()
     done = wait_status(url, created["id"], ("succeeded", "failed"), timeout=240)
     assert done["status"] == "succeeded" and done["attempts"] == 1
-    steps = httpx.get(f"{url}/api/jobs/{created['id']}/metrics", params={"names": "train/loss", "max_points": 100000}).json()["series"]["train/loss"]["step"]
+    steps = httpx.get(f"{url}/api/jobs/{created['id']}/metrics", params={"names": "train/loss", "max_points": 100000}).json()["series"][
+        "train/loss"
+    ]["step"]
     assert steps == list(range(1, 301))
 
 
@@ -90,7 +97,16 @@ def folder(root, classes: int = 3, per_class: int = 10, size: int = 16):
     return root
 
 
-IMAGE_JOB = {"dataset": "imagefolder", "split": "samples", "classes_per_batch": 2, "samples_per_class": 4, "val_fraction": 0.34, "image_size": 16, "steps": 20, "eval_every": 10}
+IMAGE_JOB = {
+    "dataset": "imagefolder",
+    "split": "samples",
+    "classes_per_batch": 2,
+    "samples_per_class": 4,
+    "val_fraction": 0.34,
+    "image_size": 16,
+    "steps": 20,
+    "eval_every": 10,
+}
 
 
 def test_a_job_failing_on_every_attempt_backs_off_then_fails(engine, settings):
@@ -120,7 +136,9 @@ def test_corrupt_and_fake_images_are_skipped_and_counted(engine, settings):
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatch):
-    created = jobs.submit(engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8), max_attempts=1)
+    created = jobs.submit(
+        engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8), max_attempts=1
+    )
     real_save, saves = torch.save, []
 
     def save_then_fill_the_disk(obj, f, *a, **kw):

@@ -1,4 +1,5 @@
 """After the last step a job says what it is doing; a cancelled job keeps its last evaluation and the explorer opens it."""
+
 from __future__ import annotations
 
 import json

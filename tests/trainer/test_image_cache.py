@@ -1,4 +1,5 @@
 """The decoded-image cache: reused across jobs, rebuilt when a file changes, same pixels as decoding."""
+
 from __future__ import annotations
 
 import os

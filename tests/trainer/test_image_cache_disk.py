@@ -1,4 +1,5 @@
 """The decoded-image cache on a real full filesystem: an error naming the cache and the room, never SIGBUS, nothing left behind."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """A job cannot take its worker down: a memory ceiling per attempt, a refusal at submit, and no
 process outliving the one that started it (real server, worker and attempt processes)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The explorer's 2-D layout: seeded, in the loss's space, fitted on a sample past a size."""
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,11 @@ def test_place_matches_umaps_own_transform(tmp_path):
     graph = sp.random(60, 40, density=0.1, random_state=0, format="csr")
     graph.data[::7] = 1.0  # identical points snap onto their neighbour
     fit_xy = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
-    np.testing.assert_allclose(np.nan_to_num(layout._initial_positions(graph.copy(), fit_xy), nan=9),
-                               np.nan_to_num(init_graph_transform(graph.copy(), fit_xy), nan=9), atol=1e-5)
+    np.testing.assert_allclose(
+        np.nan_to_num(layout._initial_positions(graph.copy(), fit_xy), nan=9),
+        np.nan_to_num(init_graph_transform(graph.copy(), fit_xy), nan=9),
+        atol=1e-5,
+    )
 
     X = blobs(260, 16)
     reducer = umap.UMAP(metric="cosine", n_neighbors=10, init="pca", n_epochs=60, random_state=0).fit(X[:200])
@@ -109,7 +113,8 @@ def test_per_class_table_matches_the_library_defaults():
     X = X / np.linalg.norm(X, axis=1, keepdims=True)
     rows = per_class_metrics(X, labels, Distance("cosine_similarity", normalized=True))
     reference = AccuracyCalculator(include=RETRIEVAL, return_per_class=True, knn_func=CustomKNN(CosineSimilarity())).get_accuracy(
-        torch.from_numpy(X), torch.from_numpy(labels))
+        torch.from_numpy(X), torch.from_numpy(labels)
+    )
     assert [r["label"] for r in rows] == [0, 1, 2, 3, 9] and rows[-1]["precision_at_1"] is None
     for name in RETRIEVAL:
         assert np.allclose([r[name] for r in rows[:-1]], reference[name], atol=1e-6), name

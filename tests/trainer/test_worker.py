@@ -1,4 +1,5 @@
 """The worker end to end: real server and worker processes, jobs submitted over HTTP."""
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,19 @@ def test_nan_loss_fails_with_the_step_named(procs):
     procs.worker()
     # A loss parameter that overflows at once (gamma 1e38) is refused at submit; a learning rate far too high
     # for unnormalised embeddings and a strong weight decay diverges within a few dozen steps instead.
-    created = submit(url, loss="contrastive", miner="none", normalize=False, margin=100, embedding_dim=4096, optimizer="sgd", lr=10,
-                     weight_decay=1, steps=100, eval_every=100)
+    created = submit(
+        url,
+        loss="contrastive",
+        miner="none",
+        normalize=False,
+        margin=100,
+        embedding_dim=4096,
+        optimizer="sgd",
+        lr=10,
+        weight_decay=1,
+        steps=100,
+        eval_every=100,
+    )
     ended = wait_status(url, created["id"], ("failed", "succeeded"))
     assert ended["status"] == "failed" and re.search(r"loss became nan at step \d+", ended["error"]) and ended["attempts"] == 1
     # what was written before the failure (the step-0 evaluation) is still there
@@ -144,7 +156,9 @@ def test_submit_cli_waits_and_exits_by_outcome(procs, tmp_path):
     env = {**procs.env, "EMBEDLAB_URL": url}
     refused = subprocess.run([sys.executable, "-m", "app.cli", "submit", str(bad)], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "margin" in refused.stderr
-    ok = subprocess.run([sys.executable, "-m", "app.cli", "submit", str(good), "--wait"], env=env, capture_output=True, text=True, timeout=180)
+    ok = subprocess.run(
+        [sys.executable, "-m", "app.cli", "submit", str(good), "--wait"], env=env, capture_output=True, text=True, timeout=180
+    )
     assert ok.returncode == 0, ok.stderr
     job_id = int(ok.stdout.strip())
     assert job(url, job_id)["status"] == "succeeded" and "succeeded" in ok.stderr
@@ -176,7 +190,9 @@ def test_bf16_autocast_path_trains_on_cpu(settings, engine):
     from app.store import jobs
     from trainer.worker import Worker
 
-    created = jobs.submit(engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8, precision="bf16"))
+    created = jobs.submit(
+        engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8, precision="bf16")
+    )
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
     done = jobs.get(engine, created["id"])
     assert done["status"] == "succeeded", done["error"]
@@ -193,7 +209,9 @@ def test_explorer_off_skips_the_layout_and_says_so(settings, engine):
     from app.store import jobs
     from trainer.worker import Worker
 
-    created = jobs.submit(engine, JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8, explorer=False))
+    created = jobs.submit(
+        engine, JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8, explorer=False)
+    )
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
     assert jobs.get(engine, created["id"])["status"] == "succeeded"
     assert (settings.job_dir(created["id"]) / EMBEDDINGS_FILE).is_file()

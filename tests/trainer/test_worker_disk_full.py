@@ -1,9 +1,10 @@
 """A full disk with real processes on a real 8 MB filesystem (tmpfs) holding EMBEDLAB_HOME and its SQLite file:
 jobs fail naming the disk, retries are kept, workers wait instead of dying, the API refuses writes with 503 and keeps reading."""
+
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import signal
 import time
@@ -39,9 +40,13 @@ def test_a_job_that_fills_the_disk_fails_at_once_and_the_queue_waits_for_space(p
     procs.env = {**env, "EMBEDLAB_HOME": str(home)}
     worker = procs.worker()
 
-    failed = wait_for(lambda: (j := jobs.get(engine, first["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the first job to end")
+    failed = wait_for(
+        lambda: (j := jobs.get(engine, first["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the first job to end"
+    )
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed  # failed at once: no retry ate freed space
-    assert re.match(rf"disk full while writing {re.escape(str(home))}/jobs/{first['id']}/(best|checkpoint)\.pt \(free ", failed["error"]), failed["error"]
+    assert re.match(rf"disk full while writing {re.escape(str(home))}/jobs/{first['id']}/(best|checkpoint)\.pt \(free ", failed["error"]), (
+        failed["error"]
+    )
     assert any(line["message"] == failed["error"] for line in joblogs.lines(engine, first["id"]))
     assert [p.name for p in settings.job_dir(first["id"]).iterdir() if p.name.endswith(".tmp")] == []  # partial file removed
 
@@ -53,7 +58,9 @@ def test_a_job_that_fills_the_disk_fails_at_once_and_the_queue_waits_for_space(p
     assert log_text(worker).count("not taking jobs") == 1 and worker.poll() is None
 
     small_disk.free()
-    done = wait_for(lambda: (j := jobs.get(engine, second["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the second job to end")
+    done = wait_for(
+        lambda: (j := jobs.get(engine, second["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the second job to end"
+    )
     assert done["status"] == "succeeded" and done["attempts"] == 1, done["error"]
     assert "taking jobs again" in log_text(worker)
 
@@ -83,7 +90,12 @@ def test_a_full_database_disk_answers_503_keeps_reads_and_workers_wait(procs, en
 
     # A worker that cannot start on the full disk waits and says why once, instead of being restarted every few seconds.
     os.kill(worker_pid, signal.SIGKILL)
-    wait_for(lambda: "cannot register the worker: disk full while writing the database" in log_text(serve), 90, 0.2, "the new worker to say why it waits")
+    wait_for(
+        lambda: "cannot register the worker: disk full while writing the database" in log_text(serve),
+        90,
+        0.2,
+        "the new worker to say why it waits",
+    )
     time.sleep(8)
     text = log_text(serve)
     assert text.count("cannot register the worker") == 1, text[-3000:]
@@ -91,8 +103,14 @@ def test_a_full_database_disk_answers_503_keeps_reads_and_workers_wait(procs, en
     assert text.count(" on cpu, ") == 2  # the first worker and its one replacement: no restart loop
 
     small_disk.free()
-    after = wait_for(lambda: (r := httpx.post(f"{url}/api/jobs", json={**TINY, "steps": 10, "explorer": False}, timeout=30)).status_code == 201 and r.json(),
-                     30, 0.5, "submissions to be accepted again")
+    after = wait_for(
+        lambda: (
+            (r := httpx.post(f"{url}/api/jobs", json={**TINY, "steps": 10, "explorer": False}, timeout=30)).status_code == 201 and r.json()
+        ),
+        30,
+        0.5,
+        "submissions to be accepted again",
+    )
     done = wait_status(url, after["id"], ("succeeded", "failed"))
     assert done["status"] == "succeeded", done["error"]
     assert "register the worker: the database takes writes again" in log_text(serve)

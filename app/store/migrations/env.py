@@ -1,4 +1,5 @@
 """Alembic environment: the URL and the connection come from embedlab, never from alembic.ini."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,4 +1,5 @@
 """Accounts on: every route needs an identity, owners and admins, sessions with CSRF."""
+
 from __future__ import annotations
 
 import subprocess
@@ -118,11 +119,19 @@ def test_passwords_and_names(home):
 
 
 def test_cli_user_add_prints_token_last_and_serve_refuses_open_bind(env):
-    out = subprocess.run([sys.executable, "-m", "app.cli", "user", "add", "eve", "--admin"], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "user", "add", "eve", "--admin"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip().splitlines()[-1]
     assert token.startswith("el_") and len(token) > 30
-    refused = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--workers", "0"], env=env, capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--workers", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 1 and "EMBEDLAB_AUTH=on" in refused.stderr and "Traceback" not in refused.stderr
 
 
@@ -140,6 +149,7 @@ def test_per_user_running_limit(engine):
 
 
 # -- sign-in throttling --------------------------------------------------------
+
 
 class Clock:
     """The limiter's time, moved by the test (no sleeping)."""
@@ -206,8 +216,11 @@ def test_parallel_guesses_cannot_outrun_the_count(throttled):
     from_address, _ = throttled
     guesser = from_address("10.0.0.5")
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: guesser.post("/api/session", json={"name": "ada", "password": "a wrong guess"}).status_code,
-                              range(3 * NAME_LIMIT)))
+        codes = list(
+            pool.map(
+                lambda _: guesser.post("/api/session", json={"name": "ada", "password": "a wrong guess"}).status_code, range(3 * NAME_LIMIT)
+            )
+        )
     assert codes.count(401) == NAME_LIMIT and codes.count(429) == 2 * NAME_LIMIT
 
 

@@ -3,6 +3,7 @@
 PostgreSQL refuses NUL in text and JSON columns, so a NUL that reaches the store is a 500 there and
 not on SQLite: each case runs against both databases, through the real app.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def make_folder(root: Path, classes: list[str], count: int = 4) -> Path:
 
 
 # Within-class parts: the three-class folders these tests make are too few for class-disjoint parts of 2+ classes each.
-FOLDER_JOB = dict(dataset="imagefolder", classes_per_batch=2, samples_per_class=2, split="samples", val_fraction=0.25, test_fraction=0.25, steps=5)
+FOLDER_JOB = dict(
+    dataset="imagefolder", classes_per_batch=2, samples_per_class=2, split="samples", val_fraction=0.25, test_fraction=0.25, steps=5
+)
 
 
 # -- control characters, in every string field ------------------------------------------------
@@ -91,7 +94,9 @@ def test_control_characters_in_loss_params_and_sweeps(client):
     # `base.name` is replaced per run, so only this check keeps it out of the stored sweep spec
     refused(client.post("/api/sweeps", json={**sweep, "base": {**sweep["base"], "name": "x\x00"}}), "base", "name: contains the NUL")
     refused(client.post("/api/sweeps", json={**sweep, "grid": {"name\x00": [1, 2]}}), "grid", "NUL")
-    refused(client.post("/api/sweeps", json={**sweep, "grid": {"dataset_path": ["/a", "/b\x00"]}}), "grid", "dataset_path[1]: contains the NUL")
+    refused(
+        client.post("/api/sweeps", json={**sweep, "grid": {"dataset_path": ["/a", "/b\x00"]}}), "grid", "dataset_path[1]: contains the NUL"
+    )
     refused(client.post("/api/sweeps", json={**sweep, "grid": {"device": ["cpu", "cu\nda"]}}), "grid", "control character")
     assert client.get("/api/sweeps").json()["total"] == 0
 
@@ -124,13 +129,17 @@ def test_control_characters_in_the_sign_in_name(signed_out, name):
 
 # -- paths and seeds --------------------------------------------------------------------------
 
+
 def test_path_component_over_the_filesystem_limit(client, settings):
     root = settings.data_root_paths[0]
     root.mkdir(parents=True, exist_ok=True)
     for path in [str(root / ("a" * 256)), str(root / ("b" * 300) / "c"), "/" + "é" * 200]:  # 200 é are 400 bytes
         refused(client.post("/api/jobs", json={**FOLDER_JOB, "dataset_path": path}), "dataset_path", "at most 255")
-    refused(client.post("/api/sweeps", json={"base": FOLDER_JOB, "grid": {"dataset_path": [str(root), str(root / ("x" * 400))]}}),
-            "grid.dataset_path", "at most 255")
+    refused(
+        client.post("/api/sweeps", json={"base": FOLDER_JOB, "grid": {"dataset_path": [str(root), str(root / ("x" * 400))]}}),
+        "grid.dataset_path",
+        "at most 255",
+    )
     refused(client.post("/api/jobs", json={**FOLDER_JOB, "dataset_path": str(root / "d" / ("y" * 255))}), "dataset_path", "does not exist")
 
 
@@ -149,7 +158,9 @@ def test_dataset_path_is_stored_resolved(client, settings):
     job = client.post("/api/jobs", json={**FOLDER_JOB, "dataset_path": typed}).json()
     assert job["spec"]["dataset_path"] == str(folder.resolve())
     (root / "alias").symlink_to(folder)
-    sweep = client.post("/api/sweeps", json={"base": FOLDER_JOB, "grid": {"dataset_path": [typed, str(root / "nope" / "..") + "/flowers/b/.."]}})
+    sweep = client.post(
+        "/api/sweeps", json={"base": FOLDER_JOB, "grid": {"dataset_path": [typed, str(root / "nope" / "..") + "/flowers/b/.."]}}
+    )
     refused(sweep, "grid.dataset_path", "same folder")
     other = make_folder(root / "trees", ["x", "y", "z"])
     created = client.post("/api/sweeps", json={"base": FOLDER_JOB, "grid": {"dataset_path": [str(root / "alias"), f"{other}/x/.."]}}).json()
@@ -161,33 +172,43 @@ def test_dataset_path_is_stored_resolved(client, settings):
 
 # -- specs that could never run ----------------------------------------------------------------
 
-@pytest.mark.parametrize("loss, params, field, words", [
-    ("circle", '{"gamma": NaN}', "loss_params.gamma", "finite"),
-    ("circle", '{"gamma": Infinity}', "loss_params.gamma", "finite"),
-    ("circle", '{"gamma": 1e300}', "loss_params.gamma", "less than or equal to 10000"),
-    ("circle", '{"gamma": 0}', "loss_params.gamma", "greater than 0"),
-    ("circle", '{"gamma": -80}', "loss_params.gamma", "greater than 0"),
-    ("circle", '{"gamma": true}', "loss_params.gamma", "number"),
-    ("ntxent", '{"temperature": 0}', "loss_params.temperature", "greater than or equal to 0.0001"),
-    ("ntxent", '{"temperature": -0.5}', "loss_params.temperature", "greater than or equal to 0.0001"),
-    ("ntxent", '{"temperature": 1e-300}', "loss_params.temperature", "greater than or equal to 0.0001"),
-    ("multisimilarity", '{"alpha": 0}', "loss_params.alpha", "greater than 0"),
-    ("multisimilarity", '{"beta": -1}', "loss_params.beta", "greater than 0"),
-    ("multisimilarity", '{"base": 5}', "loss_params.base", "less than or equal to 1"),
-    ("contrastive", '{"pos_margin": -0.1}', "loss_params.pos_margin", "greater than or equal to 0"),
-    ("contrastive", '{"pos_margin": 0.5}', "loss_params.pos_margin", "below margin 0.2"),
-    ("triplet", '{"swap": 1}', "loss_params.swap", "true or false"),
-])
+
+@pytest.mark.parametrize(
+    "loss, params, field, words",
+    [
+        ("circle", '{"gamma": NaN}', "loss_params.gamma", "finite"),
+        ("circle", '{"gamma": Infinity}', "loss_params.gamma", "finite"),
+        ("circle", '{"gamma": 1e300}', "loss_params.gamma", "less than or equal to 10000"),
+        ("circle", '{"gamma": 0}', "loss_params.gamma", "greater than 0"),
+        ("circle", '{"gamma": -80}', "loss_params.gamma", "greater than 0"),
+        ("circle", '{"gamma": true}', "loss_params.gamma", "number"),
+        ("ntxent", '{"temperature": 0}', "loss_params.temperature", "greater than or equal to 0.0001"),
+        ("ntxent", '{"temperature": -0.5}', "loss_params.temperature", "greater than or equal to 0.0001"),
+        ("ntxent", '{"temperature": 1e-300}', "loss_params.temperature", "greater than or equal to 0.0001"),
+        ("multisimilarity", '{"alpha": 0}', "loss_params.alpha", "greater than 0"),
+        ("multisimilarity", '{"beta": -1}', "loss_params.beta", "greater than 0"),
+        ("multisimilarity", '{"base": 5}', "loss_params.base", "less than or equal to 1"),
+        ("contrastive", '{"pos_margin": -0.1}', "loss_params.pos_margin", "greater than or equal to 0"),
+        ("contrastive", '{"pos_margin": 0.5}', "loss_params.pos_margin", "below margin 0.2"),
+        ("triplet", '{"swap": 1}', "loss_params.swap", "true or false"),
+    ],
+)
 def test_loss_params_out_of_the_library_range(client, loss, params, field, words):
     refused(raw_post(client, "/api/jobs", f'{{"loss": "{loss}", "loss_params": {params}}}'), field, words)
     sweep = f'{{"base": {{"loss": "{loss}"}}, "grid": {{"loss_params": [{{}}, {params}]}}}}'
     refused(raw_post(client, "/api/sweeps", sweep), f"grid.{field}", words)
 
 
-@pytest.mark.parametrize("loss, params", [
-    ("circle", {"gamma": 256}), ("ntxent", {"temperature": 0.07}), ("multisimilarity", {"alpha": 2, "beta": 50, "base": 0.5}),
-    ("contrastive", {"pos_margin": 0.1}), ("triplet", {"swap": True}),
-])
+@pytest.mark.parametrize(
+    "loss, params",
+    [
+        ("circle", {"gamma": 256}),
+        ("ntxent", {"temperature": 0.07}),
+        ("multisimilarity", {"alpha": 2, "beta": 50, "base": 0.5}),
+        ("contrastive", {"pos_margin": 0.1}),
+        ("triplet", {"swap": True}),
+    ],
+)
 def test_loss_params_in_range_are_accepted_as_sent(client, loss, params):
     r = client.post("/api/jobs", json={"loss": loss, "loss_params": params})
     assert r.status_code == 201, r.text
@@ -226,7 +247,7 @@ def test_metric_names_with_control_characters(client):
 
 def test_spec_json_survives_the_round_trip(client):
     """What a user sends is what the job shows (nothing lost in either database's JSON)."""
-    spec = {"dataset": "digits", "name": "quote \" backslash \\ slash / émoji 🙂", "loss": "circle", "loss_params": {"gamma": 64}}
+    spec = {"dataset": "digits", "name": 'quote " backslash \\ slash / émoji 🙂', "loss": "circle", "loss_params": {"gamma": 64}}
     job = client.post("/api/jobs", json=spec).json()
     stored = client.get(f"/api/jobs/{job['id']}").json()
     assert stored["name"] == spec["name"] and stored["spec"]["loss_params"] == {"gamma": 64}

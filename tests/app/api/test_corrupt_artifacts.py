@@ -3,6 +3,7 @@
 One tiny digits job is trained once per module; each test copies its artifacts to a job of its own
 and damages one file the ways a disk or a person does (truncated, overwritten, a file of another shape).
 """
+
 from __future__ import annotations
 
 import io
@@ -72,6 +73,7 @@ def projection_without(key: str) -> Callable[[Path], None]:
             arrays = {k: z[k] for k in z.files if k != key}
         with open(path, "wb") as f:
             np.savez(f, **arrays)
+
     return damage
 
 
@@ -106,13 +108,31 @@ def assert_names(response, filename: str, remedy: str = "run the job again") -> 
     assert filename in detail and remedy in detail, detail
 
 
-@pytest.mark.parametrize("damage", [truncated, overwritten, emptied, projection_without("xy"), projection_without("meta"),
-                                    projection_of_other_lengths, projection_with_a_broken_layout_state], ids=lambda d: getattr(d, "__name__", "missing"))
+@pytest.mark.parametrize(
+    "damage",
+    [
+        truncated,
+        overwritten,
+        emptied,
+        projection_without("xy"),
+        projection_without("meta"),
+        projection_of_other_lengths,
+        projection_with_a_broken_layout_state,
+    ],
+    ids=lambda d: getattr(d, "__name__", "missing"),
+)
 def test_a_damaged_projection_is_a_409_on_every_explorer_route(api, damaged, damage):
     job_id = damaged(PROJECTION_FILE, damage)
     base = f"/api/jobs/{job_id}"
-    for path in ["/embedding", "/embedding?format=columns", "/embedding/summary", "/neighbors?index=0",
-                 "/embedding/export?format=npy", "/embedding/export?format=csv", "/embedding/export?format=projector"]:
+    for path in [
+        "/embedding",
+        "/embedding?format=columns",
+        "/embedding/summary",
+        "/neighbors?index=0",
+        "/embedding/export?format=npy",
+        "/embedding/export?format=csv",
+        "/embedding/export?format=projector",
+    ]:
         assert_names(api.get(base + path), PROJECTION_FILE)
     assert_names(api.post(f"{base}/neighbors", files={"file": ("q.png", png(), "image/png")}), PROJECTION_FILE)
     assert api.get(f"/jobs/{job_id}/explore").status_code == 200  # the page itself opens and shows the message
@@ -146,8 +166,11 @@ def without_spec(path: Path) -> None:
     torch.save({k: v for k, v in ckpt.items() if k != "spec"}, path)
 
 
-@pytest.mark.parametrize("damage", [truncated, overwritten, emptied, wrong_state, no_convolution, spec_of_another_version, without_spec],
-                         ids=lambda d: d.__name__)
+@pytest.mark.parametrize(
+    "damage",
+    [truncated, overwritten, emptied, wrong_state, no_convolution, spec_of_another_version, without_spec],
+    ids=lambda d: d.__name__,
+)
 def test_a_damaged_checkpoint_is_a_409_for_the_image_query(api, damaged, damage):
     job_id = damaged(BEST_CHECKPOINT_FILE, damage)  # image queries embed with the best checkpoint
     r = api.post(f"/api/jobs/{job_id}/neighbors", files={"file": ("q.png", png(), "image/png")})

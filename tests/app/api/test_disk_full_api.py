@@ -1,4 +1,5 @@
 """The API over a database whose disk is full (a real 8 MB tmpfs): writes answer 503 with a JSON reason, reads go on."""
+
 from __future__ import annotations
 
 import shutil
@@ -21,8 +22,10 @@ def test_writes_answer_503_with_the_reason_and_reads_keep_working(small_disk):
         assert not disk["low"]
 
         small_disk.fill()
-        for path, body in (("/api/jobs", {**TINY, "name": "refused"}),
-                           ("/api/sweeps", {"name": "s", "base": TINY, "grid": {"margin": [0.1, 0.2]}})):
+        for path, body in (
+            ("/api/jobs", {**TINY, "name": "refused"}),
+            ("/api/sweeps", {"name": "s", "base": TINY, "grid": {"margin": [0.1, 0.2]}}),
+        ):
             refused = client.post(path, json=body)
             assert refused.status_code == 503, (path, refused.text)
             assert refused.headers["content-type"] == "application/json" and refused.headers["retry-after"] == "60"

@@ -1,4 +1,5 @@
 """Binary columns and lasso-selection summaries, on a stored layout of synthetic embeddings (no training)."""
+
 from __future__ import annotations
 
 import csv
@@ -27,12 +28,28 @@ def synthetic_arrays(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], dict
     centres = rng.normal(size=(CLASSES, DIM))
     X = (centres[labels] + rng.normal(scale=0.9, size=(n, DIM))).astype(np.float32)  # overlapping classes: P@1 well below 1
     split = (np.arange(n) >= n // 2).astype(np.int8)
-    arrays = {"embeddings": X, "labels": labels.astype(np.int64), "indices": rng.permutation(10 * n)[:n].astype(np.int64), "split": split,
-              "xy": rng.normal(size=(n, 2)).astype(np.float32) * 7.3, "fitted": np.ones(n, bool), "nn_same_label": rng.random(n) < 0.8}
-    meta = {"version": 1, "space": "cosine", "class_names": [f"class {c}" for c in range(CLASSES)], "points": n,
-            "splits": {"val": int((split == 0).sum()), "train": int((split == 1).sum())}, "fitted_points": n, "umap": {},
-            "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
-            "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0}, "per_class": [], "seconds": {}}
+    arrays = {
+        "embeddings": X,
+        "labels": labels.astype(np.int64),
+        "indices": rng.permutation(10 * n)[:n].astype(np.int64),
+        "split": split,
+        "xy": rng.normal(size=(n, 2)).astype(np.float32) * 7.3,
+        "fitted": np.ones(n, bool),
+        "nn_same_label": rng.random(n) < 0.8,
+    }
+    meta = {
+        "version": 1,
+        "space": "cosine",
+        "class_names": [f"class {c}" for c in range(CLASSES)],
+        "points": n,
+        "splits": {"val": int((split == 0).sum()), "train": int((split == 1).sum())},
+        "fitted_points": n,
+        "umap": {},
+        "layout": LayoutState("cosine", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, 2.0).to_json(),
+        "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0},
+        "per_class": [],
+        "seconds": {},
+    }
     return arrays, meta
 
 
@@ -126,8 +143,9 @@ def test_selection_csv_export(job):
     assert got == {int(arrays["indices"][i]): (int(arrays["labels"][i]), ["val", "train"][arrays["split"][i]]) for i in rows}
 
 
-@pytest.mark.parametrize("payload,field", [({"indices": []}, "indices"), ({"indices": [-1]}, "indices.0"), ({}, "indices"),
-                                           ({"indices": ["a"]}, "indices.0")])
+@pytest.mark.parametrize(
+    "payload,field", [({"indices": []}, "indices"), ({"indices": [-1]}, "indices.0"), ({}, "indices"), ({"indices": ["a"]}, "indices.0")]
+)
 def test_bad_selections_are_refused(job, payload, field):
     client, job_id, _ = job
     r = client.post(f"/api/jobs/{job_id}/embedding/selection", json=payload)

@@ -1,4 +1,5 @@
 """The explorer's API on one finished tiny digits job (trained once per module)."""
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
-from app.main import create_app
 from app.files import PROJECTION_FILE
+from app.main import create_app
 from app.spec import JobSpec
 from app.store import jobs
 from app.store.db import get_engine
@@ -79,7 +80,7 @@ def test_neighbors_equal_brute_force(api, finished, stored, row):
     np.testing.assert_allclose([n["distance"] for n in got], d[order], atol=1e-5)
     assert [n["distance"] for n in got] == sorted(n["distance"] for n in got)
     # same points, up to ties
-    assert set(n["index"] for n in got[:-1]) <= set(indices[np.argsort(d)[:k + 2]].tolist())
+    assert set(n["index"] for n in got[:-1]) <= set(indices[np.argsort(d)[: k + 2]].tolist())
     assert all(n["image_url"] == f"/api/jobs/{job_id}/images/{n['index']}" for n in got)
 
 
@@ -97,8 +98,10 @@ def test_upload_of_a_dataset_image_finds_it_first(api, finished, stored):
     assert body["query"]["split"] == "upload" and np.isfinite([body["query"]["x"], body["query"]["y"]]).all()
 
 
-@pytest.mark.parametrize("params, status", [({"index": 0, "k": 0}, 422), ({"index": 0, "k": 1001}, 422), ({"index": -1}, 422),
-                                            ({"index": 10**6}, 404), ({"index": "x"}, 422)])
+@pytest.mark.parametrize(
+    "params, status",
+    [({"index": 0, "k": 0}, 422), ({"index": 0, "k": 1001}, 422), ({"index": -1}, 422), ({"index": 10**6}, 404), ({"index": "x"}, 422)],
+)
 def test_bad_neighbor_queries(api, finished, params, status):
     _, job_id = finished
     r = api.get(f"/api/jobs/{job_id}/neighbors", params=params)
@@ -126,11 +129,24 @@ def test_job_without_embeddings_is_a_clear_404(api, finished):
     assert api.get("/api/jobs/999999/embedding").status_code == 404
 
 
-@pytest.mark.parametrize("path, ok", [("/images/0", True), ("/images/1796", True), ("/images/1797", False), ("/images/-1", False),
-                                      ("/images/..%2F..%2Fcheckpoint.pt", False), ("/images/%2e%2e", False),
-                                      ("/images/../checkpoint.pt", False), ("/images/0%2F..%2F..%2Fetc%2Fpasswd", False),
-                                      ("/images/%252e%252e%252fcheckpoint.pt", False), ("/images/..%5C..%5Cembedlab.db", False),
-                                      ("/images/%2Fetc%2Fpasswd", False), ("/images/C:%5Cwindows", False), ("/images/0%00", False)])
+@pytest.mark.parametrize(
+    "path, ok",
+    [
+        ("/images/0", True),
+        ("/images/1796", True),
+        ("/images/1797", False),
+        ("/images/-1", False),
+        ("/images/..%2F..%2Fcheckpoint.pt", False),
+        ("/images/%2e%2e", False),
+        ("/images/../checkpoint.pt", False),
+        ("/images/0%2F..%2F..%2Fetc%2Fpasswd", False),
+        ("/images/%252e%252e%252fcheckpoint.pt", False),
+        ("/images/..%5C..%5Cembedlab.db", False),
+        ("/images/%2Fetc%2Fpasswd", False),
+        ("/images/C:%5Cwindows", False),
+        ("/images/0%00", False),
+    ],
+)
 def test_images_only_of_the_dataset(api, finished, path, ok):
     _, job_id = finished
     r = api.get(f"/api/jobs/{job_id}{path}")
@@ -150,8 +166,10 @@ def test_image_folder_symlink_out_is_refused(api, finished):
             Image.new("RGB", (10, 10), (i * 100, 0, 0)).save(root / name / f"{i}.png")
     secret = settings.home_path / "secret.png"
     Image.new("RGB", (10, 10), (1, 2, 3)).save(secret)
-    job = jobs.submit(get_engine(settings.db_url), JobSpec(dataset="imagefolder", dataset_path=str(root), steps=5,
-                                                          classes_per_batch=2, samples_per_class=2))
+    job = jobs.submit(
+        get_engine(settings.db_url),
+        JobSpec(dataset="imagefolder", dataset_path=str(root), steps=5, classes_per_batch=2, samples_per_class=2),
+    )
     assert api.get(f"/api/jobs/{job['id']}/images/0").status_code == 200
     # the file becomes a link out of the dataset folder
     target = root / "a" / "0.png"

@@ -1,4 +1,5 @@
 """GET /api/jobs?sort=..., validated, and the queue position of queued jobs."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The job contract over HTTP: defaults, bad input named by field, list/get/cancel."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -24,28 +25,88 @@ def test_minimal_spec_gets_every_default(client):
     assert job["status"] == "queued" and job["id"] >= 1
     assert datetime.fromisoformat(job["created_at"]).tzinfo is not None
     spec = job["spec"]
-    for key in ("name", "dataset", "dataset_path", "split", "val_fraction", "test_fraction", "folds", "select_metric", "patience", "backbone", "pretrained", "embedding_dim", "normalize",
-                "image_size", "loss", "margin", "loss_params", "miner", "classes_per_batch", "samples_per_class", "optimizer", "lr",
-                "weight_decay", "steps", "eval_every", "seed", "device", "priority"):
+    for key in (
+        "name",
+        "dataset",
+        "dataset_path",
+        "split",
+        "val_fraction",
+        "test_fraction",
+        "folds",
+        "select_metric",
+        "patience",
+        "backbone",
+        "pretrained",
+        "embedding_dim",
+        "normalize",
+        "image_size",
+        "loss",
+        "margin",
+        "loss_params",
+        "miner",
+        "classes_per_batch",
+        "samples_per_class",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "steps",
+        "eval_every",
+        "seed",
+        "device",
+        "priority",
+    ):
         assert key in spec, key
     assert spec["loss"] == "triplet" and spec["margin"] == 0.2 and spec["name"] == "triplet m=0.2 digits"
     assert job["progress"] == {"step": 0, "total": spec["steps"]}
 
 
-@pytest.mark.parametrize("body", [{"dataset": "digits"}, {"dataset": "mnist5k"}, {"dataset": "digits", "split": "samples"},
-                                  {"dataset": "digits", "folds": 4, "fold": 3}, {"dataset": "digits", "test_fraction": 0, "val_fraction": 0.5}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataset": "digits"},
+        {"dataset": "mnist5k"},
+        {"dataset": "digits", "split": "samples"},
+        {"dataset": "digits", "folds": 4, "fold": 3},
+        {"dataset": "digits", "test_fraction": 0, "val_fraction": 0.5},
+    ],
+)
 def test_the_smallest_specs_split_into_three_parts_of_at_least_two_classes(client, body):
     r = post(client, body)
     assert r.status_code == 201, r.text
 
 
 def test_full_contract_spec_is_accepted(client):
-    spec = {"name": "triplet m=0.2", "dataset": "mnist5k", "dataset_path": None, "split": "classes", "val_fraction": 0.3,
-            "test_fraction": 0.2, "folds": None, "fold": 0, "select_metric": "mean_average_precision_at_r", "patience": None,
-            "backbone": "cnn", "pretrained": False, "embedding_dim": 128, "normalize": True, "image_size": None,
-            "loss": "triplet", "margin": 0.2, "loss_params": {}, "miner": "semihard", "classes_per_batch": 5,
-            "samples_per_class": 16, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "steps": 300,
-            "eval_every": 100, "seed": 0, "device": "auto", "priority": 0}
+    spec = {
+        "name": "triplet m=0.2",
+        "dataset": "mnist5k",
+        "dataset_path": None,
+        "split": "classes",
+        "val_fraction": 0.3,
+        "test_fraction": 0.2,
+        "folds": None,
+        "fold": 0,
+        "select_metric": "mean_average_precision_at_r",
+        "patience": None,
+        "backbone": "cnn",
+        "pretrained": False,
+        "embedding_dim": 128,
+        "normalize": True,
+        "image_size": None,
+        "loss": "triplet",
+        "margin": 0.2,
+        "loss_params": {},
+        "miner": "semihard",
+        "classes_per_batch": 5,
+        "samples_per_class": 16,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "steps": 300,
+        "eval_every": 100,
+        "seed": 0,
+        "device": "auto",
+        "priority": 0,
+    }
     r = post(client, spec)
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "triplet m=0.2"
@@ -116,7 +177,17 @@ def make_folder(root: Path, classes: dict[str, int], size: int = 12) -> Path:
 def test_image_folder_paths(client, settings):
     roots = settings.data_root_paths[0]
     ok = make_folder(roots / "ok", {"a": 4, "b": 4, "c": 4})
-    r = post(client, {"dataset": "imagefolder", "dataset_path": str(ok), "split": "samples", "classes_per_batch": 2, "samples_per_class": 2, "val_fraction": 0.34})
+    r = post(
+        client,
+        {
+            "dataset": "imagefolder",
+            "dataset_path": str(ok),
+            "split": "samples",
+            "classes_per_batch": 2,
+            "samples_per_class": 2,
+            "val_fraction": 0.34,
+        },
+    )
     assert r.status_code == 201, r.text
     one = make_folder(roots / "one", {"a": 4})
     assert "at least 2" in fields(post(client, {"dataset": "imagefolder", "dataset_path": str(one)}))["dataset_path"]
@@ -147,8 +218,20 @@ def test_list_get_cancel(client):
     assert client.get(f"/api/jobs/{ids[1]}/download/..%2Fembedlab.db").status_code in (404, 422)
 
 
-@pytest.mark.parametrize("name", ["..%2Fembedlab.db", "%2e%2e%2fembedlab.db", "%252e%252e%252fembedlab.db", "..%5C..%5Cembedlab.db",
-                                  "%2Fetc%2Fpasswd", "C:%5Cwindows%5Cwin.ini", "checkpoint.pt%00.png", "%2E%2E", "checkpoint%2F..%2F..%2Fembedlab.db"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2Fembedlab.db",
+        "%2e%2e%2fembedlab.db",
+        "%252e%252e%252fembedlab.db",
+        "..%5C..%5Cembedlab.db",
+        "%2Fetc%2Fpasswd",
+        "C:%5Cwindows%5Cwin.ini",
+        "checkpoint.pt%00.png",
+        "%2E%2E",
+        "checkpoint%2F..%2F..%2Fembedlab.db",
+    ],
+)
 def test_downloads_are_a_fixed_list_of_names(client, settings, name):
     job_id = post(client, {"dataset": "digits"}).json()["id"]
     (settings.job_dir(job_id)).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """Schemathesis against the OpenAPI schema: no 5xx, and every response matches its schema."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
 from app.config import Settings
 from app.main import create_app
@@ -74,10 +75,30 @@ def test_call_sequences_against_a_running_server(server, tmp_path):
         # that they are a 404 that says so ("job 2 has no embeddings yet: it is queued"): intended.
         "ensure_resource_availability",
     ]
-    run = subprocess.run([str(cli), "run", f"{server}/openapi.json", "--phases", "stateful", "--max-time", str(STATEFUL_SECONDS),
-                          "--workers", "1", "--request-timeout", "20", "--exclude-checks", ",".join(excluded),
-                          "--exclude-path-regex", "/stream$", "--no-color"],
-                         capture_output=True, text=True, timeout=STATEFUL_SECONDS + 120, cwd=tmp_path)  # its .schemathesis/ cache
+    run = subprocess.run(
+        [
+            str(cli),
+            "run",
+            f"{server}/openapi.json",
+            "--phases",
+            "stateful",
+            "--max-time",
+            str(STATEFUL_SECONDS),
+            "--workers",
+            "1",
+            "--request-timeout",
+            "20",
+            "--exclude-checks",
+            ",".join(excluded),
+            "--exclude-path-regex",
+            "/stream$",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=STATEFUL_SECONDS + 120,
+        cwd=tmp_path,
+    )  # its .schemathesis/ cache
     assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-2000:]
     covered = re.search(r"API Links:\s+(\d+) covered", run.stdout)
     assert covered and int(covered.group(1)) >= 20, run.stdout[-3000:]  # the chains really ran

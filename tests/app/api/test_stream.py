@@ -3,6 +3,7 @@
 Points are written straight through app.store, as a worker would (claim, append with the
 lease token, finish), so each test controls exactly what was written and when.
 """
+
 from __future__ import annotations
 
 import json

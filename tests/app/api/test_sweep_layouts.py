@@ -1,4 +1,5 @@
 """GET /api/sweeps/{id}/layouts on a sweep of really trained tiny digits jobs: its states, the cache, the alignment."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Sweeps over HTTP: grid expansion, the job limit, cancel, the margin evidence of a finished job."""
+
 from __future__ import annotations
 
 from app.config import Settings
@@ -62,7 +63,13 @@ def test_finished_sweep_recommends_and_job_shows_distances(client, settings: Set
     assert detail["status_counts"] == {"succeeded": 2}
     [rec] = detail["recommendations"]
     best = max(p["mean"] for p in rec["points"])
-    assert rec["loss"] == "triplet" and rec["best"]["mean"] == best and [p["margin"] for p in rec["points"]] == [0.1, 0.4] and rec["best"]["runs"] == 1 and "mean" in rec["rule"]
+    assert (
+        rec["loss"] == "triplet"
+        and rec["best"]["mean"] == best
+        and [p["margin"] for p in rec["points"]] == [0.1, 0.4]
+        and rec["best"]["runs"] == 1
+        and "mean" in rec["rule"]
+    )
     assert len(rec["comparisons"]) == 1 and rec["statement"] and rec["test_used"]
 
     job_id = r["job_ids"][0]
@@ -73,7 +80,9 @@ def test_finished_sweep_recommends_and_job_shows_distances(client, settings: Set
     assert sum(last["positive"]) + sum(last["negative"]) == n_val * (n_val - 1) // 2
     assert 0 <= last["overlap"] <= 1 and last["margin_lines"][0]["x"] > last["positive_median"]
     assert "suggestion" not in d  # one job's distances echo its own margin: no number is read off them
-    series = client.get(f"/api/jobs/{job_id}/metrics", params={"names": "train/triplets_easy,train/triplets_semihard,train/triplets_hard"}).json()["series"]
+    series = client.get(
+        f"/api/jobs/{job_id}/metrics", params={"names": "train/triplets_easy,train/triplets_semihard,train/triplets_hard"}
+    ).json()["series"]
     fractions = [sum(v) for v in zip(*(s["value"] for s in series.values()))]
     assert len(fractions) == 20 and all(abs(f - 1) < 1e-6 for f in fractions)
     assert client.get("/api/jobs/999/distances").status_code == 404

@@ -1,4 +1,5 @@
 """app.explorer.aligned without training: which jobs compare, lining rows up by dataset index, the sample, a failed fit."""
+
 from __future__ import annotations
 
 import time
@@ -16,10 +17,39 @@ from app.store.rows import JobRow
 def job_row(job_id: int, status: str = "succeeded", **spec) -> JobRow:
     spec = {"dataset": "digits", "dataset_path": None, "loss": "triplet", "normalize": True, **spec}
     now = datetime.now(UTC)
-    return JobRow(id=job_id, name=f"job {job_id}", owner="local", sweep_id=1, spec=spec, dataset=spec["dataset"], loss=spec["loss"],
-                  margin=0.2, device="auto", priority=0, status=status, attempts=1, max_attempts=3, not_before=None, lease_token=None,
-                  lease_expires_at=None, worker_id=None, run_device="cpu", cancel_requested=False, step=10, total_steps=10,
-                  steps_per_second=None, phase=None, summary={}, error=None, search_id=None, trial_number=None, created_at=now, started_at=now, finished_at=now, updated_at=now)
+    return JobRow(
+        id=job_id,
+        name=f"job {job_id}",
+        owner="local",
+        sweep_id=1,
+        spec=spec,
+        dataset=spec["dataset"],
+        loss=spec["loss"],
+        margin=0.2,
+        device="auto",
+        priority=0,
+        status=status,
+        attempts=1,
+        max_attempts=3,
+        not_before=None,
+        lease_token=None,
+        lease_expires_at=None,
+        worker_id=None,
+        run_device="cpu",
+        cancel_requested=False,
+        step=10,
+        total_steps=10,
+        steps_per_second=None,
+        phase=None,
+        summary={},
+        error=None,
+        search_id=None,
+        trial_number=None,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        updated_at=now,
+    )
 
 
 def store(settings: Settings, job_id: int, content: bytes | range = range(3)) -> None:
@@ -66,10 +96,13 @@ def test_points_per_job_keeps_the_sweep_bounded():
     assert aligned.points_per_job(200) == aligned.MIN_POINTS
 
 
-@pytest.mark.parametrize("second, status, reason", [
-    (b"not an npz file", 500, "the aligned layout failed: ValueError"),
-    (range(100, 103), 409, "the jobs share only 0 validation images"),
-])
+@pytest.mark.parametrize(
+    "second, status, reason",
+    [
+        (b"not an npz file", 500, "the aligned layout failed: ValueError"),
+        (range(100, 103), 409, "the jobs share only 0 validation images"),
+    ],
+)
 def test_a_failed_fit_is_reported_once_then_tried_again(settings: Settings, second, status, reason):
     store(settings, 1)
     store(settings, 2, second)

@@ -1,4 +1,5 @@
 """Image-folder thumbnails: decoded once into a bounded on-disk cache, a capped number of decodes at a time."""
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,10 @@ def folder_job(home: Path) -> Iterator[tuple[TestClient, int, list[Path]]]:
     Image.new("RGB", (2000, 1500), (200, 30, 30)).save(root / "red" / "photo.jpg", quality=90)
     settings = Settings(home=home, demo=False)
     app = create_app(settings)
-    job = jobs.submit(get_engine(settings.db_url), JobSpec(dataset="imagefolder", dataset_path=str(root), steps=5,
-                                                          classes_per_batch=2, samples_per_class=2))
+    job = jobs.submit(
+        get_engine(settings.db_url),
+        JobSpec(dataset="imagefolder", dataset_path=str(root), steps=5, classes_per_batch=2, samples_per_class=2),
+    )
     files = load_catalog("imagefolder", str(root), settings.data_root_paths).files
     with TestClient(app) as client:
         yield client, job["id"], files

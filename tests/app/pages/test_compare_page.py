@@ -1,4 +1,5 @@
 """The comparison page renders with the page security headers, the job ids escaped."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """/docs and /redoc load every script and stylesheet from the server itself (they work without internet)."""
+
 from __future__ import annotations
 
 from html.parser import HTMLParser

@@ -1,4 +1,5 @@
 """HTML pages: they render, carry the security headers, escape job names and load no inline script."""
+
 from __future__ import annotations
 
 import re
@@ -69,8 +70,18 @@ def test_clone_prefills_the_spec(client):
     assert re.search(r'<option value="contrastive" selected>', html)
 
 
-@pytest.mark.parametrize("target, expected", [("/jobs/3", "/jobs/3"), ("//evil.example", "/"), ("https://evil.example/", "/"), ("/\\evil", "/"),
-                                            ("/\t/evil.example", "/"), ("/\n/evil.example", "/"), ("jobs/3", "/")])
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/jobs/3", "/jobs/3"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil", "/"),
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
+        ("jobs/3", "/"),
+    ],
+)
 def test_login_next_is_a_local_path(client, target, expected):
     # Auth is off in these tests: the page links straight to `next`.
     html = client.get("/login", params={"next": target}).text

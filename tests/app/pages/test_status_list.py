@@ -1,4 +1,5 @@
 """The job statuses reach the pages' scripts from one place: the store's JobStatus type."""
+
 from __future__ import annotations
 
 import re

@@ -1,9 +1,12 @@
 """Sweep and worker pages render, escaped, with the page security headers."""
+
 from __future__ import annotations
 
 
 def test_sweep_pages(client):
-    made = client.post("/api/sweeps", json={"name": "<b>m</b>", "base": {"dataset": "digits", "steps": 5}, "grid": {"margin": [0.1, 0.2]}}).json()
+    made = client.post(
+        "/api/sweeps", json={"name": "<b>m</b>", "base": {"dataset": "digits", "steps": 5}, "grid": {"margin": [0.1, 0.2]}}
+    ).json()
     listing = client.get("/sweeps")
     assert listing.status_code == 200 and "script-src 'self'" in listing.headers["content-security-policy"]
     page = client.get(f"/sweeps/{made['id']}")

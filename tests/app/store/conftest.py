@@ -1,4 +1,5 @@
 """The store's tests run against SQLite and a real PostgreSQL server (a fresh database per test)."""
+
 from __future__ import annotations
 
 import pytest

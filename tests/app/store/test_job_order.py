@@ -1,4 +1,5 @@
 """The jobs list sorted by any column, and a queued job's place in line, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ def names(engine, sort: str) -> list[str]:
 @pytest.fixture
 def three(engine) -> dict[str, int]:
     """b: evaluated (MAP@R 0.7) and half done; c: evaluated higher (0.9), a fifth done; a: queued, never evaluated."""
-    rows = jobs.submit_many(engine, [JobSpec(name=n, margin=m, steps=100) for n, m in (("b", 0.3), ("c", 0.2), ("a", 0.1))],
-                            owner="local", max_attempts=1)
+    rows = jobs.submit_many(
+        engine, [JobSpec(name=n, margin=m, steps=100) for n, m in (("b", 0.3), ("c", 0.2), ("a", 0.1))], owner="local", max_attempts=1
+    )
     ids = {r["name"]: r["id"] for r in rows}
     for name, step, mapr in (("b", 50, 0.7), ("c", 20, 0.9)):
         claimed = jobs.claim(engine, "w", devices=("auto",), lease_seconds=60, run_device="cpu")
@@ -58,5 +60,7 @@ def test_retrieval_columns_sort_by_the_best_checkpoint_as_the_list_shows_them(en
     """c's latest MAP@R (0.9) is above b's (0.7), but b's best checkpoint (0.95) is above c's (0.91): b first."""
     for name, best in (("b", 0.95), ("c", 0.91)):
         row = jobs.get(engine, three[name])
-        assert jobs.update_summary(engine, row.id, row.lease_token, {"best": {"step": 10, "metrics": {"mean_average_precision_at_r": best}}})
+        assert jobs.update_summary(
+            engine, row.id, row.lease_token, {"best": {"step": 10, "metrics": {"mean_average_precision_at_r": best}}}
+        )
     assert names(engine, "-metrics.val/mean_average_precision_at_r") == ["b", "c", "a"]

@@ -1,10 +1,11 @@
 """The queue: exactly-once claims under contention, leases, retries, cancel."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -170,7 +171,6 @@ def test_serve_and_worker_refuse_sqlite_on_a_network_filesystem(tmp_path, monkey
 def test_sqlite_refuses_a_second_host(engine, settings):
     from app.store import workers
     from app.store.db import is_sqlite
-
     from trainer.worker import Worker
 
     worker = Worker(settings)

@@ -1,4 +1,5 @@
 """Metric series: batch writes, latest attempt per step, server-side thinning."""
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,9 @@ def _write_points(url: str, job_id: int, attempt: int, token: str, n: int) -> No
 
     engine = get_engine(url)
     for start in range(1, n + 1, 50):
-        assert metrics.append(engine, job_id, attempt, token, [Point("train/loss", s, float(s), 0) for s in range(start, min(start + 50, n + 1))])
+        assert metrics.append(
+            engine, job_id, attempt, token, [Point("train/loss", s, float(s), 0) for s in range(start, min(start + 50, n + 1))]
+        )
 
 
 def test_four_writers_and_readers_lose_no_point(engine, settings):

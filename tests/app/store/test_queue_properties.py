@@ -1,11 +1,13 @@
 """Property tests: the queue's state machine and the spec validator under arbitrary input."""
+
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from pydantic import ValidationError
 
@@ -16,8 +18,12 @@ from app.store.db import get_engine, init_db
 from app.store.models import utcnow
 
 LEGAL = {
-    ("queued", "running"), ("queued", "cancelled"),
-    ("running", "queued"), ("running", "succeeded"), ("running", "failed"), ("running", "cancelled"),
+    ("queued", "running"),
+    ("queued", "cancelled"),
+    ("running", "queued"),
+    ("running", "succeeded"),
+    ("running", "failed"),
+    ("running", "cancelled"),
 }
 
 
@@ -103,7 +109,7 @@ TestQueueMachine = QueueMachine.TestCase
 TestQueueMachine.settings = settings(max_examples=30, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck))
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )

@@ -1,4 +1,5 @@
 """The store answers with frozen, typed rows: a job's status is one of the JobStatus values at every stage."""
+
 from __future__ import annotations
 
 import dataclasses

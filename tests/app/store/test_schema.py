@@ -1,4 +1,5 @@
 """The Alembic migrations build the schema the models describe, and an older database is upgraded without loss."""
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,18 @@ def test_a_database_behind_is_refused_then_upgraded_with_its_data(settings):
     # Rows written as that version's schema holds them (today's store functions name columns it does not have yet).
     with engine.begin() as conn:
         spec = JobSpec(dataset="digits")
-        conn.execute(text("INSERT INTO jobs (id, name, owner, spec, dataset, loss, margin, device, priority, status, attempts, max_attempts, "
-                          "cancel_requested, step, total_steps, summary, created_at, updated_at) VALUES (1, 'old', 'local', :spec, 'digits', "
-                          "'triplet', 0.2, 'auto', 0, 'running', 1, 3, false, 100, 300, '{}', :now, :now)"),
-                     {"spec": json.dumps(spec.model_dump(mode="json")), "now": datetime(2026, 1, 1)})
-        conn.execute(text("INSERT INTO metrics (job_id, attempt, name, step, value, wall_time) VALUES (1, 1, 'train/loss', :step, :value, 0)"),
-                     [{"step": s, "value": 1.0 / s} for s in range(1, 101)])
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, name, owner, spec, dataset, loss, margin, device, priority, status, attempts, max_attempts, "
+                "cancel_requested, step, total_steps, summary, created_at, updated_at) VALUES (1, 'old', 'local', :spec, 'digits', "
+                "'triplet', 0.2, 'auto', 0, 'running', 1, 3, false, 100, 300, '{}', :now, :now)"
+            ),
+            {"spec": json.dumps(spec.model_dump(mode="json")), "now": datetime(2026, 1, 1)},
+        )
+        conn.execute(
+            text("INSERT INTO metrics (job_id, attempt, name, step, value, wall_time) VALUES (1, 1, 'train/loss', :step, :value, 0)"),
+            [{"step": s, "value": 1.0 / s} for s in range(1, 101)],
+        )
     job = {"id": 1}
 
     with pytest.raises(schema.SchemaBehind, match="embedlab db upgrade"):

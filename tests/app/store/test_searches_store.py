@@ -1,4 +1,5 @@
 """The search driver against SQLite and PostgreSQL: trials are queued jobs, each told to the study once."""
+
 from __future__ import annotations
 
 import optuna
@@ -9,8 +10,13 @@ from app.search_spec import SearchSpec
 from app.store import jobs, metrics, searches
 from app.store.db import get_engine, init_db
 
-SPEC = {"base": {"dataset": "digits", "steps": 40, "eval_every": 10}, "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
-        "trials": 3, "parallel": 2, "pruner": "median"}
+SPEC = {
+    "base": {"dataset": "digits", "steps": 40, "eval_every": 10},
+    "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}},
+    "trials": 3,
+    "parallel": 2,
+    "pruner": "median",
+}
 
 
 def run_trial(engine, values: dict[int, float], status: str = "succeeded") -> jobs.Claim:
@@ -73,8 +79,13 @@ def test_a_worker_reports_and_the_pruner_answers(settings):
 def test_parameter_importance_when_two_parameters_vary(settings):
     engine = get_engine(settings.db_url)
     init_db(engine)
-    spec = {**SPEC, "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
-            "trials": 4, "parallel": 4, "sampler": "random"}
+    spec = {
+        **SPEC,
+        "space": {"margin": {"low": 0.01, "high": 1.0, "log": True}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        "trials": 4,
+        "parallel": 4,
+        "sampler": "random",
+    }
     row = search.create(engine, SearchSpec.model_validate(spec), owner="local", settings=settings)
     assert search.importance(engine, row) is None  # nothing completed yet
     for job in searches.trial_jobs(engine, row.id):
