@@ -13,6 +13,7 @@ wall time. The explorer's layout is off (`explorer: false`): it is no part of th
 Usage: PYTHONPATH=. .venv/bin/python bench/protocol.py [--margins 0.02,0.05,0.1,0.2,0.4,0.8]
            [--seeds-a 0,1,2] [--seeds-b 3,4,5] [--steps 1000] [--eval-every 100] [--port 8771] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,29 +47,43 @@ def recommended(rec: dict) -> list[float]:
 def run(args: argparse.Namespace) -> dict:
     margins = [float(m) for m in args.margins.split(",")]
     seed_sets = [[int(s) for s in part.split(",")] for part in (args.seeds_a, args.seeds_b)]
-    base = {"dataset": "mnist5k", "backbone": "cnn", "loss": "triplet", "miner": REFERENCE_MINER["triplet"], "steps": args.steps,
-            "eval_every": args.eval_every, "explorer": False}
+    base = {
+        "dataset": "mnist5k",
+        "backbone": "cnn",
+        "loss": "triplet",
+        "miner": REFERENCE_MINER["triplet"],
+        "steps": args.steps,
+        "eval_every": args.eval_every,
+        "explorer": False,
+    }
     with tempfile.TemporaryDirectory() as home:
         server = start_server(home, args.port, workers=0)
         url = f"http://127.0.0.1:{args.port}"
         try:
             ids = []
             for seeds in seed_sets:
-                r = httpx.post(f"{url}/api/sweeps", json={"name": f"margins seeds {seeds}", "base": base,
-                                                         "grid": {"margin": margins}, "seeds": seeds}, timeout=60)
+                r = httpx.post(
+                    f"{url}/api/sweeps",
+                    json={"name": f"margins seeds {seeds}", "base": base, "grid": {"margin": margins}, "seeds": seeds},
+                    timeout=60,
+                )
                 if r.status_code != 201 and r.status_code != 200:
                     raise RuntimeError(f"POST /api/sweeps: {r.status_code} {r.text}")
                 ids.append(r.json()["id"])
             t0 = time.perf_counter()
-            worker = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--threads", "1", "--device", "cpu", "--exit-when-idle"],
-                                    env=home_env(home), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = subprocess.run(
+                [sys.executable, "-m", "app.cli", "worker", "--threads", "1", "--device", "cpu", "--exit-when-idle"],
+                env=home_env(home),
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             wall = time.perf_counter() - t0
             details = [httpx.get(f"{url}/api/sweeps/{i}", timeout=600).json() for i in ids]
         finally:
             server.terminate()
             server.wait(30)
-    return {"margins": margins, "seed_sets": seed_sets, "base": base, "wall_s": wall, "worker_rc": worker.returncode,
-            "sweeps": details}
+    return {"margins": margins, "seed_sets": seed_sets, "base": base, "wall_s": wall, "worker_rc": worker.returncode, "sweeps": details}
 
 
 def sweep_wall(detail: dict) -> float:
@@ -88,9 +103,11 @@ def report(result: dict) -> None:
         no_gain = sum(bool(j.get("no_gain")) for j in jobs)
         base = [j["baseline"]["metrics"][METRIC] for j in jobs if j.get("baseline")]
         rec = next((r for r in detail["recommendations"] if r["loss"] == "triplet"), None)
-        print(f"\n## sweep {detail['id']}: seeds {seeds}: {len(jobs)} jobs, {len(failed)} not succeeded {failed or ''}, "
-              f"{no_gain} flagged no_gain, {sweep_wall(detail):.0f} s of worker time; untrained (step 0) validation {METRIC} "
-              f"{min(base, default=float('nan')):.4f}-{max(base, default=float('nan')):.4f}")
+        print(
+            f"\n## sweep {detail['id']}: seeds {seeds}: {len(jobs)} jobs, {len(failed)} not succeeded {failed or ''}, "
+            f"{no_gain} flagged no_gain, {sweep_wall(detail):.0f} s of worker time; untrained (step 0) validation {METRIC} "
+            f"{min(base, default=float('nan')):.4f}-{max(base, default=float('nan')):.4f}"
+        )
         if rec is None:
             print("no recommendation")
             continue
@@ -99,17 +116,25 @@ def report(result: dict) -> None:
         print(f"| margin | validation {METRIC} (seeds averaged) | locked test {METRIC} | best steps | |")
         print("|---|---|---|---|---|")
         for p in rec["points"]:
-            tags = [t for t in ("recommended" if p["margin"] == rec["margin"] else "",
-                                "within noise" if p["margin"] in chosen and p["margin"] != rec["margin"] else "",
-                                REFERENCE_MARGINS.get(p["margin"], "")) if t]
+            tags = [
+                t
+                for t in (
+                    "recommended" if p["margin"] == rec["margin"] else "",
+                    "within noise" if p["margin"] in chosen and p["margin"] != rec["margin"] else "",
+                    REFERENCE_MARGINS.get(p["margin"], ""),
+                )
+                if t
+            ]
             print(f"| {p['margin']:g} | {interval(p)} | {interval(p['test'])} | {p['steps']} | {', '.join(tags)} |")
         print(f"recommended set: {chosen}; starred: {rec['starred']}; locked test of {rec['margin']:g}: {interval(rec['locked_test'])}")
         print(f"statement: {rec['statement']}")
         print(f"test used: {rec['test_used']}")
         for c in rec["comparisons"]:
             if c.get("diff_low") is not None:
-                print(f"  best - margin {c['margin']:g}: {c['diff']:+.4f} [{c['diff_low']:+.4f}, {c['diff_high']:+.4f}] "
-                      f"({'distinguishable' if c['distinguishable'] else 'within noise'})")
+                print(
+                    f"  best - margin {c['margin']:g}: {c['diff']:+.4f} [{c['diff_low']:+.4f}, {c['diff_high']:+.4f}] "
+                    f"({'distinguishable' if c['distinguishable'] else 'within noise'})"
+                )
     if len(sets) == 2:
         print(f"\nrecommended sets overlap: {bool(sets[0] & sets[1])} (common: {sorted(sets[0] & sets[1])})")
     print(f"wall time, both sweeps, one worker x 1 thread: {result['wall_s']:.0f} s; worker exit code {result['worker_rc']}")
