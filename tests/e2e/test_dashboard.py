@@ -102,15 +102,19 @@ def test_cancel_a_running_job_from_its_page(live, page):
     assert not real_errors(page)
 
 
+STEPS = 1500
+
+
 def test_submit_through_the_form_and_watch_it_train(live, page):
     page.goto(f"{live.url}/jobs/new")
     wait_js(page, "document.querySelector('#f-dataset option[value=digits]').textContent.includes('classes')")
-    fill_form(page, {**SMALL, "name": "e2e digits"})
+    # Long enough to be watched mid-run: an idle 2-core machine trains these digits batches at a few hundred steps/s.
+    fill_form(page, {**SMALL, "steps": STEPS, "eval_every": STEPS // 3, "name": "e2e digits"})
     page.click("#submit")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])
     job = live.job(job_id)
-    assert job["spec"]["steps"] == 150 and job["spec"]["classes_per_batch"] == 4 and job["spec"]["image_size"] is None
+    assert job["spec"]["steps"] == STEPS and job["spec"]["classes_per_batch"] == 4 and job["spec"]["image_size"] is None
     assert page.locator("#status").inner_text() in ("queued", "running")
     wait_js(page, "document.getElementById('loss-chart').data !== undefined")
 
@@ -124,21 +128,21 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
     live.ensure_worker()
     seen: set[int] = set()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and loss_points(page) < 140:
+    while time.monotonic() < deadline and loss_points(page) < STEPS - 10:
         seen.add(loss_points(page))
         if len(seen) == 3:
             screenshot(page, "job-running")
             screenshot(listing, "jobs-running")
         time.sleep(0.2)
     # Points arrive in the stream's batches (every ~0.5 s): at least one partial chart was drawn before the last step.
-    assert any(0 < n < 140 for n in seen), f"the chart did not grow while the job ran: {sorted(seen)}"
+    assert any(0 < n < STEPS - 10 for n in seen), f"the chart did not grow while the job ran: {sorted(seen)}"
     # After the last step the worker writes the embeddings and the explorer's layout: that can take a while.
     wait_js(page, "document.getElementById('status').textContent === 'succeeded'", 300)
-    wait_for(lambda: loss_points(page) == 150, 10, 0.1, "all 150 loss points")
+    wait_for(lambda: loss_points(page) == STEPS, 10, 0.1, f"all {STEPS} loss points")
     retrieval = page.evaluate(
         "document.getElementById('retrieval-chart').data.filter(t => t.mode === 'lines+markers').map(t => t.x.length)"
     )
-    assert retrieval == [4, 4, 4]  # steps 0, 50, 100, 150
+    assert retrieval == [4, 4, 4]  # steps 0, 1/3, 2/3 and the end
     assert page.locator("#explore").is_visible()
     assert page.locator("#download-checkpoint").get_attribute("href") == f"/api/jobs/{job_id}/download/checkpoint"
     assert page.locator("#download-embeddings").is_visible()
@@ -147,11 +151,11 @@ def test_submit_through_the_form_and_watch_it_train(live, page):
 
     # Margin diagnostics: hardness shares per step, the last evaluation's histograms with the margin line, no echoed margin.
     hardness = page.evaluate("document.getElementById('hardness-chart').data.map(t => [t.name, t.x.length])")
-    assert hardness == [["easy", 150], ["semi-hard", 150], ["hard", 150]]
+    assert hardness == [["easy", STEPS], ["semi-hard", STEPS], ["hard", STEPS]]
     distances = live.get(f"/api/jobs/{job_id}/distances")
     last = distances["evaluations"][-1]
-    wait_js(page, "document.getElementById('distance-step').max === '3'")  # evaluations at steps 0, 50, 100, 150
-    assert page.locator("#distance-step-value").inner_text() == "step 150 (4 of 4)"
+    wait_js(page, "document.getElementById('distance-step').max === '3'")  # four evaluations
+    assert page.locator("#distance-step-value").inner_text() == f"step {STEPS} (4 of 4)"
     assert page.locator("#distance-overlap").inner_text() == f"{last['overlap']:.3f}"
     line_x = page.evaluate("document.getElementById('distance-chart').layout.shapes.map(s => s.x0)")
     assert line_x == pytest.approx([last["positive_median"] + 0.2])  # triplet: the median positive distance + the margin
