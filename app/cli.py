@@ -277,6 +277,23 @@ def login(server: ServerOption = None, token: TokenOption = None) -> None:
     typer.echo(f"signed in to {client.server} {who}; saved in {path}")
 
 
+def post_spec(spec_file: str, path: str, server: str | None, token: str | None):
+    """POST a spec file (or standard input) to `path`: the client and the created resource, or a one-line error and exit."""
+    from app.client import Client, ClientError, read_spec, refusal_lines
+
+    try:
+        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
+        client = Client.resolve(server, token)
+        r = client.request("POST", path, content=text, headers={"Content-Type": "application/json"})
+    except ClientError as e:
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
+    if r.status_code != 201:
+        for line in refusal_lines(r):
+            typer.echo(f"refused: {line}", err=True)
+        raise typer.Exit(1)
+    return client, r.json()
+
+
 @cli.command()
 def submit(
     spec_file: Annotated[str, typer.Argument(help="Job spec as JSON ('-' for standard input)")],
@@ -285,19 +302,9 @@ def submit(
     token: TokenOption = None,
 ) -> None:
     """Submit a job to a running server and print its id."""
-    from app.client import Client, ClientError, read_spec, refusal_lines
+    from app.client import ClientError
 
-    try:
-        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
-        client = Client.resolve(server, token)
-        r = client.request("POST", "/api/jobs", content=text, headers={"Content-Type": "application/json"})
-    except ClientError as e:
-        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
-    if r.status_code != 201:
-        for line in refusal_lines(r):
-            typer.echo(f"refused: {line}", err=True)
-        raise typer.Exit(1)
-    job = r.json()
+    client, job = post_spec(spec_file, "/api/jobs", server, token)
     typer.echo(job["id"])
     if not wait:
         return
@@ -328,19 +335,10 @@ def search_command(
     token: TokenOption = None,
 ) -> None:
     """Start a search (Optuna sampler + pruner over queued jobs) on a running server and print its id."""
-    from app.client import Client, ClientError, read_spec, refusal_lines
+    from app.client import ClientError
 
-    try:
-        text = read_spec(spec_file, sys.stdin.read() if spec_file == "-" else None)
-        client = Client.resolve(server, token)
-        r = client.request("POST", "/api/searches", content=text, headers={"Content-Type": "application/json"})
-    except ClientError as e:
-        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
-    if r.status_code != 201:
-        for line in refusal_lines(r):
-            typer.echo(f"refused: {line}", err=True)
-        raise typer.Exit(1)
-    search_id = r.json()["id"]
+    client, created = post_spec(spec_file, "/api/searches", server, token)
+    search_id = created["id"]
     typer.echo(search_id)
     if not wait:
         return

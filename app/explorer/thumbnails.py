@@ -35,7 +35,7 @@ _stripes = [threading.Lock() for _ in range(64)]  # one decode per thumbnail at 
 
 
 class TooLarge(ValueError):
-    pass
+    """A source image over the pixel limit: never decoded."""
 
 
 def decode(source: Path) -> bytes:
