@@ -31,7 +31,7 @@ from trainer.errors import JobFailed
 # Decompression bombs and absurd images are refused rather than decoded.
 Image.MAX_IMAGE_PIXELS = 64_000_000
 UNREADABLE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
-BUILDING = "building"  # temp folders: .building.<host>-<pid>-XXXX beside the entries
+BUILDING = "building"  # temp folders beside the entries: .building.<host>-<pid>-<random suffix>
 HEADER_BYTES = 4096  # an .npy header is at most this
 
 

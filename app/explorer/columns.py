@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from app.explorer.embeddings import JobEmbedding, NoProjection
+from app.explorer.embeddings import JobEmbedding, projection_version
 from app.explorer.layout import SPLITS
-from app.files import PROJECTION_FILE
 
 MEDIA_TYPE = "application/vnd.embedlab.columns"
 # name -> little-endian dtype; the 4-byte columns first so every column stays aligned for its typed array.
@@ -57,12 +56,7 @@ _file_cache: OrderedDict[Path, tuple[tuple[int, int], bytes]] = OrderedDict()
 def encoded_file(job_dir: Path) -> bytes:
     """The columns straight from projection.npz, without the embeddings or the neighbour index (first paint
     must not wait for an HNSW build over a million points); once per version of the file."""
-    path = job_dir / PROJECTION_FILE
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise NoProjection(str(path)) from None
-    signature = (st.st_mtime_ns, st.st_size)
+    path, signature = projection_version(job_dir)
     with _lock:
         hit = _file_cache.get(path)
         if hit and hit[0] == signature:

@@ -130,14 +130,19 @@ _cache_lock = threading.Lock()
 _build_locks: dict[Path, threading.Lock] = {}
 
 
-def job_embedding(job_dir: Path) -> JobEmbedding:
-    """The job's explorer data, read and indexed once per version of its projection file (LRU over jobs)."""
+def projection_version(job_dir: Path) -> tuple[Path, tuple[int, int]]:
+    """The job's projection file and its version (modification time, size), the key of every cache over it."""
     path = job_dir / PROJECTION_FILE
     try:
         st = path.stat()
     except FileNotFoundError:
         raise NoProjection(str(path)) from None
-    signature = (st.st_mtime_ns, st.st_size)
+    return path, (st.st_mtime_ns, st.st_size)
+
+
+def job_embedding(job_dir: Path) -> JobEmbedding:
+    """The job's explorer data, read and indexed once per version of its projection file (LRU over jobs)."""
+    path, signature = projection_version(job_dir)
     with _cache_lock:
         hit = _cache.get(path)
         if hit and hit[0] == signature:
