@@ -25,8 +25,11 @@ run: install
 	$(BIN)/embedlab db upgrade
 	$(BIN)/embedlab serve
 
+# Two test processes (pytest-xdist), a test file each at a time: most tests wait on a worker or a
+# server process, so two keep two cores busy. TEST_PROCESSES=0 runs them in this process.
+TEST_PROCESSES ?= 2
 test: install-test
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n $(TEST_PROCESSES) --dist loadfile
 
 # The linter and formatter (ruff, configured in pyproject.toml); .ci/run calls it.
 lint: install-test

@@ -46,5 +46,5 @@ def queue_demo(engine: Engine, settings: Settings) -> list[int]:
     if not settings.demo or jobs.list_jobs(engine, limit=1)[1]:
         return []
     rows = jobs.submit_many(engine, [JobSpec.model_validate(s) for s in DEMO_SPECS], owner="local", max_attempts=settings.max_attempts)
-    log.info("empty database: queued demo jobs %s", ", ".join(str(r["id"]) for r in rows))
-    return [r["id"] for r in rows]
+    log.info("empty database: queued demo jobs %s", ", ".join(str(r.id) for r in rows))
+    return [r.id for r in rows]

@@ -51,9 +51,9 @@ def run_in_worker(home: str, spec: dict, **extra_env: str) -> dict:
         "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e);"
         "j=jobs.submit(e, JobSpec.model_validate(json.loads(sys.argv[1])));"
         "from trainer.worker import Worker; Worker(s).run(max_jobs=1, exit_when_idle=True);"
-        "r=jobs.get(e, j['id']); ser=metrics.series(e, j['id'], ['train/images_per_second']);"
-        "print(json.dumps({'status': r['status'], 'error': r['error'], 'train_img_per_s': (ser['train/images_per_second']['value'] or [0])[-1],"
-        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r['summary']}))"
+        "r=jobs.get(e, j.id); ser=metrics.series(e, j.id, ['train/images_per_second']);"
+        "print(json.dumps({'status': r.status, 'error': r.error, 'train_img_per_s': (ser['train/images_per_second']['value'] or [0])[-1],"
+        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r.summary}))"
     )
     return json.loads(run_python(code, home_env(home, EMBEDLAB_DATA_ROOTS="/", **extra_env), json.dumps(spec)))
 
@@ -87,7 +87,7 @@ def run_sweeps(home: str, sweeps: list[dict], workers: int) -> tuple[float, list
     jobs = json.loads(
         run_python(
             "import json; from app.config import Settings; from app.store import jobs; from app.store.db import get_engine;"
-            "print(json.dumps([{'spec': j['spec'], 'status': j['status'], 'error': j['error'], 'summary': j['summary']} "
+            "print(json.dumps([{'spec': j.spec, 'status': j.status, 'error': j.error, 'summary': j.summary} "
             "for j in jobs.list_jobs(get_engine(Settings().db_url), limit=1000)[0]]))",
             env,
         )

@@ -54,7 +54,7 @@ def claimed_job(engine, name: str, steps: int) -> jobs.Claim:
         engine, JobSpec(name=name, steps=steps, priority=100), owner="bench", max_attempts=1
     )  # claimed before the queued list
     claim = jobs.claim(engine, "bench", devices=("auto", "cpu"), lease_seconds=3600, run_device="cpu")
-    assert claim is not None and claim.job_id == row["id"], "another job was claimed"
+    assert claim is not None and claim.job_id == row.id, "another job was claimed"
     return claim
 
 

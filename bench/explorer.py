@@ -91,7 +91,7 @@ def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
         settings = Settings(home=home, demo=False)
         engine = get_engine(settings.db_url)
         init_db(engine)
-        job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
+        job_id = jobs.submit(engine, JobSpec(dataset="digits")).id
         X, labels = embeddings(n)
         rng = np.random.default_rng(1)
         # 2-D positions with the classes' structure (a cluster per class), as a layout would have

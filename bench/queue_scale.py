@@ -47,7 +47,7 @@ def work(url: str, name: str, out) -> None:
 def measure(url: str, n_jobs: int, n_workers: int) -> dict:
     engine = get_engine(url)
     init_db(engine)
-    ids = [j["id"] for j in jobs.submit_many(engine, [JobSpec(dataset="digits", steps=1)] * n_jobs, owner="bench", max_attempts=1)]
+    ids = [j.id for j in jobs.submit_many(engine, [JobSpec(dataset="digits", steps=1)] * n_jobs, owner="bench", max_attempts=1)]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=work, args=(url, f"w{i}", out)) for i in range(n_workers)]
@@ -59,7 +59,7 @@ def measure(url: str, n_jobs: int, n_workers: int) -> dict:
     for p in procs:
         p.join()
     counts = Counter(ran)
-    statuses = Counter(jobs.get(engine, i)["status"] for i in ids)
+    statuses = Counter(jobs.get(engine, i).status for i in ids)
     return {
         "jobs": n_jobs,
         "workers": n_workers,

@@ -118,7 +118,7 @@ def main() -> None:
         try:
             with httpx.Client(base_url=url, timeout=120) as client:
                 wait_for(lambda: _up(client), 60, 0.2, "the server")
-                urls = [f"/api/jobs/{job['id']}/images/{i}" for i in range(args.images)]
+                urls = [f"/api/jobs/{job.id}/images/{i}" for i in range(args.images)]
                 before = memory_kb(server.pid, "VmRSS")
                 cold = round_trip(client, urls, args.parallel)
                 peak = memory_kb(server.pid, "VmHWM")

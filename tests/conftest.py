@@ -39,6 +39,19 @@ TEST_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every item a unique node id. Schemathesis's `schema.parametrize()` names its items by operation
+    (`test_x[POST /api/jobs]`) but leaves them the function's node id, and pytest-xdist, which `make test` runs
+    the suite with, schedules by node id: one operation of the 33 would be tested. A pytest that changes how a
+    node id is built fails here rather than dropping tests."""
+    seen: set[str] = set()
+    for item in items:
+        if "[" in item.name and "[" not in item.nodeid and item.parent is not None:
+            item._id = item.parent.id.child(item.name)  # what pytest itself derives from a parametrized name
+        assert item.nodeid not in seen, f"two tests share the node id {item.nodeid}"
+        seen.add(item.nodeid)
+
+
 POSTGRES_ADMIN_URL = os.environ.get("EMBEDLAB_TEST_POSTGRES_URL", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
 
 
@@ -88,8 +101,8 @@ def train_one(settings: Settings, spec) -> int:
     init_db(engine)
     job = jobs.submit(engine, spec)
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    assert jobs.get(engine, job["id"])["status"] == "succeeded", jobs.get(engine, job["id"])["error"]
-    return job["id"]
+    assert jobs.get(engine, job.id).status == "succeeded", jobs.get(engine, job.id).error
+    return job.id
 
 
 def free_port() -> int:

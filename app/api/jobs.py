@@ -55,8 +55,8 @@ def list_jobs(
 
 def with_queue_positions(engine: Engine, rows: list[dict]) -> list[JobOut]:
     """JobOut of each row, a queued job's with its place in the queue (one query for the page)."""
-    places = jobs.queue_positions(engine, [r["id"] for r in rows if r["status"] == "queued"])
-    return [job_out(r, places.get(r["id"])) for r in rows]
+    places = jobs.queue_positions(engine, [r.id for r in rows if r.status == "queued"])
+    return [job_out(r, places.get(r.id)) for r in rows]
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})

@@ -176,8 +176,8 @@ _RECOMMENDED: OrderedDict[tuple, list[dict]] = OrderedDict()  # a live sweep's p
 
 def recommendations(settings, rows: list[dict], axes: list[str]) -> list[dict]:
     """The advisor's reading of the sweep, with every succeeded run's per-query values where it wrote them."""
-    done = [r for r in rows if r["status"] == "succeeded"]
-    key = (str(settings.home), tuple(axes), tuple((r["id"], str(r["finished_at"])) for r in done))
+    done = [r for r in rows if r.status == "succeeded"]
+    key = (str(settings.home), tuple(axes), tuple((r.id, str(r.finished_at)) for r in done))
     if key not in _RECOMMENDED:
         _RECOMMENDED[key] = _recommend(settings, done, axes)
         while len(_RECOMMENDED) > 32:
@@ -186,14 +186,14 @@ def recommendations(settings, rows: list[dict], axes: list[str]) -> list[dict]:
 
 
 def _recommend(settings, done: list[dict], axes: list[str]) -> list[dict]:
-    arrays = {r["id"]: evidence.per_query(settings.job_dir(r["id"])) for r in done}
-    metric = next(((r["summary"] or {}).get("select_metric") for r in done if (r["summary"] or {}).get("select_metric")), None)
+    arrays = {r.id: evidence.per_query(settings.job_dir(r.id)) for r in done}
+    metric = next(((r.summary or {}).get("select_metric") for r in done if (r.summary or {}).get("select_metric")), None)
     metric = metric or next((r["spec"].get("select_metric") for r in done if r["spec"].get("select_metric")), None) or DEFAULT_SELECT
-    first = next((r for r in done if arrays[r["id"]] is not None), done[0] if done else None)
+    first = next((r for r in done if arrays[r.id] is not None), done[0] if done else None)
     classes = None
     if first is not None:
-        found = arrays[first["id"]]
-        classes = evidence.validation_classes(settings.job_dir(first["id"]), found["indices"] if found and "indices" in found else None)
+        found = arrays[first.id]
+        classes = evidence.validation_classes(settings.job_dir(first.id), found["indices"] if found and "indices" in found else None)
     return recommend_from_sweep([r.as_dict() for r in done], axes, arrays, select_metric=metric, validation_classes=classes)
 
 

@@ -21,7 +21,7 @@ def test_sort_by_a_header_and_see_the_queue(procs, engine, page):
         owner="local",
         max_attempts=1,
     )
-    b, c, a = (r["id"] for r in made)
+    b, c, a = (r.id for r in made)
     url = procs.server(workers=0)
     page.goto(f"{url}/")
     wait_js(page, f"{ROW_IDS} === '{a},{c},{b}'")  # newest first

@@ -117,15 +117,15 @@ def test_a_circle_job_without_normalisation_is_evaluated_in_cosine_similarity(se
     )
     created = jobs.submit(engine, spec)
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded", done["error"]
-    job_dir = settings.job_dir(created["id"])
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded", done.error
+    job_dir = settings.job_dir(created.id)
     with np.load(job_dir / EMBEDDINGS_FILE, allow_pickle=False) as z:
         stored = {k: z[k] for k in z.files}
     assert not np.allclose(np.linalg.norm(stored["embeddings"], axis=1), 1, atol=1e-3)  # really unnormalised
     reference = AccuracyCalculator(include=RETRIEVAL, k="max_bin_count", knn_func=CustomKNN(CircleLoss().distance)).get_accuracy(
         torch.from_numpy(stored["embeddings"]), torch.from_numpy(stored["labels"])
     )
-    best = done["summary"]["best"]["metrics"]  # the stored embeddings are the best checkpoint's
+    best = done.summary["best"]["metrics"]  # the stored embeddings are the best checkpoint's
     assert abs(best["mean_average_precision_at_r"] - reference["mean_average_precision_at_r"]) < 1e-6
     assert json.loads((job_dir / DISTANCES_FILE).read_text())["kind"] == "cosine_similarity"

@@ -27,9 +27,9 @@ SELECTED = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 def run_job(engine, settings, **spec) -> tuple[dict, list[dict], Path]:
     created = jobs.submit(engine, JobSpec.model_validate({**TINY, **spec}))
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    row = jobs.get(engine, created["id"])
-    assert row["status"] == "succeeded", row["error"]
-    return row, metrics.since(engine, created["id"], 0, limit=100_000), settings.job_dir(created["id"])
+    row = jobs.get(engine, created.id)
+    assert row.status == "succeeded", row.error
+    return row, metrics.since(engine, created.id, 0, limit=100_000), settings.job_dir(created.id)
 
 
 def series(rows: list[dict], name: str) -> dict[int, float]:
@@ -48,7 +48,7 @@ def assert_test_read_once_at_the_end(rows: list[dict], summary: dict) -> None:
 
 def test_a_job_that_got_worse_is_flagged_and_tests_both_checkpoints(engine, settings, client):
     row, rows, job_dir = run_job(engine, settings, lr=0.05)
-    summary = row["summary"]
+    summary = row.summary
     val = series(rows, "val/mean_average_precision_at_r")
     assert sorted(val) == [0, 10, 20, 30] and max(val.values()) == val[0]  # every trained evaluation below the untrained net
     assert summary["baseline"]["step"] == 0 and summary["best"]["step"] == 0
@@ -60,10 +60,10 @@ def test_a_job_that_got_worse_is_flagged_and_tests_both_checkpoints(engine, sett
     assert summary["test"]["best"]["step"] == 0 and summary["test"]["final"]["step"] == 30
     assert summary["test"]["best"]["metrics"] != summary["test"]["final"]["metrics"]  # two checkpoints, two scores
     assert torch.load(job_dir / BEST_CHECKPOINT_FILE, weights_only=True)["step"] == 0
-    log = " ".join(line["message"] for line in joblogs.lines(engine, row["id"]))
+    log = " ".join(line["message"] for line in joblogs.lines(engine, row.id))
     assert "test images in 2 classes" in log and "locked test part" in log
 
-    shown = client.get(f"/api/jobs/{row['id']}").json()  # what the API says about the same job
+    shown = client.get(f"/api/jobs/{row.id}").json()  # what the API says about the same job
     assert shown["no_gain"] == summary["no_gain"] and shown["best"]["step"] == 0 and shown["test"]["final"]["step"] == 30
     assert shown["select_metric"] == "mean_average_precision_at_r" and shown["stopped_early"] is None
     assert shown["metrics"]["val/mean_average_precision_at_r"] == val[30]  # the latest values stay where they were
@@ -71,7 +71,7 @@ def test_a_job_that_got_worse_is_flagged_and_tests_both_checkpoints(engine, sett
 
 def test_the_best_checkpoint_is_the_maximum_of_the_selection_series(engine, settings):
     row, rows, job_dir = run_job(engine, settings, split="samples", select_metric="r_precision")
-    summary = row["summary"]
+    summary = row.summary
     selected = series(rows, "val/r_precision")
     best_step = max(selected, key=lambda s: (selected[s], -s))  # the first of equal maxima
     best = torch.load(job_dir / BEST_CHECKPOINT_FILE, weights_only=True)
@@ -80,7 +80,7 @@ def test_the_best_checkpoint_is_the_maximum_of_the_selection_series(engine, sett
     assert summary["no_gain"] is None and summary["baseline"]["metrics"]["r_precision"] == selected[0]
     assert_test_read_once_at_the_end(rows, summary)
 
-    spec = JobSpec.model_validate(row["spec"])
+    spec = JobSpec.model_validate(row.spec)
     val_rows = set(job_split(load_catalog("digits", None, []).labels, spec).val.tolist())
     with np.load(job_dir / PER_QUERY_FILE) as z:
         assert int(z["step"]) == best_step and int(z["seed"]) == spec.seed
@@ -97,12 +97,12 @@ def test_patience_ends_the_job_succeeded_with_the_reason(engine, settings):
         if since == 2:
             expected = step
             break
-    stop = row["summary"]["stopped_early"]
+    stop = row.summary["stopped_early"]
     assert expected is not None and stop["step"] == expected < 300 and "patience 2" in stop["reason"]
-    assert max(selected) == expected and row["step"] == expected and max(series(rows, "train/loss")) == expected
-    assert row["summary"]["test"]["final"]["step"] == expected
-    assert_test_read_once_at_the_end(rows, row["summary"])
-    assert any(f"stopped early at step {expected}" in line["message"] for line in joblogs.lines(engine, row["id"]))
+    assert max(selected) == expected and row.step == expected and max(series(rows, "train/loss")) == expected
+    assert row.summary["test"]["final"]["step"] == expected
+    assert_test_read_once_at_the_end(rows, row.summary)
+    assert any(f"stopped early at step {expected}" in line["message"] for line in joblogs.lines(engine, row.id))
 
 
 class RecordingRun:

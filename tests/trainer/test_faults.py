@@ -116,11 +116,11 @@ def test_a_job_failing_on_every_attempt_backs_off_then_fails(engine, settings):
         f.unlink()
     started = time.monotonic()
     Worker(settings, threads=1).run(max_jobs=3)
-    row = jobs.get(engine, created["id"])
-    assert row["status"] == "failed" and row["attempts"] == 3
-    assert "failed on all 3 attempts" in row["error"] and "class folder" in row["error"]
+    row = jobs.get(engine, created.id)
+    assert row.status == "failed" and row.attempts == 3
+    assert "failed on all 3 attempts" in row.error and "class folder" in row.error
     assert time.monotonic() - started >= 0.5 + 1.0  # backoff 0.5 s, then 1 s
-    assert sum(line["level"] == "error" for line in joblogs.lines(engine, created["id"])) == 3
+    assert sum(line["level"] == "error" for line in joblogs.lines(engine, created.id)) == 3
 
 
 def test_corrupt_and_fake_images_are_skipped_and_counted(engine, settings):
@@ -129,9 +129,9 @@ def test_corrupt_and_fake_images_are_skipped_and_counted(engine, settings):
     (data / "class1" / "notes.jpg").write_text("not an image")
     created = jobs.submit(engine, JobSpec.model_validate({**IMAGE_JOB, "dataset_path": str(data)}))
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    row = jobs.get(engine, created["id"])
-    assert row["status"] == "succeeded", row["error"]
-    log = " ".join(line["message"] for line in joblogs.lines(engine, created["id"]))
+    row = jobs.get(engine, created.id)
+    assert row.status == "succeeded", row.error
+    log = " ".join(line["message"] for line in joblogs.lines(engine, created.id))
     assert "skipped 2 unreadable file(s) of 32" in log and "broken.png" in log
 
 
@@ -149,9 +149,9 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(engine, settings, monkeypatc
 
     monkeypatch.setattr(torch, "save", save_then_fill_the_disk)
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    row = jobs.get(engine, created["id"])
-    job_dir = settings.job_dir(created["id"])
-    assert row["status"] == "failed" and row["error"].startswith(f"disk full while writing {job_dir}/checkpoint.pt (free "), row["error"]
+    row = jobs.get(engine, created.id)
+    job_dir = settings.job_dir(created.id)
+    assert row.status == "failed" and row.error.startswith(f"disk full while writing {job_dir}/checkpoint.pt (free "), row.error
     assert artifacts.load_checkpoint(job_dir)["step"] == 0  # the step-0 checkpoint, intact
     assert artifacts.load_checkpoint(job_dir, artifacts.BEST_CHECKPOINT)["step"] == 0
     assert [p.name for p in job_dir.iterdir() if p.name.endswith(".tmp")] == []

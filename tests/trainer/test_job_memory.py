@@ -82,7 +82,7 @@ def test_kill_9_of_serve_takes_its_workers_and_their_jobs_down(procs, settings):
     wait_for(lambda: gone(worker) and gone(attempt), 30, 0.2, "the worker and its attempt to end with serve")
     # The worker got SIGTERM: it checkpointed and requeued its job (not counted as a failure).
     row = jobs.get(get_engine(settings.db_url), created["id"])
-    assert row["status"] == "queued" and row["step"] >= 3
+    assert row.status == "queued" and row.step >= 3
 
 
 def test_an_attempt_dies_with_its_worker(procs):

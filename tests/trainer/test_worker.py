@@ -194,9 +194,9 @@ def test_bf16_autocast_path_trains_on_cpu(settings, engine):
         engine, JobSpec(dataset="digits", steps=20, eval_every=10, classes_per_batch=4, samples_per_class=8, precision="bf16")
     )
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded", done["error"]
-    assert done["summary"]["val/precision_at_1"] > 0.5
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded", done.error
+    assert done.summary["val/precision_at_1"] > 0.5
 
 
 def test_explorer_off_skips_the_layout_and_says_so(settings, engine):
@@ -213,9 +213,9 @@ def test_explorer_off_skips_the_layout_and_says_so(settings, engine):
         engine, JobSpec(dataset="digits", steps=10, eval_every=10, classes_per_batch=4, samples_per_class=8, explorer=False)
     )
     Worker(settings, threads=1).run(max_jobs=1, exit_when_idle=True)
-    assert jobs.get(engine, created["id"])["status"] == "succeeded"
-    assert (settings.job_dir(created["id"]) / EMBEDDINGS_FILE).is_file()
+    assert jobs.get(engine, created.id).status == "succeeded"
+    assert (settings.job_dir(created.id) / EMBEDDINGS_FILE).is_file()
     with TestClient(create_app(settings)) as client:
-        r = client.get(f"/api/jobs/{created['id']}/embedding")
+        r = client.get(f"/api/jobs/{created.id}/embedding")
         assert r.status_code == 404 and "explorer: false" in r.json()["detail"]
-        assert client.get(f"/api/jobs/{created['id']}/download/embeddings").status_code == 200
+        assert client.get(f"/api/jobs/{created.id}/download/embeddings").status_code == 200

@@ -40,28 +40,24 @@ def test_a_job_that_fills_the_disk_fails_at_once_and_the_queue_waits_for_space(p
     procs.env = {**env, "EMBEDLAB_HOME": str(home)}
     worker = procs.worker()
 
-    failed = wait_for(
-        lambda: (j := jobs.get(engine, first["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the first job to end"
+    failed = wait_for(lambda: (j := jobs.get(engine, first.id)).status in ("failed", "succeeded") and j, 120, 0.2, "the first job to end")
+    assert failed.status == "failed" and failed.attempts == 1, failed  # failed at once: no retry ate freed space
+    assert re.match(rf"disk full while writing {re.escape(str(home))}/jobs/{first.id}/(best|checkpoint)\.pt \(free ", failed.error), (
+        failed.error
     )
-    assert failed["status"] == "failed" and failed["attempts"] == 1, failed  # failed at once: no retry ate freed space
-    assert re.match(rf"disk full while writing {re.escape(str(home))}/jobs/{first['id']}/(best|checkpoint)\.pt \(free ", failed["error"]), (
-        failed["error"]
-    )
-    assert any(line["message"] == failed["error"] for line in joblogs.lines(engine, first["id"]))
-    assert [p.name for p in settings.job_dir(first["id"]).iterdir() if p.name.endswith(".tmp")] == []  # partial file removed
+    assert any(line["message"] == failed.error for line in joblogs.lines(engine, first.id))
+    assert [p.name for p in settings.job_dir(first.id).iterdir() if p.name.endswith(".tmp")] == []  # partial file removed
 
     # The disk stays full: the worker takes nothing, so the next job keeps all its attempts, and it says why once.
     wait_for(lambda: "not taking jobs" in log_text(worker), 30, 0.2, "the worker to say it waits for space")
     time.sleep(4)
-    waiting = jobs.get(engine, second["id"])
-    assert waiting["status"] == "queued" and waiting["attempts"] == 0, waiting
+    waiting = jobs.get(engine, second.id)
+    assert waiting.status == "queued" and waiting.attempts == 0, waiting
     assert log_text(worker).count("not taking jobs") == 1 and worker.poll() is None
 
     small_disk.free()
-    done = wait_for(
-        lambda: (j := jobs.get(engine, second["id"]))["status"] in ("failed", "succeeded") and j, 120, 0.2, "the second job to end"
-    )
-    assert done["status"] == "succeeded" and done["attempts"] == 1, done["error"]
+    done = wait_for(lambda: (j := jobs.get(engine, second.id)).status in ("failed", "succeeded") and j, 120, 0.2, "the second job to end")
+    assert done.status == "succeeded" and done.attempts == 1, done.error
     assert "taking jobs again" in log_text(worker)
 
 
@@ -125,16 +121,16 @@ def test_a_job_running_when_the_database_disk_fills_fails_naming_it_once_it_can_
     running = jobs.submit(engine, JobSpec.model_validate({**TINY, "steps": 2000, "eval_every": 1000, "explorer": False}), max_attempts=3)
     procs.env = {**env, "EMBEDLAB_HOME": str(home)}
     worker = procs.worker()
-    wait_for(lambda: jobs.get(engine, running["id"])["step"] >= 5, 120, 0.2, "the job to train")
+    wait_for(lambda: jobs.get(engine, running.id).step >= 5, 120, 0.2, "the job to train")
 
     small_disk.fill()  # metric points, log lines, heartbeats: nothing can be written now
     wait_for(lambda: "cannot record that job" in log_text(worker), 30, 0.2, "the worker to say it waits for the database")
     time.sleep(3)
-    assert worker.poll() is None and jobs.get(engine, running["id"])["status"] == "running"  # nothing could be stored yet
+    assert worker.poll() is None and jobs.get(engine, running.id).status == "running"  # nothing could be stored yet
 
     small_disk.free()
-    ended = wait_for(lambda: (j := jobs.get(engine, running["id"]))["status"] != "running" and j, 90, 0.2, "the failure to be recorded")
-    assert ended["status"] == "failed" and ended["attempts"] == 1, ended
-    assert ended["error"] == f"disk full while writing the database {home}/embedlab.db (free 0 B)"
-    assert [line["message"] for line in joblogs.lines(engine, running["id"]) if line["level"] == "error"] == [ended["error"]]
+    ended = wait_for(lambda: (j := jobs.get(engine, running.id)).status != "running" and j, 90, 0.2, "the failure to be recorded")
+    assert ended.status == "failed" and ended.attempts == 1, ended
+    assert ended.error == f"disk full while writing the database {home}/embedlab.db (free 0 B)"
+    assert [line["message"] for line in joblogs.lines(engine, running.id) if line["level"] == "error"] == [ended.error]
     assert log_text(worker).count("cannot record that job") == 1 and worker.poll() is None

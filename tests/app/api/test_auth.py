@@ -142,10 +142,10 @@ def test_per_user_running_limit(engine):
         jobs.submit(engine, JobSpec(dataset="digits"), owner=owner)
     take = lambda: jobs.claim(engine, "w", devices=("auto",), lease_seconds=30, run_device="cpu", max_running_per_user=1)  # noqa: E731
     first, second = take(), take()
-    assert jobs.get(engine, first.job_id)["owner"] == "bob" and jobs.get(engine, second.job_id)["owner"] == "cy"
+    assert jobs.get(engine, first.job_id).owner == "bob" and jobs.get(engine, second.job_id).owner == "cy"
     assert take() is None  # bob's second job waits for his first
     jobs.finish(engine, first.job_id, first.token, "succeeded")
-    assert jobs.get(engine, take().job_id)["owner"] == "bob"
+    assert jobs.get(engine, take().job_id).owner == "bob"
 
 
 # -- sign-in throttling --------------------------------------------------------

@@ -47,7 +47,7 @@ def damaged(trained) -> Callable[[str, Callable[[Path], None]], int]:
     settings, source = trained
 
     def make(filename: str, damage: Callable[[Path], None]) -> int:
-        job_id = jobs.submit(get_engine(settings.db_url), SPEC)["id"]
+        job_id = jobs.submit(get_engine(settings.db_url), SPEC).id
         shutil.copytree(settings.job_dir(source), settings.job_dir(job_id), dirs_exist_ok=True)
         damage(settings.job_dir(job_id) / filename)
         return job_id

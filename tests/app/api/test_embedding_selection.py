@@ -59,7 +59,7 @@ def job(tmp_path_factory) -> Iterator[tuple[TestClient, int, dict[str, np.ndarra
     settings = Settings(home=home, demo=False)
     engine = get_engine(settings.db_url)
     init_db(engine)
-    job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
+    job_id = jobs.submit(engine, JobSpec(dataset="digits")).id
     arrays, meta = synthetic_arrays(N)
     write_projection(settings.job_dir(job_id), arrays, meta)
     with TestClient(create_app(settings)) as client:
@@ -89,7 +89,7 @@ def test_binary_columns_decode_to_the_stored_values(job):
 def test_columns_of_a_job_without_a_layout_say_why(job, tmp_path):
     client, _, _ = job
     settings = client.app.state.settings
-    other = jobs.submit(client.app.state.engine, JobSpec(dataset="digits"))["id"]
+    other = jobs.submit(client.app.state.engine, JobSpec(dataset="digits")).id
     r = client.get(f"/api/jobs/{other}/embedding/columns")
     assert r.status_code == 404 and "no embeddings yet" in r.json()["detail"]
     assert not (settings.job_dir(other) / "projection.npz").exists()

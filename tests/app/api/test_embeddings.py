@@ -123,7 +123,7 @@ def test_bad_uploads(api, finished):
 def test_job_without_embeddings_is_a_clear_404(api, finished):
     settings, _ = finished
     queued = jobs.submit(get_engine(settings.db_url), JobSpec(dataset="digits", steps=5))
-    for url in (f"/api/jobs/{queued['id']}/embedding", f"/api/jobs/{queued['id']}/neighbors?index=0"):
+    for url in (f"/api/jobs/{queued.id}/embedding", f"/api/jobs/{queued.id}/neighbors?index=0"):
         r = api.get(url)
         assert r.status_code == 404 and "no embeddings yet" in r.text
     assert api.get("/api/jobs/999999/embedding").status_code == 404
@@ -170,13 +170,13 @@ def test_image_folder_symlink_out_is_refused(api, finished):
         get_engine(settings.db_url),
         JobSpec(dataset="imagefolder", dataset_path=str(root), steps=5, classes_per_batch=2, samples_per_class=2),
     )
-    assert api.get(f"/api/jobs/{job['id']}/images/0").status_code == 200
+    assert api.get(f"/api/jobs/{job.id}/images/0").status_code == 200
     # the file becomes a link out of the dataset folder
     target = root / "a" / "0.png"
     target.unlink()
     target.symlink_to(secret)
     for index in range(5):
-        r = api.get(f"/api/jobs/{job['id']}/images/{index}")
+        r = api.get(f"/api/jobs/{job.id}/images/{index}")
         if r.status_code == 200:
             assert Image.open(io.BytesIO(r.content)).getpixel((0, 0)) != (1, 2, 3)
         else:

@@ -62,7 +62,7 @@ def folder_job(home: Path) -> Iterator[tuple[TestClient, int, list[Path]]]:
     )
     files = load_catalog("imagefolder", str(root), settings.data_root_paths).files
     with TestClient(app) as client:
-        yield client, job["id"], files
+        yield client, job.id, files
 
 
 def thumbnail(client: TestClient, job_id: int, index: int) -> Image.Image:

@@ -9,7 +9,7 @@ from app.store import jobs, metrics
 
 
 def names(engine, sort: str) -> list[str]:
-    return [j["name"] for j in jobs.list_jobs(engine, sort=sort)[0]]
+    return [j.name for j in jobs.list_jobs(engine, sort=sort)[0]]
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def three(engine) -> dict[str, int]:
     rows = jobs.submit_many(
         engine, [JobSpec(name=n, margin=m, steps=100) for n, m in (("b", 0.3), ("c", 0.2), ("a", 0.1))], owner="local", max_attempts=1
     )
-    ids = {r["name"]: r["id"] for r in rows}
+    ids = {r.name: r.id for r in rows}
     for name, step, mapr in (("b", 50, 0.7), ("c", 20, 0.9)):
         claimed = jobs.claim(engine, "w", devices=("auto",), lease_seconds=60, run_device="cpu")
         assert claimed.job_id == ids[name]
@@ -37,7 +37,7 @@ def test_sort_by_any_column_both_ways(engine, three):
     assert names(engine, "-metrics.val/mean_average_precision_at_r") == ["c", "b", "a"]
     assert names(engine, "metrics.val/mean_average_precision_at_r") == ["b", "c", "a"]
     page, total = jobs.list_jobs(engine, sort="name", limit=1, offset=1)
-    assert [j["name"] for j in page] == ["b"] and total == 3
+    assert [j.name for j in page] == ["b"] and total == 3
 
 
 def test_every_sort_key_runs(engine, three):
@@ -47,7 +47,7 @@ def test_every_sort_key_runs(engine, three):
 
 def test_queue_positions_follow_claim_order(engine):
     rows = jobs.submit_many(engine, [JobSpec(name=str(i), priority=p) for i, p in enumerate((0, 0, 5, 0))], owner="local", max_attempts=1)
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     assert jobs.queue_positions(engine, ids) == {ids[2]: 1, ids[0]: 2, ids[1]: 3, ids[3]: 4}
     claimed = jobs.claim(engine, "w", devices=("auto",), lease_seconds=60, run_device="cpu")
     assert claimed.job_id == ids[2]

@@ -19,7 +19,7 @@ CPU = ("auto", "cpu")
 
 
 def submit(engine, n: int = 1, **spec) -> list[int]:
-    return [j["id"] for j in jobs.submit_many(engine, [JobSpec(dataset="digits", **spec)] * n, owner="t", max_attempts=3)]
+    return [j.id for j in jobs.submit_many(engine, [JobSpec(dataset="digits", **spec)] * n, owner="t", max_attempts=3)]
 
 
 def claim(engine, worker="w", lease=30.0):
@@ -54,7 +54,7 @@ def test_each_job_is_claimed_exactly_once_by_competing_processes(engine, setting
     counts = Counter(ran)
     assert sorted(counts) == sorted(ids)
     assert set(counts.values()) == {1}
-    assert {jobs.get(engine, i)["status"] for i in ids} == {"succeeded"}
+    assert {jobs.get(engine, i).status for i in ids} == {"succeeded"}
 
 
 def test_claim_order_is_priority_then_age(engine):
@@ -77,27 +77,27 @@ def test_expired_lease_is_requeued_and_the_stale_worker_cannot_finish(engine):
     time.sleep(0.3)
     assert jobs.requeue_expired(engine) == [job_id]
     row = jobs.get(engine, job_id)
-    assert row["status"] == "queued" and "lease expired" in row["error"]
+    assert row.status == "queued" and "lease expired" in row.error
     fresh = claim(engine, "fresh")
     assert fresh.job_id == job_id and fresh.attempt == 2
     # The stale worker wakes up: every write it tries is refused.
     assert jobs.heartbeat(engine, job_id, stale.token, step=5, steps_per_second=1.0, lease_seconds=30) == "lost"
     assert not metrics.append(engine, job_id, stale.attempt, stale.token, [Point("train/loss", 2, 0.4, time.time())])
     assert not jobs.finish(engine, job_id, stale.token, "succeeded")
-    assert jobs.get(engine, job_id)["status"] == "running"
+    assert jobs.get(engine, job_id).status == "running"
     assert jobs.finish(engine, job_id, fresh.token, "succeeded")
-    assert jobs.get(engine, job_id)["status"] == "succeeded"
+    assert jobs.get(engine, job_id).status == "succeeded"
     assert metrics.series(engine, job_id)["train/loss"] == {"step": [1], "value": [0.5]}
 
 
 def test_lease_expiry_after_last_attempt_fails_the_job(engine):
     [job_id] = jobs.submit_many(engine, [JobSpec(dataset="digits")], owner="t", max_attempts=1)
-    job_id = job_id["id"]
+    job_id = job_id.id
     claim(engine, lease=0.1)
     time.sleep(0.2)
     jobs.requeue_expired(engine)
     row = jobs.get(engine, job_id)
-    assert row["status"] == "failed" and "lease expired" in row["error"] and row["finished_at"]
+    assert row.status == "failed" and "lease expired" in row.error and row.finished_at
 
 
 def test_retry_with_backoff_then_fail(engine):
@@ -113,7 +113,7 @@ def test_retry_with_backoff_then_fail(engine):
     third = claim(engine)
     assert jobs.retry_or_fail(engine, job_id, third.token, error="OSError: boom", backoff_seconds=0.01) == "failed"
     row = jobs.get(engine, job_id)
-    assert row["status"] == "failed" and "all 3 attempts" in row["error"] and "boom" in row["error"]
+    assert row.status == "failed" and "all 3 attempts" in row.error and "boom" in row.error
     assert claim(engine) is None
 
 
@@ -122,12 +122,12 @@ def test_cancel_queued_and_running(engine):
     c = claim(engine)
     assert c.job_id == queued  # oldest first
     queued, running = running, queued
-    assert jobs.cancel(engine, queued)["status"] == "cancelled"
+    assert jobs.cancel(engine, queued).status == "cancelled"
     row = jobs.cancel(engine, running)
-    assert row["status"] == "running" and row["cancel_requested"]
+    assert row.status == "running" and row.cancel_requested
     assert jobs.heartbeat(engine, running, c.token, step=3, steps_per_second=None, lease_seconds=30) == "cancel"
     assert jobs.finish(engine, running, c.token, "cancelled")
-    assert jobs.get(engine, running)["status"] == "cancelled"
+    assert jobs.get(engine, running).status == "cancelled"
 
 
 def test_release_requeues_without_failing(engine):
@@ -135,7 +135,7 @@ def test_release_requeues_without_failing(engine):
     c = claim(engine)
     assert jobs.release(engine, job_id, c.token, step=42)
     row = jobs.get(engine, job_id)
-    assert row["status"] == "queued" and row["step"] == 42 and row["error"] is None
+    assert row.status == "queued" and row.step == 42 and row.error is None
     assert claim(engine).attempt == 2
 
 

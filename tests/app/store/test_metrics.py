@@ -13,7 +13,7 @@ from app.store.metrics import Point, downsample
 
 
 def running_job(engine):
-    job_id = jobs.submit(engine, JobSpec(dataset="digits"))["id"]
+    job_id = jobs.submit(engine, JobSpec(dataset="digits")).id
     c = jobs.claim(engine, "w", devices=("auto",), lease_seconds=30, run_device="cpu")
     return job_id, c
 
@@ -59,7 +59,7 @@ def test_non_finite_values_are_stored_as_gaps_and_val_metrics_summarised(engine)
     job_id, c = running_job(engine)
     metrics.append(engine, job_id, c.attempt, c.token, [Point("val/loss", 1, float("nan"), 0), Point("val/precision_at_1", 1, 0.75, 0)])
     assert metrics.series(engine, job_id, ["val/loss"])["val/loss"]["value"] == [None]
-    assert jobs.get(engine, job_id)["summary"] == {"val/loss": None, "val/precision_at_1": 0.75}
+    assert jobs.get(engine, job_id).summary == {"val/loss": None, "val/precision_at_1": 0.75}
 
 
 def _write_points(url: str, job_id: int, attempt: int, token: str, n: int) -> None:

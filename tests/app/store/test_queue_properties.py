@@ -88,20 +88,20 @@ class QueueMachine(RuleBasedStateMachine):
             return
         rows, _ = jobs.list_jobs(self.engine, limit=500)
         for r in rows:
-            status, attempts = r["status"], r["attempts"]
+            status, attempts = r.status, r.attempts
             # one live lease at most, and only while running
-            assert (r["lease_token"] is not None) == (status == "running"), r
+            assert (r.lease_token is not None) == (status == "running"), r
             if status == "running":
                 assert attempts >= 1
-            before = self.seen.get(r["id"])
+            before = self.seen.get(r.id)
             if before:
                 assert attempts >= before[1], "attempts only increase"
                 if before[0] != status:
                     assert (before[0], status) in LEGAL, (before[0], status)
             if status in jobs.TERMINAL:
-                assert r["finished_at"] is not None
-            self.seen[r["id"]] = (status, attempts)
-        live_tokens = [r["lease_token"] for r in rows if r["lease_token"]]
+                assert r.finished_at is not None
+            self.seen[r.id] = (status, attempts)
+        live_tokens = [r.lease_token for r in rows if r.lease_token]
         assert len(live_tokens) == len(set(live_tokens))
 
 

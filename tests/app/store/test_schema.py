@@ -51,5 +51,5 @@ def test_a_database_behind_is_refused_then_upgraded_with_its_data(settings):
     loss = metrics.series(engine, job["id"], ["train/loss"])["train/loss"]
     assert loss["step"] == list(range(1, 101)) and loss["value"][-1] == pytest.approx(0.01)
     kept = jobs.get(engine, job["id"])
-    assert kept["name"] == "old" and kept["step"] == 100 and kept["phase"] is None
+    assert kept.name == "old" and kept.step == 100 and kept.phase is None
     engine.dispose()
