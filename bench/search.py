@@ -1,11 +1,13 @@
 """A 16-trial TPE + ASHA margin search against an 8-margin x 2-seed grid, counted in training steps.
 
-Issue 14's target: on mnist5k (cnn, triplet), the search's best validation MAP@R (at each trial's best step)
-falls within the noise band of the grid's best point, spending at most 40% of the grid's training steps.
-Both sides run on one fresh server (`embedlab serve --workers N`) against a throwaway EMBEDLAB_HOME; steps are
-read from the jobs (steps each one actually trained), wall time is reported beside them. The noise band is the
-best grid point's 95% interval when the jobs report one (issue 13's `val/<m>_low/_high`), else the range of its seeds.
-The locked test scores are reported when the jobs carry them (issue 13's `test`), else marked missing.
+On mnist5k (cnn, triplet, semi-hard mining), the search's best validation MAP@R (at each trial's best step after
+step 0) should fall within the noise band of the grid's recommended point, spending at most 40% of the grid's
+training steps. Both sides run on one fresh server (`embedlab serve --workers N`) against a throwaway EMBEDLAB_HOME,
+the grid first. Steps are read from the jobs (the steps each one actually trained; the search's own budget count is
+printed beside), wall time beside them. Each side's recommendation is the API's, by one set of rules: a sweep's
+(GET /api/sweeps/{id}), and the same rules over the search's completed trials (GET /api/searches/{id}): the best
+point, the points within noise of it (paired bootstrap over validation queries and seeds), and its locked test
+score with a 95% interval. The noise band is the grid's recommended point's 95% interval.
 
 Usage: .venv/bin/python bench/search.py [--dataset mnist5k] [--steps 1000] [--eval-every 100] [--trials 16] [--workers 2]
        [--margins 8] [--seeds 0,1]      (a quick check: --dataset digits --steps 60 --eval-every 10 --trials 4 --margins 2)
