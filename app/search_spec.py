@@ -137,13 +137,16 @@ def check_search(search: SearchSpec, settings: Settings) -> list[JobSpec]:
     if search.sampler == "grid" and search.trials > search.grid_size():
         raise SpecError("trials", f"the grid has {search.grid_size()} points; ask for at most that many trials")
     specs = [search.job_spec(p, search.seeds[0], " ".join(f"{k}={v}" for k, v in p.items())) for p in corners(search)]
-    base = specs[0]
-    if search.pruner != "none" and "eval_every" not in search.space and "steps" not in search.space and base.eval_every >= base.steps:
-        raise SpecError(
-            "base.eval_every",
-            f"the {search.pruner} pruner decides at evaluations: eval_every ({base.eval_every}) must be "
-            f"below steps ({base.steps}), or use pruner 'none'",
-        )
+    if search.pruner != "none":
+        # The corners hold the worst pair (the highest eval_every with the fewest steps); the field named is the searched one.
+        searched = [f"space.{n}" for n in ("eval_every", "steps") if n in search.space]
+        for spec in specs:
+            if spec.eval_every >= spec.steps:
+                raise SpecError(
+                    searched[0] if searched else "base.eval_every",
+                    f"the {search.pruner} pruner decides at evaluations: eval_every ({spec.eval_every}) must be "
+                    f"below steps ({spec.steps}) in every trial, or use pruner 'none'",
+                )
     select = search.select_metric
     if select not in ("precision_at_1", "r_precision", "mean_average_precision_at_r"):
         raise SpecError("base.select_metric", f"unknown selection metric {select!r}")

@@ -1,11 +1,13 @@
 """A 16-trial TPE + ASHA margin search against an 8-margin x 2-seed grid, counted in training steps.
 
-Issue 14's target: on mnist5k (cnn, triplet), the search's best validation MAP@R (at each trial's best step)
-falls within the noise band of the grid's best point, spending at most 40% of the grid's training steps.
-Both sides run on one fresh server (`embedlab serve --workers N`) against a throwaway EMBEDLAB_HOME; steps are
-read from the jobs (steps each one actually trained), wall time is reported beside them. The noise band is the
-best grid point's 95% interval when the jobs report one (issue 13's `val/<m>_low/_high`), else the range of its seeds.
-The locked test scores are reported when the jobs carry them (issue 13's `test`), else marked missing.
+On mnist5k (cnn, triplet, semi-hard mining), the search's best validation MAP@R (at each trial's best step after
+step 0) should fall within the noise band of the grid's recommended point, spending at most 40% of the grid's
+training steps. Both sides run on one fresh server (`embedlab serve --workers N`) against a throwaway EMBEDLAB_HOME,
+the grid first. Steps are read from the jobs (the steps each one actually trained; the search's own budget count is
+printed beside), wall time beside them. Each side's recommendation is the API's, by one set of rules: a sweep's
+(GET /api/sweeps/{id}), and the same rules over the search's completed trials (GET /api/searches/{id}): the best
+point, the points within noise of it (paired bootstrap over validation queries and seeds), and its locked test
+score with a 95% interval. The noise band is the grid's recommended point's 95% interval.
 
 Usage: .venv/bin/python bench/search.py [--dataset mnist5k] [--steps 1000] [--eval-every 100] [--trials 16] [--workers 2]
        [--margins 8] [--seeds 0,1]      (a quick check: --dataset digits --steps 60 --eval-every 10 --trials 4 --margins 2)
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,28 +43,31 @@ def wait(predicate, timeout: float, what: str):
     raise TimeoutError(f"{what} did not happen in {timeout:.0f}s")
 
 
-def best_of(url: str, job: dict) -> dict:
-    """The job's selection metric at its best step after step 0, with the interval there when the job reports one."""
-    best = job.get("best")
-    if isinstance(best, dict) and (best.get("step") or 0) > 0 and best.get("metrics", {}).get(METRIC) is not None:
-        m = best["metrics"]
-        return {"value": m[METRIC], "step": best.get("step"), "low": m.get(f"{METRIC}_low"), "high": m.get(f"{METRIC}_high")}
-    names = f"val/{METRIC},val/{METRIC}_low,val/{METRIC}_high"
-    series = httpx.get(f"{url}/api/jobs/{job['id']}/metrics", params={"names": names, "max_points": 100000}, timeout=60).json()["series"]
-    main = series[f"val/{METRIC}"]  # step 0 left out, as the search's objective does (the same untrained network for a seed)
-    i = int(np.nanargmax(np.array([np.nan if v is None or s == 0 else v for s, v in zip(main["step"], main["value"])], dtype=float)))
-    at = main["step"][i]
-
-    def at_step(name: str) -> float | None:
-        s = series.get(name) or {"step": [], "value": []}
-        return dict(zip(s["step"], s["value"])).get(at)
-
-    return {"value": main["value"][i], "step": at, "low": at_step(f"val/{METRIC}_low"), "high": at_step(f"val/{METRIC}_high")}
+def interval(d: dict | None) -> str:
+    return "-" if not d else f"{d['mean']:.4f} [{d['low']:.4f}, {d['high']:.4f}]"
 
 
-def locked_test(job: dict) -> dict | None:
-    test = job.get("test")
-    return (test or {}).get("best") if isinstance(test, dict) else None
+def recommendation(detail: dict) -> dict:
+    """The sweep recommender's reading (a sweep's, or a search's over its completed trials): one loss here."""
+    recs = [r for r in detail.get("recommendations") or [] if r["loss"] == "triplet"]
+    if not recs:
+        raise RuntimeError(f"no recommendation in {detail.get('id')}: {detail.get('recommendations')}")
+    return recs[0]
+
+
+def side(rec: dict) -> dict:
+    """What the report shows of one side: the recommended margin, the set within noise of it, the best point's
+    validation interval (its noise band) and its locked test score, read once at the end."""
+    return {
+        "margin": rec["margin"],
+        "within_noise": sorted([rec["margin"], *[t["margin"] for t in rec["tied"]]]),
+        "starred": rec["starred"],
+        "validation": {k: rec["best"][k] for k in ("mean", "low", "high")},
+        "interval": rec["best"]["interval"],
+        "locked_test": rec["locked_test"],
+        "statement": rec["statement"],
+        "test_used": rec["test_used"],
+    }
 
 
 def run_grid(url: str, base: dict, margins: list[float], seeds: list[int]) -> dict:
@@ -74,33 +79,19 @@ def run_grid(url: str, base: dict, margins: list[float], seeds: list[int]) -> di
     sid = sweep.json()["id"]
     done = wait(lambda: _ended_sweep(url, sid), 24 * 3600, "the grid")
     wall = time.perf_counter() - t0
-    points: dict[float, list[dict]] = {}
-    for job in done["job_list"]:
-        if job["status"] == "succeeded":
-            points.setdefault(job["spec"]["margin"], []).append({**best_of(url, job), "job": job})
-    means = {m: statistics.mean(r["value"] for r in runs) for m, runs in points.items()}
-    best_margin = max(means, key=means.get)
-    runs = points[best_margin]
-    if all(r["low"] is not None for r in runs):
-        band = (statistics.mean(r["low"] for r in runs), statistics.mean(r["high"] for r in runs)), "mean 95% interval of its seeds"
-    else:
-        band = (min(r["value"] for r in runs), max(r["value"] for r in runs)), "range of its seeds"
+    rec = recommendation(httpx.get(f"{url}/api/sweeps/{sid}", timeout=600).json())
     return {
         "wall_s": wall,
-        "steps": sum(j["progress"]["step"] for j in done["job_list"]),
+        "steps": sum(j["progress"]["step"] for j in done["job_list"]),  # the steps each job actually trained
         "jobs": len(done["job_list"]),
-        "means": means,
-        "best_margin": best_margin,
-        "best_value": means[best_margin],
-        "band": band[0],
-        "band_kind": band[1],
-        "test": [locked_test(r["job"]) for r in runs],
-        "recommendations": done.get("recommendations"),
+        "statuses": sorted({j["status"] for j in done["job_list"]}),
+        "points": {p["margin"]: {"validation": interval(p), "test": interval(p["test"])} for p in rec["points"]},
+        **side(rec),
     }
 
 
 def _ended_sweep(url: str, sweep_id: int) -> dict | None:
-    sweep = httpx.get(f"{url}/api/sweeps/{sweep_id}", timeout=60).json()
+    sweep = httpx.get(f"{url}/api/sweeps/{sweep_id}", timeout=600).json()
     return sweep if all(j["status"] not in ("queued", "running") for j in sweep["job_list"]) else None
 
 
@@ -123,15 +114,27 @@ def run_search(url: str, base: dict, trials: int, parallel: int, seeds: list[int
         lambda: (d := httpx.get(f"{url}/api/searches/{sid}", timeout=120).json())["status"] != "running" and d, 24 * 3600, "the search"
     )
     wall = time.perf_counter() - t0
-    best = done["best"]
-    best_job = httpx.get(f"{url}/api/jobs/{done['trial_list'][best['number']]['job_ids'][0]}", timeout=60).json() if best else None
+    trial_steps = 0  # the steps the trials' jobs actually trained, read from the jobs (the search's own count beside)
+    for t in done["trial_list"]:
+        for job_id in t["job_ids"]:
+            trial_steps += httpx.get(f"{url}/api/jobs/{job_id}", timeout=60).json()["progress"]["step"]
     return {
         "wall_s": wall,
         "budget": done["budget"],
-        "best": best,
+        "steps": trial_steps,
+        "best": done["best"],
         "states": [t["state"] for t in done["trial_list"]],
-        "test": locked_test(best_job) if best_job else None,
-        "recommendations": done.get("recommendations"),
+        "trials": [
+            {
+                "margin": t["params"].get("margin"),
+                "state": t["state"],
+                "value": t["value"],
+                "steps": t["steps"],
+                "pruned_at": t["pruned_at"],
+            }
+            for t in done["trial_list"]
+        ],
+        **side(recommendation(done)),
     }
 
 
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument("--margins", type=int, default=8, help="grid margins, log-spaced over 0.05-0.8")
     parser.add_argument("--seeds", default="0,1", help="the grid's seeds (the search runs one seed per trial)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
     base = {
         "dataset": args.dataset,
@@ -174,32 +178,40 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(60)
-    inside = found["best"] is not None and found["best"]["value"] >= grid["band"][0]  # within the band, or above it
-    fraction = found["budget"]["steps_spent"] / grid["steps"]
+    band = grid["validation"]
+    best = found["best"]["value"] if found["best"] else float("nan")
+    inside = best >= band["low"]  # within the grid best's 95% interval, or above it
+    fraction = found["steps"] / grid["steps"]
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
     print(
-        f"grid:   {len(margins)} margins x {len(seeds)} seeds, {grid['steps']} training steps, {grid['wall_s']:.0f} s; "
-        f"best margin {grid['best_margin']} MAP@R {grid['best_value']:.4f} (noise band {grid['band'][0]:.4f}-{grid['band'][1]:.4f}, {grid['band_kind']})"
+        f"configuration: {base}; grid margins {margins} x seeds {seeds}; search {args.trials} trials TPE + ASHA, seed {seeds[0]}, "
+        f"{args.workers} worker(s)"
+    )
+    print(f"grid:   {grid['jobs']} jobs ({grid['statuses']}), {grid['steps']} training steps, {grid['wall_s']:.0f} s")
+    for m, p in sorted(grid["points"].items()):
+        print(f"  margin {m:g}: validation {p['validation']}, locked test {p['test']}")
+    print(
+        f"  recommended margin {grid['margin']:g} (within noise: {grid['within_noise']}, starred {grid['starred']}): validation "
+        f"{interval(band)} ({grid['interval']}); locked test {interval(grid['locked_test'])}"
     )
     print(
-        f"search: {args.trials} trials TPE+ASHA, {found['budget']['steps_spent']} training steps ({fraction:.0%} of the grid's), "
-        f"{found['wall_s']:.0f} s; best {found['best']}; states {found['states']}"
+        f"search: {len(found['trials'])} trials, {found['steps']} training steps (the search counts {found['budget']['steps_spent']}), "
+        f"{found['wall_s']:.0f} s"
+    )
+    for t in found["trials"]:
+        print(f"  margin {t['margin']:.4g}: {t['state']}, value {t['value']}, {t['steps']} steps, pruned at {t['pruned_at']}")
+    print(
+        f"  best trial {found['best']}; recommended margin {found['margin']:g} (within noise: {found['within_noise']}, "
+        f"starred {found['starred']}): validation {interval(found['validation'])} ({found['interval']}); "
+        f"locked test {interval(found['locked_test'])}"
     )
     print(
-        f"locked test: grid {grid['test']}, search {found['test']}"
-        if found["test"] or any(grid["test"])
-        else "locked test: not reported by these jobs (needs issue 13's test split)"
+        f"target: search best {best:.4f} within the grid best's noise band {interval(band)} or above it: {inside}; "
+        f"steps {found['steps']} / {grid['steps']} = {fraction:.1%} <= 40%: {fraction <= 0.4}"
     )
-    print(f"target: best within the grid's noise band or above it: {inside}; steps <= 40% of the grid's: {fraction <= 0.4}")
-    print(
-        json.dumps(
-            {
-                "grid": {k: v for k, v in grid.items() if k != "means"} | {"means": {str(k): v for k, v in grid["means"].items()}},
-                "search": found,
-                "steps_fraction": fraction,
-            },
-            default=str,
-        )
-    )
+    result = {"base": base, "margins": margins, "seeds": seeds, "grid": grid, "search": found, "steps_fraction": fraction, "inside": inside}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
 
 
 def _up(url: str) -> bool:

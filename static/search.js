@@ -1,6 +1,7 @@
 // One search: its trials table, the best value over trials, parameter against value, each trial's curve.
 import { api, el, fmtMetric, fmtInt } from "/static/common.js";
 import { CHART_CONFIG, CHART_LAYOUT } from "/static/charts.js";
+import { drawRecommendations } from "/static/recommendation.js";
 
 const root = document.getElementById("search");
 const searchId = root.dataset.searchId;
@@ -81,8 +82,7 @@ function drawSummary(search) {
   importance.hidden = !search.importance;
   if (search.importance) importance.textContent = "Parameter importance (fANOVA over the completed trials): " +
     Object.entries(search.importance).map(([k, v]) => `${k} ${Math.round(100 * v)}%`).join(", ");
-  const recs = document.getElementById("recommendations");
-  recs.replaceChildren(...search.recommendations.map((r) => el("p", {}, `Recommended for ${r.loss}: ${fmtParams(r.point)} (${fmtMetric(r.mean, 4)}): ${r.rule}`)));
+  drawRecommendations(document.getElementById("recommendations"), search.recommendations); // a sweep's rules over the completed trials
 }
 
 async function refresh() {

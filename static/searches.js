@@ -1,28 +1,5 @@
-// Searches: start one from a JSON spec, list them.
+// Searches: the list (the new-search form is static/search_form.js).
 import { api, el } from "/static/common.js";
-
-const form = document.getElementById("search-form");
-const error = document.getElementById("search-error");
-
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  error.hidden = true;
-  let body;
-  try {
-    body = JSON.parse(document.getElementById("search-spec").value);
-  } catch (e) {
-    error.textContent = `The search spec is not valid JSON: ${e.message}`;
-    error.hidden = false;
-    return;
-  }
-  try {
-    const created = await api("/api/searches", { method: "POST", body });
-    location.href = `/searches/${created.id}`;
-  } catch (e) {
-    error.textContent = e.message; // ApiError: "field: reason; ..."
-    error.hidden = false;
-  }
-});
 
 async function refresh() {
   const data = await api("/api/searches?limit=200");

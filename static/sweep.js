@@ -4,6 +4,7 @@ import { CHART_CONFIG, CHART_LAYOUT } from "/static/charts.js";
 import { api, badge, classColor, el, fmtMetric, plotlyText, TERMINAL } from "/static/common.js";
 import { DASHES, METRICS, baselineOf, bestOf, drawDistanceOverlay, drawTrainingOverlays, drawValidationOverlay, fmtInterval,
   loadSeries, metricOf } from "/static/overlays.js";
+import { drawRecommendations, metricTitle } from "/static/recommendation.js";
 import { showLayouts } from "/static/sweep_layouts.js";
 
 const root = document.getElementById("sweep");
@@ -26,8 +27,6 @@ function colourOf(margins, m) {
 function label(job, axes) {
   return [...axes.map((a) => `${a}=${job.spec[a]}`), `seed=${job.spec.seed}`].join(" ");
 }
-
-const metricTitle = (m) => (METRICS.find(([k]) => k === m) || [m, m])[1];
 
 /** One panel per loss: the selection metric at the best checkpoints (mean over seeds, 95% band) against that loss's
  *  margin, the untrained network's value as a dotted line; the points within noise of the best drawn filled. */
@@ -136,34 +135,6 @@ function drawTable(sweep) {
     }))));
 }
 
-const fmtRange = (lo, hi) => `[${fmtMetric(lo, 4)}, ${fmtMetric(hi, 4)}]`;
-
-function drawRecommendations(sweep) {
-  const box = document.getElementById("recommendations");
-  if (!sweep.recommendations.length) return;
-  box.classList.remove("muted");
-  const pointText = (point) => Object.entries(point).map(([k, v]) => `${k} ${v}`).join(", ");
-  box.replaceChildren(...sweep.recommendations.map((r) => {
-    const title = metricTitle(r.select_metric);
-    const b = r.best;
-    const where = Object.keys(r.point).length ? pointText(r.point) : "its only configuration";
-    const star = r.starred ? el("span", { class: "star", title: "better than every other point beyond the noise" }, " ★") : null;
-    const difference = (t) => (t.diff_low === null ? "" : `, difference ${fmtRange(t.diff_low, t.diff_high)}`);
-    const tiedText = (t) => `${pointText(t.point)} (${fmtMetric(t.mean, 4)}${difference(t)})`;
-    const test = r.locked_test;
-    return el("div", { class: "recommendation", dataset: { loss: r.loss } },
-      el("h3", {}, el("strong", {}, r.loss), star),
-      el("p", { class: "statement" }, r.statement),
-      el("p", {}, `Highest mean validation ${title}: ${where}, ${fmtMetric(b.mean, 4)} ${fmtRange(b.low, b.high)} over ${b.runs} run(s) `
-        + "at their best checkpoints."),
-      r.tied.length ? el("p", { class: "tied" }, "Within noise of it: ", r.tied.map(tiedText).join("; "), ".") : null,
-      test ? el("p", { class: "locked-test" }, el("strong", {}, "Locked test"),
-        ` of ${where} (scored once, at the end of each run, read by no selection): ${title} ${fmtMetric(test.mean, 4)} `
-        + `${fmtRange(test.low, test.high)} over ${test.runs} run(s).`) : null,
-      el("p", { class: "muted test-used" }, `Test used: ${r.test_used}. Rule: ${r.rule}. Intervals: ${b.interval}.`));
-  }));
-}
-
 let timer = null;
 
 async function refresh() {
@@ -182,7 +153,7 @@ async function refresh() {
   const style = (j) => ({ color: colourOf(margins, j.spec.margin), dash: DASHES[losses.indexOf(j.spec.loss) % DASHES.length] });
   const name = (j) => label(j, sweep.axes);
   status.textContent = Object.entries(sweep.status_counts).map(([k, v]) => `${v} ${k}`).join(", ");
-  drawRecommendations(sweep);
+  drawRecommendations(document.getElementById("recommendations"), sweep.recommendations);
   drawMetricVsMargin(sweep);
   drawTrainingOverlays(sweep.job_list, series, style, name);
   drawValidationOverlay("validation-overlay", sweep.job_list, series, style, name);

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app import search
-from app.advisor import recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut
+from app.api.sweeps import recommendations
 from app.search_spec import SearchSpec, check_search
 from app.store import searches
 from app.store.rows import JobStatus, SearchRow
@@ -129,7 +129,7 @@ def list_searches(
 
 
 @router.get("/{search_id}", response_model=SearchDetail, responses={404: {"model": ErrorOut}})
-def get_search(search_id: SearchId, engine: EngineDep) -> SearchDetail:
+def get_search(search_id: SearchId, engine: EngineDep, settings: SettingsDep) -> SearchDetail:
     row = _search_or_404(engine, search_id)
     spec = SearchSpec.model_validate(row.spec)
     views = search.trial_views(engine, row)
@@ -140,8 +140,8 @@ def get_search(search_id: SearchId, engine: EngineDep) -> SearchDetail:
     done = [v for v in views if v.state == "complete" and v.value is not None]
     top = max(done, key=lambda v: v.value) if done else None  # type: ignore[arg-type, return-value]
     completed = {j for v in done for j in v.job_ids}
-    # The sweep's rules over the completed trials' jobs ({id, status, spec, summary}; `metrics` for the older advisor).
-    recs = recommend_from_sweep([{**j.as_dict(), "metrics": j.summary} for j in jobs if j.id in completed], list(spec.space))
+    # A sweep's rules over the completed trials' jobs: the same per-query paired bootstrap, selection metric and locked test.
+    recs = recommendations(settings, [j for j in jobs if j.id in completed], list(spec.space))
     return SearchDetail(
         **_summary(row, counts),
         spec=row.spec,

@@ -46,6 +46,9 @@ def search_body(**over) -> dict:
         (search_body(space={"seed": [0, 1]}), "space.seed"),
         (search_body(trials=1000), "trials"),
         (search_body(base={**TINY, "steps": 50, "eval_every": 50}), "base.eval_every"),
+        (search_body(space={"steps": {"low": 20, "high": 200}}, base={**TINY, "eval_every": 50}), "space.steps"),
+        (search_body(space={"eval_every": {"low": 5, "high": 60}}), "space.eval_every"),  # base steps 60
+        (search_body(pruner="median", space={"eval_every": [10, 100]}, base={**TINY, "steps": 50}), "space.eval_every"),
         (search_body(sampler="grid"), "space.margin.points"),
         (search_body(sampler="grid", space={"loss": ["triplet", "circle"]}, trials=3), "trials"),
         (search_body(pruner="sometimes"), "pruner"),
