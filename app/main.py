@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import search
 from app.api import backbones as backbones_api
+from app.api import collections as collections_api
 from app.api import compare as compare_api
 from app.api import datasets as datasets_api
 from app.api import deps, errors
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = asyncio.create_task(sweep_expired())
         # Read the bundled datasets now, so the first submission does not wait for them.
         warm = asyncio.create_task(run_in_threadpool(lambda: [load_catalog(name, None, []) for name in BUNDLED]))
+        await run_in_threadpool(collections_api.resume, engine, settings)  # layouts a stopped server left unfinished
         yield
         task.cancel()
         warm.cancel()
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         larger={
             "/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
             "/embedding/selection": selection_api.SELECTION_BODY_BYTES,
+            "/api/collections": collections_api.MAX_IMPORT_BYTES,
         },
     )
     for module in (
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embeddings_api,
         selection_api,
         compare_api,
+        collections_api,
     ):
         app.include_router(module.router)
     app.include_router(backbones_api.router)

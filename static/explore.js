@@ -6,9 +6,11 @@ import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
-const jobId = root.dataset.jobId;
 const maxK = Number(root.dataset.maxK) || 1000;
-const base = `/api/jobs/${jobId}`;
+const base = root.dataset.base; // /api/jobs/{id} or /api/collections/{id}: the same routes below it
+const prefix = root.dataset.prefix; // file names of exports: job7-, collection3-
+const isJob = root.dataset.kind === "job"; // a job's points have splits and can be queried by an uploaded image
+const hasImages = root.dataset.images !== "false"; // a collection imported without images has no thumbnails
 const RIGHT = "#9aa5b1";
 const WRONG = "#d62728";
 const SPLIT_COLORS = ["#1f77b4", "#ff7f0e"]; // validation, training sample
@@ -50,6 +52,12 @@ function hex(color) {
 
 function imageUrl(index) {
   return `${base}/images/${index}`;
+}
+
+/** A thumbnail's source, or the image hidden where there are none. */
+function setThumb(img, url) {
+  img.hidden = !hasImages;
+  if (hasImages) img.src = url;
 }
 
 function currentK() {
@@ -191,8 +199,8 @@ function selectClass(label) {
 // -- hover thumbnail -------------------------------------------------------------
 function showHover(row) {
   const box = $("hover");
-  box.querySelector("img").src = imageUrl(pts.index[row]);
-  box.querySelector("span").textContent = `${className(pts.label[row])} · #${pts.index[row]} · ${pts.splits[pts.split[row]]}`;
+  setThumb(box.querySelector("img"), imageUrl(pts.index[row]));
+  box.querySelector("span").textContent = `${className(pts.label[row])} · #${pts.index[row]}` + (isJob ? ` · ${pts.splits[pts.split[row]]}` : "");
   box.style.left = `${mouse.x + 14}px`;
   box.style.top = `${mouse.y + 14}px`;
   box.hidden = false;
@@ -203,7 +211,8 @@ function renderPanel(answer, uploadUrl) {
   const q = $("query");
   q.replaceChildren();
   const img = el("img", { class: "ex-thumb ex-thumb-query", alt: "query image" });
-  img.src = uploadUrl || answer.query.image_url;
+  if (uploadUrl) img.src = uploadUrl;
+  else setThumb(img, answer.query.image_url);
   const label = answer.query.split === "upload"
     ? "uploaded image"
     : `#${answer.query.index} · ${answer.query.class_name} · ${answer.query.split}`;
@@ -215,7 +224,7 @@ function renderPanel(answer, uploadUrl) {
     const li = el("li", { class: "ex-neighbor", tabindex: "0", "data-index": String(n.index) });
     if (n.same_label === false) li.classList.add("ex-mismatch");
     const thumb = el("img", { class: "ex-thumb", alt: `image ${n.index}`, loading: "lazy" });
-    thumb.src = n.image_url;
+    setThumb(thumb, n.image_url);
     const text = el("span", { class: "ex-neighbor-text" });
     text.append(el("span", { class: "ex-neighbor-label" }, n.class_name), el("span", { class: "ex-neighbor-dist" }, n.distance.toFixed(4)),
       el("span", { class: "ex-neighbor-meta" }, `#${n.index} · ${n.split}`));
@@ -250,7 +259,8 @@ async function selectRow(row) {
 function selectIndex(index) {
   const row = byIndex.get(index);
   if (row === undefined) {
-    setStatus(`Image ${index} is not shown here (the explorer has the validation split and a training sample).`, true);
+    setStatus(isJob ? `Image ${index} is not shown here (the explorer has the validation split and a training sample).`
+      : `No point has index ${index}.`, true);
     return;
   }
   selectRow(row);
@@ -305,7 +315,7 @@ async function summarise(rows) {
     central.replaceChildren();
     for (const c of s.central) {
       const img = el("img", { class: "ex-thumb", alt: `image ${c.index} (${c.class_name})`, title: `#${c.index} · ${c.class_name}`, loading: "lazy" });
-      img.src = c.image_url;
+      setThumb(img, c.image_url);
       img.addEventListener("click", () => selectIndex(c.index));
       central.append(img);
     }
@@ -322,7 +332,7 @@ async function exportSelection() {
       method: "POST", body: JSON.stringify(selectionBody(lastSelection)), headers: { "Content-Type": "application/json" },
     });
     const url = URL.createObjectURL(await response.blob());
-    const a = el("a", { href: url, download: `job${jobId}-selection.csv` });
+    const a = el("a", { href: url, download: `${prefix}-selection.csv` });
     document.body.append(a);
     a.click();
     a.remove();
@@ -412,13 +422,17 @@ function wire() {
   $("search-kind").addEventListener("change", () => {
     $("search-text").placeholder = $("search-kind").value === "index" ? "e.g. 42" : "class name";
   });
-  $("upload").addEventListener("change", () => queryUpload($("upload").files[0]));
   $("panel-close").addEventListener("click", () => {
     $("panel").hidden = true;
     selected = null;
     placeUploadMarker();
     plot.deselect({ preventEvent: true });
   });
+  if (isJob) wireUploads();
+}
+
+function wireUploads() {
+  $("upload").addEventListener("change", () => queryUpload($("upload").files[0]));
   // Drop an image anywhere on the page.
   const hint = $("drop-hint");
   document.addEventListener("dragover", (e) => {
@@ -474,8 +488,8 @@ async function main() {
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;
-  setStatus(`${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. ` +
-    "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
+  setStatus((isJob ? `${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. `
+    : `${n.toLocaleString()} points. `) + "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
   const m = /^#index=(\d+)$/.exec(location.hash);
   if (m) selectIndex(Number(m[1]));
   if (!$("classes").querySelector("tbody tr")) $("preservation").textContent =

@@ -23,7 +23,7 @@ import torch
 from app.config import Settings
 from app.distance import Distance, job_distance
 from app.explorer import layout
-from app.explorer.neighbors import knn
+from app.explorer.neighbors import first_other, knn
 from app.files import PROJECTION_FILE
 from app.spec import JobSpec
 from trainer import artifacts
@@ -48,9 +48,7 @@ def nearest_same_label(X: np.ndarray, labels: np.ndarray, split: np.ndarray, dis
         if len(rows) < 2:
             continue
         nn, _ = knn(X[rows], X[rows], 2, distance.space)
-        # the point itself is usually first; with exact duplicates it may come second
-        first = np.where(nn[:, 0] == np.arange(len(rows)), nn[:, 1], nn[:, 0])
-        same[rows] = labels[rows][first] == labels[rows]
+        same[rows] = labels[rows][first_other(nn)] == labels[rows]
     return same
 
 

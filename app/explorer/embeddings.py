@@ -14,6 +14,7 @@ import json
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -185,14 +186,18 @@ def _source(spec: dict[str, Any], roots: list[Path], index: int) -> np.ndarray |
         )
     if catalog.name in BUNDLED:
         return _bundled_images(catalog.name)[index]
-    root = catalog.root
-    assert root is not None
+    assert catalog.root is not None
+    return checked_file(catalog.root, catalog.files[index], index)
+
+
+def checked_file(root: Path, file: Path, index: int) -> Path:
+    """`file` resolved again (symlinks followed): still a file inside the folder `root`, or ImageNotServed."""
     try:
-        real = catalog.files[index].resolve(strict=True)
+        real = file.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise ImageNotServed(f"image {index} is no longer in the dataset folder") from None
+        raise ImageNotServed(f"image {index} is no longer in the image folder") from None
     if root not in real.parents or not real.is_file():
-        raise ImageNotServed(f"image {index} does not resolve to a file inside the dataset folder")
+        raise ImageNotServed(f"image {index} does not resolve to a file inside the image folder")
     return real
 
 
@@ -201,6 +206,11 @@ def thumbnail_png(spec: dict[str, Any], roots: list[Path], index: int, cache: th
     source = _source(spec, roots, index)
     if isinstance(source, np.ndarray):
         return png_bytes(Image.fromarray(source, "L"))
+    return file_png(source, index, cache)
+
+
+def file_png(source: Path, index: int, cache: thumbnails.ThumbnailCache | None) -> bytes:
+    """A checked image file's thumbnail (through `cache` when given)."""
     try:
         return cache.png(source) if cache else thumbnails.decode(source)
     except thumbnails.TooLarge as e:
@@ -211,7 +221,10 @@ def thumbnail_png(spec: dict[str, Any], roots: list[Path], index: int, cache: th
 
 def dataset_image(spec: dict[str, Any], roots: list[Path], index: int) -> Image.Image:
     """Image `index` as the thumbnail the explorer shows (for the exports' sprite)."""
-    png = thumbnail_png(spec, roots, index, None)
+    return png_image(thumbnail_png(spec, roots, index, None))
+
+
+def png_image(png: bytes) -> Image.Image:
     with Image.open(io.BytesIO(png)) as im:
         return im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
 
@@ -261,14 +274,14 @@ def _tsv_field(text: str) -> str:
     return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split()) or "_"
 
 
-def sprite(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]) -> tuple[Image.Image, int]:
+def sprite(data: JobEmbedding, image_of: Callable[[int], Image.Image]) -> tuple[Image.Image, int]:
     """All points' images in one grid, row-major in point order (TensorBoard's sprite); and the cell size."""
     per_row = int(np.ceil(np.sqrt(len(data))))
     cell = max(1, min(SPRITE_CELL, SPRITE_MAX // per_row))
     sheet = Image.new("RGB", (per_row * cell, per_row * cell))
     for r, index in enumerate(data.indices):
         try:
-            im = dataset_image(spec, roots, int(index))
+            im = image_of(int(index))
         except ImageNotServed:
             continue  # left black
         im = im.convert("RGB").resize((cell, cell), Image.NEAREST if max(im.size) < cell else Image.BILINEAR)
@@ -276,8 +289,9 @@ def sprite(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]) -> tuple
     return sheet, cell
 
 
-def export_projector(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]) -> bytes:
-    """TensorBoard projector files in a zip: embeddings.tsv, metadata.tsv, sprite.png and projector_config.pbtxt."""
+def export_projector(data: JobEmbedding, image_of: Callable[[int], Image.Image] | None) -> bytes:
+    """TensorBoard projector files in a zip: embeddings.tsv, metadata.tsv, and with images (`image_of(index)`, which
+    raises ImageNotServed for a missing one) sprite.png; projector_config.pbtxt."""
     emb = io.StringIO()
     np.savetxt(emb, data.embeddings, delimiter="\t", fmt="%.7g")
     meta = ["index\tlabel\tclass\tsplit"]
@@ -285,15 +299,17 @@ def export_projector(data: JobEmbedding, spec: dict[str, Any], roots: list[Path]
         f"{int(data.indices[r])}\t{int(data.labels[r])}\t{_tsv_field(data.class_name(int(data.labels[r])))}\t{data.split_name(r)}"
         for r in range(len(data))
     ]
-    sheet, cell = sprite(data, spec, roots)
-    config = (
-        'embeddings {\n  tensor_path: "embeddings.tsv"\n  metadata_path: "metadata.tsv"\n'
-        f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n}}\n'
-    )
+    config = 'embeddings {\n  tensor_path: "embeddings.tsv"\n  metadata_path: "metadata.tsv"\n'
+    sheet = None
+    if image_of is not None:
+        sheet, cell = sprite(data, image_of)
+        config += f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {cell}\n    single_image_dim: {cell}\n  }}\n'
+    config += "}\n"
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("embeddings.tsv", emb.getvalue())
         z.writestr("metadata.tsv", "\n".join(meta) + "\n")
-        z.writestr("sprite.png", png_bytes(sheet))
+        if sheet is not None:
+            z.writestr("sprite.png", png_bytes(sheet))
         z.writestr("projector_config.pbtxt", config)
     return out.getvalue()

@@ -71,6 +71,15 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, space: Space) -> tuple[np
     return search_raw(flat_index(b, space), prepare(queries, space), k, space)
 
 
+def first_other(nn: np.ndarray, start: int = 0) -> np.ndarray:
+    """Each query's nearest row other than itself, from its two nearest (queries are rows start, start+1, ...).
+
+    The point itself is usually first; with exact duplicates it may come second.
+    """
+    own = np.arange(start, start + len(nn))
+    return np.where(nn[:, 0] == own, nn[:, 1], nn[:, 0])
+
+
 def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean fraction of each exact neighbour list found in the approximate one."""
     k = exact.shape[1]
