@@ -175,8 +175,8 @@ def create_collection(
     try:
         emb = _input(embeddings, embeddings_path, "embeddings", stage, roots)
         if emb is None:
-            return field_error(
-                "embeddings", "an embeddings file is needed: upload one, or name one inside the data roots (embeddings_path)"
+            raise imports.ImportRefused(
+                "embeddings", "", "an embeddings file is needed: upload one, or name one inside the data roots (embeddings_path)"
             )
         lab = _input(labels, labels_path, "labels", stage, roots)
         folder = imports.inside_roots(images, roots, "images", folder=True) if images else None

@@ -47,7 +47,7 @@ class ImportRefused(ValueError):
         self.row = row
         self.reason = reason
         where = f", row {row:,}" + (f" (line {line:,})" if line is not None else "") if row is not None else ""
-        super().__init__(f"{file}{where}: {reason}")
+        super().__init__(f"{file}{where}: {reason}" if file else reason)
 
 
 @dataclass

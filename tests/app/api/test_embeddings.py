@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
+from app.explorer import columns
 from app.files import PROJECTION_FILE
 from app.main import create_app
 from app.spec import JobSpec
@@ -201,3 +202,26 @@ def test_page(api, finished):
     r = api.get(f"/jobs/{job_id}/explore")
     assert r.status_code == 200 and "/static/explore.js" in r.text and "<script>" not in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_projector_export_imports_back_with_the_same_neighbours(api, finished, stored):
+    """Export the job as TensorBoard projector files, import them as a collection: the same points and the same neighbours."""
+    from tests.conftest import wait_for
+
+    _, job_id = finished
+    with zipfile.ZipFile(io.BytesIO(api.get(f"/api/jobs/{job_id}/embedding/export", params={"format": "projector"}).content)) as z:
+        files = {name: (name, z.read(name)) for name in ("embeddings.tsv", "metadata.tsv")}
+    space = api.get(f"/api/jobs/{job_id}/embedding/summary").json()["space"]
+    r = api.post("/api/collections", files={"embeddings": files["embeddings.tsv"], "labels": files["metadata.tsv"]}, data={"space": space})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    found = wait_for(lambda: (c := api.get(f"/api/collections/{cid}").json())["status"] != "laying out" and c, 240, 0.5, "the layout")
+    assert found["status"] == "ready", found["error"]
+    assert columns.decode(api.get(f"/api/collections/{cid}/embedding/columns").content)[1]["index"].tolist() == stored["indices"].tolist()
+    for row in (0, 33, len(stored["indices"]) - 1):
+        index = int(stored["indices"][row])
+        job = api.get(f"/api/jobs/{job_id}/neighbors", params={"index": index, "k": 10}).json()["neighbors"]
+        imported = api.get(f"/api/collections/{cid}/neighbors", params={"index": index, "k": 10}).json()["neighbors"]
+        assert [n["index"] for n in imported] == [n["index"] for n in job]
+        assert [n["class_name"] for n in imported] == [n["class_name"] for n in job]
+        np.testing.assert_allclose([n["distance"] for n in imported], [n["distance"] for n in job], atol=1e-5)
