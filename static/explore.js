@@ -127,20 +127,59 @@ function normalise() {
   refs = { minX, maxX, minY, maxY };
 }
 
-/** z: the class label (colour by class); w: split * 2 + nearest-neighbour-agrees (colour by split or by that). */
-function channels() {
+/** z: the class label (colour by class); w: split * 2 + nearest-neighbour-agrees (colour by split or by that), or
+ * a bucket of a per-point value (colour by AP@R, by distance): 0..9 low to high, 10 where the value is missing. */
+function channels(w) {
   const { n, label, split, nn_same_label: nn } = pts;
-  const z = new Float32Array(n), w = new Float32Array(n);
+  const z = new Float32Array(n);
+  const base = !w;
+  if (base) w = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     z[i] = label[i];
-    w[i] = split[i] * 2 + nn[i];
+    if (base) w[i] = split[i] * 2 + nn[i];
   }
   return { x: ndc.x, y: ndc.y, z, w };
+}
+
+// Viridis in ten steps, low to high, then grey for points without a value.
+const SCALE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
+const MISSING = "#d0d4d9";
+let wHolds = "base"; // what the drawn w channel holds: "base" (split, nn), "ap", or "distance:<index>"
+
+/** Values in [0, 1] as buckets 0..9 (NaN -> 10). */
+function bucketsOf(values) {
+  const w = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    w[i] = Number.isNaN(v) ? 10 : Math.min(9, Math.max(0, Math.floor(v * 10)));
+  }
+  return w;
+}
+
+/** Distances as deciles, nearest brightest (a rank scale: a few far outliers do not flatten the rest). */
+function decilesOf(distances) {
+  const sorted = Float32Array.from(distances).sort();
+  const edges = [];
+  for (let q = 1; q < 10; q++) edges.push(sorted[Math.floor((q * sorted.length) / 10)]);
+  const w = new Float32Array(distances.length);
+  for (let i = 0; i < distances.length; i++) {
+    let d = 0;
+    while (d < 9 && distances[i] > edges[d]) d++;
+    w[i] = 9 - d;
+  }
+  return w;
+}
+
+async function redraw(holds, w) {
+  if (wHolds === holds) return;
+  await plot.draw(channels(w));
+  wHolds = holds;
 }
 
 function colorSettings(mode) {
   if (mode === "split") return { colorBy: "valueW", pointColor: [0, 0, 1, 1].map((s) => SPLIT_COLORS[s]) };
   if (mode === "nn") return { colorBy: "valueW", pointColor: [WRONG, RIGHT, WRONG, RIGHT] };
+  if (mode === "ap" || mode === "distance") return { colorBy: "valueW", pointColor: [...SCALE, MISSING] };
   let top = 0;
   for (let i = 0; i < pts.n; i++) if (pts.label[i] > top) top = pts.label[i];
   const colors = [];
@@ -148,10 +187,35 @@ function colorSettings(mode) {
   return { colorBy: "valueZ", pointColor: colors };
 }
 
-function applyColors() {
+async function applyColors() {
   const mode = $("color-by").value;
+  try {
+    if (mode === "ap") await redraw("ap", bucketsOf(pts.ap));
+    else if (mode === "distance") {
+      if (!selected || selected.kind !== "row") {
+        setStatus("Click a point first: the colours are then each point's distance to it (full embedding space).");
+        await redraw("base");
+      } else {
+        const index = pts.index[selected.row];
+        const response = await send(`${base}/embedding/distances?index=${index}`, { method: "GET" });
+        const d = new Float32Array(await response.arrayBuffer());
+        if ($("color-by").value !== "distance") return; // changed meanwhile
+        await redraw(`distance:${index}`, decilesOf(d));
+        setStatus(`Distance to #${index} in the full embedding space, in tenths of the points: yellow the nearest tenth, purple the farthest.`);
+      }
+    } else await redraw("base");
+  } catch (err) {
+    setStatus(err.message, true);
+    return;
+  }
   plot.set(colorSettings(mode));
-  if (mode === "nn") {
+  if (mode === "ap") {
+    let scored = 0, sum = 0;
+    for (let i = 0; i < pts.n; i++) if (!Number.isNaN(pts.ap[i])) { scored++; sum += pts.ap[i]; }
+    setStatus(scored ? `AP@R of ${scored.toLocaleString()} scored points (mean ${(sum / scored).toFixed(3)}): purple 0, yellow 1; grey: not scored ` +
+      (isJob ? "(the training sample, or a job laid out before per-point AP was stored)." : "(outside the metrics sample, or no labels).")
+      : "No point has a stored AP@R (laid out before embedlab stored it, or imported without labels).");
+  } else if (mode === "nn") {
     let errors = 0;
     for (let i = 0; i < pts.n; i++) errors += pts.nn_same_label[i] ? 0 : 1;
     setStatus(`${errors} of ${pts.n} points (red) have a nearest neighbour (same split, full space) of another label.`);
@@ -248,6 +312,7 @@ async function selectRow(row) {
     const answer = await api(`${base}/neighbors?index=${pts.index[row]}&k=${currentK()}`);
     if (selected.kind !== "row" || selected.row !== row) return; // a newer click won
     renderPanel(answer);
+    if ($("color-by").value === "distance") await applyColors();
     highlight([row, ...neighbourRows(answer)]);
     const wrong = answer.neighbors.filter((n) => n.same_label === false).length;
     setStatus(`#${answer.query.index} (${answer.query.class_name}): ${wrong} of ${answer.neighbors.length} neighbours have another label.`);

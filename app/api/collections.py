@@ -22,12 +22,15 @@ from starlette.responses import JSONResponse
 
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
 from app.api.embeddings import (
+    DISTANCES_RESPONSES,
     ERRORS,
     EmbeddingPoints,
     ImageIndex,
     K,
     LayoutSummary,
     NeighborsOut,
+    PointIndex,
+    distances_response,
     export_response,
     layout_summary,
     neighbors_of_index,
@@ -269,12 +272,24 @@ def get_neighbors(
     collection_id: CollectionId,
     engine: EngineDep,
     settings: SettingsDep,
-    index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Index of a point (its id, or its row)")],
+    index: PointIndex,
     k: K = 10,
 ) -> NeighborsOut:
     """The k nearest points of a point in the full embedding space, nearest first."""
     data = _embedding(engine, settings, collection_id)
     return neighbors_of_index(data, base_of(collection_id), index, k, f"collection {collection_id}'s {len(data)} points")
+
+
+@router.get("/api/collections/{collection_id}/embedding/distances", response_class=Response, responses=DISTANCES_RESPONSES)
+def get_distances(
+    collection_id: CollectionId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    index: PointIndex,
+) -> Response:
+    """Every point's distance to one point in the full embedding space, 4 bytes a point (float32, the columns' order)."""
+    data = _embedding(engine, settings, collection_id)
+    return distances_response(data, index, f"collection {collection_id}'s {len(data)} points")
 
 
 def _image_path(engine: Engine, settings: Settings, collection_id: int, data: stored.JobEmbedding, index: int) -> Path:

@@ -37,6 +37,9 @@ MAX_K = 1000
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 25_000_000
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many neighbours (the query itself is left out)")]
+PointIndex = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="Index of a point of the explorer: a job's dataset index, a collection's id or row")
+]
 ImageIndex = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="Dataset index of the image (app.datasets numbering)")]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
@@ -264,7 +267,7 @@ def get_neighbors(
     job_id: JobId,
     engine: EngineDep,
     settings: SettingsDep,
-    index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Dataset index of a point of the explorer")],
+    index: PointIndex,
     k: K = 10,
 ) -> NeighborsOut:
     """The k nearest points of a shown point in the full embedding space (not the 2-D layout), nearest first."""
@@ -290,6 +293,32 @@ def neighbors_of_index(data: stored.JobEmbedding, base: str, index: int, k: int,
         image_url=image_url(base, index),
     )
     return NeighborsOut(query=query, neighbors=_neighbors(base, data, rows, dist, label), space=data.meta["space"])
+
+
+DISTANCES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "float32 little-endian, one a point, in the order of the columns"},
+    **ERRORS,
+}
+
+
+@router.get("/api/jobs/{job_id}/embedding/distances", response_class=Response, responses=DISTANCES_RESPONSES)
+def get_distances(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    index: PointIndex,
+) -> Response:
+    """Every point's distance to one point in the full embedding space (the page colours by it), 4 bytes a point."""
+    data = _embedding(engine, settings, job_id)
+    return distances_response(data, index, f"job {job_id}'s {len(data)} explorer points")
+
+
+def distances_response(data: stored.JobEmbedding, index: int, what: str) -> Response:
+    row = data.row_of(index)
+    if row is None:
+        raise HTTPException(404, f"image {index} is not among {what}")
+    body = data.distances_to(data.embeddings[row]).astype("<f4").tobytes()
+    return Response(body, media_type="application/octet-stream", headers={"X-Content-Type-Options": "nosniff"})
 
 
 def _read_upload(file: UploadFile) -> bytes:

@@ -33,7 +33,8 @@ COLUMNS_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {columns.MEDIA_TYPE: {}},
         "description": "uint32 little-endian header length H, H bytes of JSON "
         "({n, columns: [{name, dtype, offset, length}], splits, class_names}; offsets count from the end of the header), "
-        "then the columns: index i4, x f4, y f4, label i4, split u1, nn_same_label u1, little-endian",
+        "then the columns: index i4, x f4, y f4, label i4, ap f4 (AP@R of a scored point, NaN otherwise), split u1, nn_same_label u1, "
+        "little-endian",
     },
     **ERRORS,
 }

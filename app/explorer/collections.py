@@ -123,7 +123,7 @@ def nearest_same_label(index: NeighborIndex, labels: np.ndarray, batch: int = 65
 
 def build(folder: Path, space: Space, home: Path, report: Callable[[str], None]) -> dict[str, Any]:
     """projection.npz for a staged or committed collection folder; returns its metadata."""
-    from trainer.project import per_class_metrics, write_projection  # torch: only in this child process
+    from trainer.project import per_class_metrics, per_point_ap, write_projection  # torch: only in this child process
 
     started = time.perf_counter()
     with np.load(folder / SOURCE_FILE, allow_pickle=False) as z:
@@ -140,6 +140,9 @@ def build(folder: Path, space: Space, home: Path, report: Callable[[str], None])
     report("measuring the layout and the classes")
     sample = np.sort(np.random.default_rng(SEED).choice(n, min(n, METRICS_SAMPLE), replace=False))
     per_class = per_class_metrics(X[sample], labels[sample], distance_of(space)) if source_meta["labelled"] else []
+    ap = np.full(n, np.nan, dtype=np.float32)  # points outside the sample are not scored
+    if source_meta["labelled"]:
+        ap[sample] = per_point_ap(X[sample], labels[sample], distance_of(space))
     meta = {
         "version": layout.FORMAT_VERSION,
         "space": space,
@@ -166,6 +169,7 @@ def build(folder: Path, space: Space, home: Path, report: Callable[[str], None])
         "xy": xy,
         "fitted": fitted,
         "nn_same_label": nn_same,
+        "ap": ap,
     }
     write_projection(folder, arrays, meta)
     return meta

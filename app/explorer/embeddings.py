@@ -27,7 +27,7 @@ from PIL import Image
 from app.datasets import BUNDLED, bundled_arrays, load_catalog
 from app.explorer import thumbnails
 from app.explorer.layout import SPLITS, LayoutState
-from app.explorer.neighbors import NeighborIndex
+from app.explorer.neighbors import NeighborIndex, prepare
 from app.files import PROJECTION_FILE
 
 # One query per request: faiss's OpenMP threads only contend with each other and with the
@@ -65,6 +65,18 @@ class JobEmbedding:
     nn_same_label: np.ndarray  # bool (N,): nearest other point of the same split has the same label
     meta: dict[str, Any]
     index: NeighborIndex = field(repr=False)
+    ap: np.ndarray | None = None  # float32 (N,): AP@R of each scored point (NaN: not scored); None in files from before it
+
+    def ap_column(self) -> np.ndarray:
+        return self.ap if self.ap is not None else np.full(len(self), np.nan, dtype=np.float32)
+
+    def distances_to(self, vector: np.ndarray) -> np.ndarray:
+        """Every point's distance to `vector` in the job's space, in row order (a scan: ~30 ms at 1,000,000 x 128)."""
+        q = prepare(np.atleast_2d(vector), self.index.space)[0]
+        v = self.index.vectors
+        if self.index.space == "cosine":
+            return np.clip(1.0 - v @ q, 0.0, 2.0).astype(np.float32)
+        return np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v) - 2 * (v @ q) + q @ q, 0.0)).astype(np.float32)
 
     @classmethod
     def read(cls, path: Path) -> JobEmbedding:
@@ -80,9 +92,11 @@ class JobEmbedding:
             if arrays["embeddings"].ndim != 2 or arrays["xy"].shape != (n, 2) or any(len(arrays[k]) != n for k in PROJECTION_ARRAYS):
                 raise ValueError("its arrays disagree in length")
             LayoutState.from_json(meta["layout"])  # a damaged layout state fails here, not at the first upload
-            return cls(
-                **{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=NeighborIndex.build(arrays["embeddings"], meta["space"])
-            )
+            ap = arrays.get("ap")
+            if ap is not None and ap.shape != (n,):
+                raise ValueError("its arrays disagree in length")
+            index = NeighborIndex.build(arrays["embeddings"], meta["space"])
+            return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=index, ap=ap)
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
             raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
 

@@ -225,3 +225,20 @@ def test_projector_export_imports_back_with_the_same_neighbours(api, finished, s
         assert [n["index"] for n in imported] == [n["index"] for n in job]
         assert [n["class_name"] for n in imported] == [n["class_name"] for n in job]
         np.testing.assert_allclose([n["distance"] for n in imported], [n["distance"] for n in job], atol=1e-5)
+
+
+def test_distances_to_a_point_and_per_point_ap(api, finished, stored):
+    """The page colours by distance (every point's, to one point) and by AP@R: brute force, and pml's per-class MAP@R."""
+    _, job_id = finished
+    X, indices = stored["embeddings"], stored["indices"]
+    body = api.get(f"/api/jobs/{job_id}/embedding/distances", params={"index": int(indices[5])})
+    assert body.headers["content-type"] == "application/octet-stream"
+    np.testing.assert_allclose(np.frombuffer(body.content, dtype="<f4"), _cosine_distances(X, X[5]), atol=1e-5)
+    assert api.get(f"/api/jobs/{job_id}/embedding/distances", params={"index": 10**6}).status_code == 404
+
+    cols = columns.decode(api.get(f"/api/jobs/{job_id}/embedding/columns").content)[1]
+    ap, labels, val = cols["ap"], stored["labels"], stored["split"] == 0
+    assert np.isnan(ap[~val]).all() and not np.isnan(ap[val]).any()
+    for c in api.get(f"/api/jobs/{job_id}/embedding/summary").json()["per_class"]:
+        if c["mean_average_precision_at_r"] is not None:
+            assert np.mean(ap[val & (labels == c["label"])]) == pytest.approx(c["mean_average_precision_at_r"], abs=1e-5)
