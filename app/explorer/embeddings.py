@@ -123,6 +123,11 @@ class JobEmbedding:
             return int(order[pos])
         return None
 
+    @cached_property
+    def one_split(self) -> bool:
+        """All points in one split (a collection's): nn_same_label then looks among all points."""
+        return bool((self.split == self.split[0]).all()) if len(self) else True
+
     def split_name(self, row: int) -> str:
         return SPLITS[int(self.split[row])]
 

@@ -109,6 +109,13 @@ def test_an_import_is_explored_like_a_job(api, imported, points):
     chosen = [1000 + i for i in range(0, N, 2)]
     s = api.post(f"/api/collections/{cid}/embedding/selection", json={"indices": chosen}).json()
     assert s["count"] == len(chosen) and sum(c["count"] for c in s["per_class"]) == len(chosen)
+    full = np.linalg.norm(X[:, None] - X[None], axis=2)  # P@1 by brute force: each chosen point's nearest other point
+    np.fill_diagonal(full, np.inf)
+    right = labels[np.argmin(full, axis=1)] == labels
+    rows = np.array(chosen) - 1000
+    for c in s["per_class"]:
+        mine = rows[labels[rows] == ["ant", "bee", "cat"].index(c["class_name"])]
+        assert c["precision_at_1"] == pytest.approx(right[mine].mean())
 
     page = api.get(f"/collections/{cid}/explore")
     assert page.status_code == 200 and f'data-base="/api/collections/{cid}"' in page.text and 'id="upload"' not in page.text
