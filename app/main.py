@@ -21,6 +21,7 @@ from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
+from app.api import neighbourhoods as neighbourhoods_api
 from app.api import searches as searches_api
 from app.api import selection as selection_api
 from app.api import session as session_api
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         selection_api,
         compare_api,
         collections_api,
+        neighbourhoods_api,
     ):
         app.include_router(module.router)
     app.include_router(backbones_api.router)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from app.api.collections import CollectionId, base_of, collection_or_404, out
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
 from app.api.embeddings import MAX_K, job_base
+from app.api.neighbourhoods import SOURCE, Source
 from app.explorer import collections as files
 from app.pages.render import render
 from app.store import collections as store
@@ -44,3 +45,18 @@ def explore_collection(collection_id: CollectionId, request: Request, engine: En
 def collections_page(request: Request, engine: EngineDep, settings: SettingsDep) -> HTMLResponse:
     rows, total = store.list_collections(engine, limit=200)
     return render(request, "collections.html", {"collections": [out(r, settings) for r in rows], "total": total, "nav": "collections"})
+
+
+def _explore_url(source: str) -> str:
+    kind, _, number = source.partition(":")
+    return f"/jobs/{number}/explore" if kind == "job" else f"/collections/{number}/explore"
+
+
+@router.get("/compare/neighbourhoods", response_class=HTMLResponse)
+def neighbourhoods_page(request: Request, a: Source, b: Source) -> HTMLResponse:
+    """Two embeddings of the same items (job:<id> or collection:<id> each): the items whose neighbours changed most."""
+    for value in (a, b):
+        if not SOURCE.match(value):
+            raise HTTPException(404, f"{value!r} names no embedding: write job:<id> or collection:<id>")
+    context = {"a": a, "b": b, "a_explore": _explore_url(a), "b_explore": _explore_url(b), "nav": "collections"}
+    return render(request, "neighbourhoods.html", context)

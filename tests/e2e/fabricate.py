@@ -90,7 +90,7 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
     return claim.job_id
 
 
-def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images: int = 40) -> tuple[int, int]:
+def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images: int = 40, seed: int = 7) -> tuple[int, int]:
     """A ready collection of n points written straight to its files (no import, no UMAP): clustered embeddings, a layout
     with a cluster per class, per-point AP, and an image folder of `images` PNGs that the points share in turn.
     Its id, and the row nearest the middle of class 0's cluster on the layout."""
@@ -109,7 +109,7 @@ def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images:
     home = Path(home)
     engine = get_engine(Settings(home=home).db_url)
     init_db(engine)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n)
     X = (rng.normal(size=(classes, dim))[labels] + rng.normal(scale=0.3, size=(n, dim))).astype(np.float32)
     xy = ((rng.normal(size=(classes, 2)) * 8)[labels] + rng.normal(size=(n, 2))).astype(np.float32)

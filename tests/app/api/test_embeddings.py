@@ -225,6 +225,14 @@ def test_projector_export_imports_back_with_the_same_neighbours(api, finished, s
         assert [n["index"] for n in imported] == [n["index"] for n in job]
         assert [n["class_name"] for n in imported] == [n["class_name"] for n in job]
         np.testing.assert_allclose([n["distance"] for n in imported], [n["distance"] for n in job], atol=1e-5)
+    # Compared item by item, the two embeddings give every item the same neighbourhood
+    same = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}", "k": 10}).json()
+    assert same["shared"] == len(stored["indices"]) and same["mean_change"] < 0.01  # ties at the 10th neighbour may flip
+    assert same["items"][0]["image_url"] == f"/api/jobs/{job_id}/images/{same['items'][0]['index']}"
+    bad = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": "sweep:1"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "b"
+    page = api.get("/compare/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}"})
+    assert page.status_code == 200 and 'id="changed"' in page.text
 
 
 def test_distances_to_a_point_and_per_point_ap(api, finished, stored):
