@@ -44,7 +44,7 @@ from app.config import Settings
 from app.explorer import collections as files
 from app.explorer import embeddings as stored
 from app.explorer import imports, thumbnails
-from app.files import collection_dir, thumbnail_cache_dir
+from app.files import PROJECTION_FILE, collection_dir, thumbnail_cache_dir
 from app.store import collections as store
 from app.store.rows import CollectionRow
 
@@ -126,6 +126,9 @@ def resume(engine: Engine, settings: Settings) -> None:
         row = store.get(engine, collection_id)
         folder = collection_dir(settings.home_path, collection_id)
         if row is None:
+            continue
+        if (folder / PROJECTION_FILE).exists() and not (folder / files.SOURCE_FILE).exists():
+            store.finish(engine, collection_id, "ready")  # the layout ended as the server stopped
             continue
         if not (folder / files.SOURCE_FILE).exists():
             store.finish(engine, collection_id, "failed", f"its files are gone from {folder}")

@@ -1,6 +1,6 @@
 """An imported collection's files, and its layout built in a child process.
 
-EMBEDLAB_HOME/collections/<id>/ holds source.npz (the checked embeddings, indices, labels), images.npz
+EMBEDLAB_HOME/collections/<id>/ holds source.npz (the checked embeddings, indices, labels; removed once the layout holds them), images.npz
 (each point's image file, when an image folder was given), then projection.npz in the format of a
 job's (trainer/project.py), so app.explorer.embeddings reads a collection exactly as it reads a job.
 
@@ -186,6 +186,7 @@ def main(argv: list[str]) -> int:
     meta = build(folder, space, home, report)  # type: ignore[arg-type]
     print(f"laid out {meta['points']:,} points in {meta['seconds']['umap'] + meta['seconds']['quality']:.1f}s", flush=True)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
+    (folder / SOURCE_FILE).unlink(missing_ok=True)  # projection.npz holds the same arrays: half the disk at 1,000,000 points
     return 0
 
 

@@ -189,3 +189,21 @@ def test_cli_import_reports_refusals_and_waits_for_the_layout(procs, tmp_path, p
     )
     assert ok.returncode == 0, ok.stderr
     assert f"collection {ok.stdout.strip()} ready" in ok.stderr, (ok.stderr, time.time() - started)
+
+
+def test_a_restarted_server_settles_layouts_left_unfinished(tmp_path):
+    """A layout that ended as the server stopped is ready; one whose files are gone fails, saying so."""
+    from app.files import PROJECTION_FILE, collection_dir
+    from app.store import collections as store
+    from app.store.db import get_engine, init_db
+
+    settings = Settings(home=tmp_path / "home", demo=False)
+    engine = get_engine(settings.db_url)
+    init_db(engine)
+    made = [store.create(engine, name=n, owner="local", points=5, dims=2, classes=0, space="cosine", images=None, source={}) for n in "ab"]
+    collection_dir(settings.home_path, made[0].id).mkdir(parents=True)
+    (collection_dir(settings.home_path, made[0].id) / PROJECTION_FILE).write_bytes(b"laid out")
+    with TestClient(create_app(settings)) as c:
+        first, second = (c.get(f"/api/collections/{m.id}").json() for m in made)
+    assert first["status"] == "ready"
+    assert second["status"] == "failed" and "its files are gone" in second["error"]
