@@ -192,16 +192,22 @@ async function applyColors() {
   try {
     if (mode === "ap") await redraw("ap", bucketsOf(pts.ap));
     else if (mode === "distance") {
-      if (!selected || selected.kind !== "row") {
-        setStatus("Click a point first: the colours are then each point's distance to it (full embedding space).");
+      if (!selected) {
+        setStatus("Click a point (or upload an image) first: the colours are then each point's distance to it (full embedding space).");
         await redraw("base");
       } else {
-        const index = pts.index[selected.row];
-        const response = await send(`${base}/embedding/distances?index=${index}`, { method: "GET" });
+        const upload = selected.kind === "upload";
+        const what = upload ? "the uploaded image" : `#${pts.index[selected.row]}`;
+        let response;
+        if (upload) {
+          const form = new FormData();
+          form.append("file", selected.file);
+          response = await send(`${base}/embedding/distances`, { method: "POST", body: form });
+        } else response = await send(`${base}/embedding/distances?index=${pts.index[selected.row]}`, { method: "GET" });
         const d = new Float32Array(await response.arrayBuffer());
         if ($("color-by").value !== "distance") return; // changed meanwhile
-        await redraw(`distance:${index}`, decilesOf(d));
-        setStatus(`Distance to #${index} in the full embedding space, in tenths of the points: yellow the nearest tenth, purple the farthest.`);
+        await redraw(`distance:${what}:${upload ? selected.file.name + selected.file.lastModified : ""}`, decilesOf(d));
+        setStatus(`Distance to ${what} in the full embedding space, in tenths of the points: yellow the nearest tenth, purple the farthest.`);
       }
     } else await redraw("base");
   } catch (err) {
@@ -344,6 +350,7 @@ async function queryUpload(file) {
     selected.x = answer.query.x;
     selected.y = answer.query.y;
     renderPanel(answer, URL.createObjectURL(file));
+    if ($("color-by").value === "distance") await applyColors();
     highlight(neighbourRows(answer));
     placeUploadMarker();
     setStatus(`Uploaded image placed at (${answer.query.x.toFixed(2)}, ${answer.query.y.toFixed(2)}) by UMAP's transform.`);

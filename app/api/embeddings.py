@@ -362,8 +362,31 @@ def query_neighbors(
 ) -> NeighborsOut:
     """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""
     data = _embedding(engine, settings, job_id)
+    vector = _embed_upload(settings, job_id, data, file)
+    rows, dist = data.neighbors(vector[None], k)
+    state, fit_X, fit_xy = data.layout
+    x, y = layout.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
+    query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
+    return NeighborsOut(query=query, neighbors=_neighbors(job_base(job_id), data, rows, dist, None), space=data.meta["space"])
+
+
+@router.post("/api/jobs/{job_id}/embedding/distances", response_class=Response, responses={**DISTANCES_RESPONSES, **UPLOAD_ERRORS})
+def upload_distances(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")],
+) -> Response:
+    """Every point's distance to an uploaded image embedded with the job's checkpoint (the page colours by it), 4 bytes a point."""
+    data = _embedding(engine, settings, job_id)
+    body = data.distances_to(_embed_upload(settings, job_id, data, file)).astype("<f4").tobytes()
+    return Response(body, media_type="application/octet-stream", headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _embed_upload(settings: Settings, job_id: int, data: stored.JobEmbedding, file: UploadFile) -> np.ndarray:
+    """The uploaded image's embedding by the job's best checkpoint; each way it can fail is a 4xx saying which."""
     blob = _read_upload(file)
-    from trainer import inference  # torch, only for this route
+    from trainer import inference  # torch, only for uploads
     from trainer.errors import JobFailed
 
     try:
@@ -385,11 +408,7 @@ def query_neighbors(
         raise HTTPException(415, "the upload could not be decoded as an image") from None
     if vector.shape[0] != data.embeddings.shape[1]:
         raise HTTPException(409, f"job {job_id}'s checkpoint does not match its stored embeddings")
-    rows, dist = data.neighbors(vector[None], k)
-    state, fit_X, fit_xy = data.layout
-    x, y = layout.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
-    query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
-    return NeighborsOut(query=query, neighbors=_neighbors(job_base(job_id), data, rows, dist, None), space=data.meta["space"])
+    return vector
 
 
 # Thumbnail requests wait here, not in the threadpool the other routes share (a page of 8k x 8k images

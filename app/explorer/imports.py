@@ -478,10 +478,9 @@ def _image_files(folder: Path, named: list[str] | None, n: int) -> list[str]:
 
 def inside_roots(text: str, roots: list[Path], field_name: str, *, folder: bool) -> Path:
     """A server-side path named in a request: resolved (symlinks followed) and inside one of the data roots."""
-    p = Path(text).expanduser()
     try:
-        real = p.resolve(strict=True)
-    except (OSError, RuntimeError):
+        real = Path(text).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
         raise ImportRefused(field_name, text, "no such file or folder on the server") from None
     if not any(real == r or r in real.parents for r in roots):
         raise ImportRefused(

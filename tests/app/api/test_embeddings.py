@@ -97,6 +97,10 @@ def test_upload_of_a_dataset_image_finds_it_first(api, finished, stored):
     assert body["neighbors"][0]["index"] == index
     assert body["neighbors"][0]["distance"] == pytest.approx(0.0, abs=1e-4)
     assert body["query"]["split"] == "upload" and np.isfinite([body["query"]["x"], body["query"]["y"]]).all()
+    # Colour by distance to the upload: every point's distance, the uploaded image's own point nearest
+    d = np.frombuffer(api.post(f"/api/jobs/{job_id}/embedding/distances", files={"file": ("x.png", png.content)}).content, dtype="<f4")
+    assert len(d) == len(stored["indices"]) and d[3] == pytest.approx(0.0, abs=1e-4)  # row 3 shows the uploaded image
+    np.testing.assert_allclose(d, _cosine_distances(stored["embeddings"], stored["embeddings"][3]), atol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -119,8 +119,9 @@ def test_paths_outside_the_data_roots_are_refused(tmp_path):
     for path in (outside, root / "escape", root / "imgs" / ".." / ".." / "outside"):
         with pytest.raises(ImportRefused, match="not inside the data roots"):
             imports.inside_roots(str(path), [root], "images", folder=True)
-    with pytest.raises(ImportRefused, match="no such file"):
-        imports.inside_roots(str(root / "nope.npy"), [root], "embeddings_path", folder=False)
+    for missing in (str(root / "nope.npy"), str(root) + "/x\x00.npy"):
+        with pytest.raises(ImportRefused, match="no such file"):
+            imports.inside_roots(missing, [root], "embeddings_path", folder=False)
 
 
 def test_image_folder_gives_each_point_a_file(tmp_path, X):
