@@ -218,7 +218,10 @@ def create_collection(
 
 @router.get("/api/collections", response_model=CollectionList)
 def list_collections(
-    engine: EngineDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+    engine: EngineDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> CollectionList:
     rows, total = store.list_collections(engine, limit=limit, offset=offset)
     return CollectionList(collections=[out(r, settings) for r in rows], total=total)

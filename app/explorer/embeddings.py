@@ -95,7 +95,8 @@ class JobEmbedding:
             ap = arrays.get("ap")
             if ap is not None and ap.shape != (n,):
                 raise ValueError("its arrays disagree in length")
-            index = NeighborIndex.build(arrays["embeddings"], meta["space"])
+            X, space = arrays["embeddings"], meta["space"]
+            index = NeighborIndex.saved(path.parent, X, space) or NeighborIndex.build(X, space)
             return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=index, ap=ap)
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
             raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
