@@ -285,7 +285,7 @@ function renderPanel(answer, uploadUrl) {
   else setThumb(img, answer.query.image_url);
   const label = answer.query.split === "upload"
     ? "uploaded image"
-    : `#${answer.query.index} · ${answer.query.class_name} · ${answer.query.split}`;
+    : `#${answer.query.index} · ${answer.query.class_name}` + (isJob ? ` · ${answer.query.split}` : "");
   q.append(img, el("span", { class: "ex-query-label" }, label));
 
   const list = $("neighbors");
@@ -297,7 +297,7 @@ function renderPanel(answer, uploadUrl) {
     setThumb(thumb, n.image_url);
     const text = el("span", { class: "ex-neighbor-text" });
     text.append(el("span", { class: "ex-neighbor-label" }, n.class_name), el("span", { class: "ex-neighbor-dist" }, n.distance.toFixed(4)),
-      el("span", { class: "ex-neighbor-meta" }, `#${n.index} · ${n.split}`));
+      el("span", { class: "ex-neighbor-meta" }, isJob ? `#${n.index} · ${n.split}` : `#${n.index}`));
     if (n.same_label === false) text.append(el("span", { class: "ex-mismatch-mark", title: "label differs from the query's" }, "≠"));
     li.append(thumb, text);
     li.addEventListener("click", () => selectIndex(n.index));
