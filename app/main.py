@@ -29,6 +29,7 @@ from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
 from app.datasets import BUNDLED, load_catalog
+from app.explorer import collections as collections_layouts
 from app.live import Feeds
 from app.middleware import BodyLimit, MiB
 from app.store import jobs
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         task.cancel()
         warm.cancel()
+        collections_layouts.stop_all()  # a layout child must not outlive its server (the next start resumes it)
 
     app = FastAPI(
         title="embedlab",

@@ -194,6 +194,7 @@ def main(argv: list[str]) -> int:
 # -- the API's side ------------------------------------------------------------
 
 _running: dict[int, subprocess.Popen] = {}
+_stopped: set[int] = set()  # layouts ended on purpose (deleted, or the server stopping): no outcome to record
 _running_lock = threading.Lock()
 
 
@@ -213,6 +214,9 @@ def start(collection_id: int, folder: Path, space: str, home: Path, done: Callab
         log.close()
         with _running_lock:
             _running.pop(collection_id, None)
+            if collection_id in _stopped:
+                _stopped.discard(collection_id)
+                return
         if rc == 0 and (folder / "projection.npz").exists():
             done(collection_id, None)
             return
@@ -226,12 +230,26 @@ def start(collection_id: int, folder: Path, space: str, home: Path, done: Callab
 
 
 def stop(collection_id: int) -> None:
-    """End a layout still running (its collection is being deleted)."""
+    """End a layout still running (its collection is being deleted, or the server stops); its outcome is not recorded."""
     with _running_lock:
         proc = _running.get(collection_id)
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
+        if proc is None or proc.poll() is not None:
+            return
+        _stopped.add(collection_id)
+    proc.terminate()
+    try:
         proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def stop_all() -> None:
+    """End every layout this process started (the server is stopping: the next one resumes them)."""
+    with _running_lock:
+        ids = list(_running)
+    for collection_id in ids:
+        stop(collection_id)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,18 @@ def test_a_restarted_server_settles_layouts_left_unfinished(tmp_path):
         first, second = (c.get(f"/api/collections/{m.id}").json() for m in made)
     assert first["status"] == "ready"
     assert second["status"] == "failed" and "its files are gone" in second["error"]
+
+
+def test_a_stopping_server_ends_its_layouts_and_the_next_resumes_them(tmp_path, points):
+    X, _ = points
+    settings = Settings(home=tmp_path / "home", demo=False)
+    body = io.BytesIO()
+    np.save(body, X)
+    with TestClient(create_app(settings)) as c:
+        cid = c.post("/api/collections", files={"embeddings": ("x.npy", body.getvalue())}).json()["id"]
+    folder = str(collections_dir(settings.home_path) / str(cid))
+    alive = subprocess.run(["pgrep", "-f", f"app.explorer.collections {folder} "], capture_output=True, text=True).stdout
+    assert alive == ""  # no layout child outlives the server
+    with TestClient(create_app(settings)) as c:
+        assert c.get(f"/api/collections/{cid}").json()["status"] == "laying out"
+        ready(c, cid)  # the next server laid it out
