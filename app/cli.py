@@ -1,4 +1,4 @@
-"""`embedlab serve | worker | submit | search | login | weights | user | db`: the command line."""
+"""`embedlab serve | worker | submit | search | import | login | weights | user | db`: the command line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -367,6 +368,74 @@ def search_command(
         err=True,
     )
     raise typer.Exit(0 if best else 1)
+
+
+@cli.command("import")
+def import_command(
+    embeddings: Annotated[Path, typer.Argument(help=".npy, .npz, .csv, .tsv (TensorBoard's embeddings.tsv) or .parquet")],
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels: .npy/.npz, .csv/.tsv (TensorBoard's metadata.tsv) or .parquet, one row a point")
+    ] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(help="An image folder on the server, inside its data roots: one image a point (sorted, or named by the labels)"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Collection name [default: the file's]")] = None,
+    space: Annotated[str, typer.Option(help="cosine (1 - cos: CLIP and most models) or euclidean (L2)")] = "cosine",
+    server_paths: Annotated[
+        bool, typer.Option("--server-paths", help="Send the files' paths instead of uploading them (they lie in the server's data roots)")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Wait until the layout is done; exit 0 only if it succeeded")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Import embeddings from elsewhere as a collection, explored like a job's; prints its id and page."""
+    from app.client import Client, ClientError, refusal_lines
+
+    form = {"space": space, **({"name": name} if name else {}), **({"images": images} if images else {})}
+    opened = []
+    try:
+        client = Client.resolve(server, token)
+        uploads: dict[str, tuple[str, object]] = {}
+        for field, path in (("embeddings", embeddings), ("labels", labels)):
+            if path is None:
+                continue
+            if server_paths:
+                form[f"{field}_path"] = str(path.expanduser().resolve())
+            else:
+                try:
+                    f = open(path, "rb")  # noqa: SIM115 - closed below, after the upload
+                except OSError as e:
+                    raise fail(f"cannot read {path}: {e.strerror or e}") from None
+                opened.append(f)
+                uploads[field] = (path.name, f)
+        r = client.request("POST", "/api/collections", data=form, files=uploads or None, timeout=None)
+    except ClientError as e:
+        raise fail(str(e), 2 if str(e).startswith("cannot reach") else 1) from None
+    finally:
+        for f in opened:
+            f.close()
+    if r.status_code != 201:
+        for line in refusal_lines(r):
+            typer.echo(f"refused: {line}", err=True)
+        raise typer.Exit(1)
+    found = r.json()
+    typer.echo(found["id"])
+    typer.echo(f"{found['points']:,} points x {found['dims']} dimensions; explore at {client.server}{found['explore_url']}", err=True)
+    if not wait:
+        return
+    shown = None
+    while found["status"] == "laying out":
+        if found["phase"] and found["phase"] != shown:
+            shown = found["phase"]
+            typer.echo(f"laying out: {shown}", err=True)
+        time.sleep(1.0)
+        try:
+            found = client.request("GET", f"/api/collections/{found['id']}").json()
+        except ClientError as e:
+            raise fail(str(e), 2) from None
+    typer.echo(f"collection {found['id']} {found['status']}" + (f": {found['error']}" if found["error"] else ""), err=True)
+    raise typer.Exit(0 if found["status"] == "ready" else 1)
 
 
 def main() -> None:

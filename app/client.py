@@ -68,7 +68,7 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
         try:
-            r = httpx.request(method, f"{self.server}{path}", headers=headers, timeout=30, **kwargs)
+            r = httpx.request(method, f"{self.server}{path}", headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
         except httpx.HTTPError as e:
             raise ClientError(f"cannot reach {self.server}: {e}") from None
         if r.status_code == 401:

@@ -41,6 +41,15 @@ def sweep_dir(home: Path, sweep_id: int) -> Path:
     return home / "sweeps" / str(sweep_id)
 
 
+def collections_dir(home: Path) -> Path:
+    """Imported embeddings (app/explorer/collections.py): one folder per collection, temp folders while importing."""
+    return home / "collections"
+
+
+def collection_dir(home: Path, collection_id: int) -> Path:
+    return collections_dir(home) / str(collection_id)
+
+
 def datasets_dir(home: Path) -> Path:
     """Always a data root: image folders placed here need no EMBEDLAB_DATA_ROOTS."""
     return home / "datasets"

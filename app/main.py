@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import search
 from app.api import backbones as backbones_api
+from app.api import collections as collections_api
 from app.api import compare as compare_api
 from app.api import datasets as datasets_api
 from app.api import deps, errors
@@ -20,6 +21,7 @@ from app.api import diagnostics as diagnostics_api
 from app.api import embeddings as embeddings_api
 from app.api import jobs as jobs_api
 from app.api import metrics as metrics_api
+from app.api import neighbourhoods as neighbourhoods_api
 from app.api import searches as searches_api
 from app.api import selection as selection_api
 from app.api import session as session_api
@@ -27,6 +29,7 @@ from app.api import sweeps as sweeps_api
 from app.api import workers as workers_api
 from app.config import Settings
 from app.datasets import BUNDLED, load_catalog
+from app.explorer import collections as collections_layouts
 from app.live import Feeds
 from app.middleware import BodyLimit, MiB
 from app.store import jobs
@@ -52,9 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = asyncio.create_task(sweep_expired())
         # Read the bundled datasets now, so the first submission does not wait for them.
         warm = asyncio.create_task(run_in_threadpool(lambda: [load_catalog(name, None, []) for name in BUNDLED]))
+        await run_in_threadpool(collections_api.resume, engine, settings)  # layouts a stopped server left unfinished
         yield
         task.cancel()
         warm.cancel()
+        collections_layouts.stop_all()  # a layout child must not outlive its server (the next start resumes it)
 
     app = FastAPI(
         title="embedlab",
@@ -73,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         larger={
             "/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
+            "/embedding/distances": embeddings_api.MAX_UPLOAD_BYTES + MiB,
             "/embedding/selection": selection_api.SELECTION_BODY_BYTES,
+            "/api/collections": collections_api.MAX_IMPORT_BYTES,
         },
     )
     for module in (
@@ -88,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embeddings_api,
         selection_api,
         compare_api,
+        collections_api,
+        neighbourhoods_api,
     ):
         app.include_router(module.router)
     app.include_router(backbones_api.router)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/explorer.py                       # everything (1,000,000 points for the ANN part)
     .venv/bin/python bench/explorer.py --ann-size 300000     # a smaller ANN part
-    .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection | browser
+    .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection | browser | import
     .venv/bin/python bench/explorer.py --only browser --browser-sizes 100000,1000000
 
 1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
@@ -22,6 +22,10 @@
 
 The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
 directions each, so neighbourhoods have structure for a layout to keep.
+
+5. import: 1,000,000 x 128 float32 embeddings with labels imported by path into a real server (as
+   `embedlab import --server-paths` does): time to checked, to laid out, to the explorer's columns and
+   its neighbour index; the peak memory of the server and of the layout's child process.
 """
 
 from __future__ import annotations
@@ -76,14 +80,12 @@ def cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
     """A real `embedlab serve` process over a job whose projection.npz holds n synthetic 128-d points; (url, job id, server pid)."""
-    import httpx
 
     from app.config import Settings
     from app.explorer.layout import LayoutState
     from app.spec import JobSpec
     from app.store import jobs
     from app.store.db import get_engine, init_db
-    from tests.conftest import free_port, wait_for
     from trainer.project import write_projection
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,29 +123,40 @@ def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
         write_projection(settings.job_dir(job_id), arrays, meta)
         del X, arrays
 
-        port = free_port()
-        env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
+        with served(home) as (url, pid):
+            yield url, job_id, pid
 
-            def up() -> bool:
-                try:
-                    return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
-                except httpx.HTTPError:
-                    return False
 
-            wait_for(up, 60, 0.2, "the server")
-            yield url, job_id, server.pid
-        finally:
-            server.terminate()
-            server.wait(20)
+@contextlib.contextmanager
+def served(home: Path) -> Iterator[tuple[str, int]]:
+    """A real `embedlab serve` process (no workers) over `home`, until the block ends; (url, pid)."""
+    import httpx
+
+    from tests.conftest import free_port, wait_for
+
+    port = free_port()
+    env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, 0.2, "the server")
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def bench_lookup(n: int, requests: int) -> None:
@@ -360,9 +373,85 @@ def bench_projection(n: int) -> None:
     )
 
 
+# -- 5. import --------------------------------------------------------------------
+
+
+def _status_kb(pid: int, key: str) -> int:
+    """A /proc/<pid>/status field in kB (VmHWM: the process's peak resident memory), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    """The processes any thread of `pid` started (the server starts the layout from a request's thread)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def bench_import(n: int, dim: int = 128) -> None:
+    """n x dim float32 embeddings with labels, imported by path into a real `embedlab serve` (what
+    `embedlab import --server-paths` sends): the check, the layout in its child process, then the
+    explorer's first columns and summary (the API's neighbour index); peak memory of the server and of the child."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        data = home / "datasets"
+        data.mkdir(parents=True)
+        X, labels = embeddings(n, dim)
+        np.save(data / "vectors.npy", X)
+        np.save(data / "labels.npy", labels)
+        del X
+        with served(home) as (url, server_pid):
+            started = time.perf_counter()
+            r = httpx.post(
+                f"{url}/api/collections",
+                data={"embeddings_path": str(data / "vectors.npy"), "labels_path": str(data / "labels.npy"), "space": "cosine"},
+                timeout=None,
+            )
+            assert r.status_code == 201, r.text
+            checked = time.perf_counter() - started
+            cid = r.json()["id"]
+            child_peak, phases, last = 0, [], None
+            while True:
+                for c in _children(server_pid):
+                    child_peak = max(child_peak, _status_kb(c, "VmHWM"))
+                found = httpx.get(f"{url}/api/collections/{cid}", timeout=30).json()
+                if found["phase"] and found["phase"] != last:
+                    last = found["phase"]
+                    phases.append(f"{time.perf_counter() - started:.0f}s {last}")
+                if found["status"] != "laying out":
+                    break
+                time.sleep(1.0)
+            assert found["status"] == "ready", found["error"]
+            laid_out = time.perf_counter() - started
+            body = httpx.get(f"{url}/api/collections/{cid}/embedding/columns", timeout=None)
+            assert body.status_code == 200
+            drawable = time.perf_counter() - started
+            summary = httpx.get(f"{url}/api/collections/{cid}/embedding/summary", timeout=None).json()
+            usable = time.perf_counter() - started
+            print(
+                f"import {n:,} x {dim} float32 + labels (.npy by path): checked and stored in {checked:.1f} s; "
+                f"laid out in {laid_out:.0f} s ({'; '.join(phases)}); columns ({len(body.content) / 2**20:.0f} MiB) at {drawable:.0f} s; "
+                f"neighbours/summary usable at {usable:.0f} s (index {summary['index']['kind']}, recall@10 {summary['index']['recall_at_10']}); "
+                f"peak memory: server {_status_kb(server_pid, 'VmHWM') / 1024:.0f} MiB, layout child {child_peak / 1024:.0f} MiB; "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser"])
+    parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser", "import"])
     parser.add_argument(
         "--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest"
     )
@@ -371,6 +460,7 @@ def main() -> None:
     parser.add_argument("--ann-size", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--projection-size", type=int, default=10_000)
+    parser.add_argument("--import-size", type=int, default=1_000_000)
     parser.add_argument("--projection-child", choices=["explorer", "default"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.projection_child:
@@ -387,6 +477,8 @@ def main() -> None:
         sizes = [int(s) for s in args.browser_sizes.split(",")]
         for n in sizes:
             bench_browser(n, interact=n == max(sizes))
+    if args.only in (None, "import"):
+        bench_import(args.import_size)
 
 
 if __name__ == "__main__":

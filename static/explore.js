@@ -6,9 +6,11 @@ import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
-const jobId = root.dataset.jobId;
 const maxK = Number(root.dataset.maxK) || 1000;
-const base = `/api/jobs/${jobId}`;
+const base = root.dataset.base; // /api/jobs/{id} or /api/collections/{id}: the same routes below it
+const prefix = root.dataset.prefix; // file names of exports: job7-, collection3-
+const isJob = root.dataset.kind === "job"; // a job's points have splits and can be queried by an uploaded image
+const hasImages = root.dataset.images !== "false"; // a collection imported without images has no thumbnails
 const RIGHT = "#9aa5b1";
 const WRONG = "#d62728";
 const SPLIT_COLORS = ["#1f77b4", "#ff7f0e"]; // validation, training sample
@@ -50,6 +52,12 @@ function hex(color) {
 
 function imageUrl(index) {
   return `${base}/images/${index}`;
+}
+
+/** A thumbnail's source, or the image hidden where there are none. */
+function setThumb(img, url) {
+  img.hidden = !hasImages;
+  if (hasImages) img.src = url;
 }
 
 function currentK() {
@@ -119,20 +127,59 @@ function normalise() {
   refs = { minX, maxX, minY, maxY };
 }
 
-/** z: the class label (colour by class); w: split * 2 + nearest-neighbour-agrees (colour by split or by that). */
-function channels() {
+/** z: the class label (colour by class); w: split * 2 + nearest-neighbour-agrees (colour by split or by that), or
+ * a bucket of a per-point value (colour by AP@R, by distance): 0..9 low to high, 10 where the value is missing. */
+function channels(w) {
   const { n, label, split, nn_same_label: nn } = pts;
-  const z = new Float32Array(n), w = new Float32Array(n);
+  const z = new Float32Array(n);
+  const base = !w;
+  if (base) w = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     z[i] = label[i];
-    w[i] = split[i] * 2 + nn[i];
+    if (base) w[i] = split[i] * 2 + nn[i];
   }
   return { x: ndc.x, y: ndc.y, z, w };
+}
+
+// Viridis in ten steps, low to high, then grey for points without a value.
+const SCALE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
+const MISSING = "#d0d4d9";
+let wHolds = "base"; // what the drawn w channel holds: "base" (split, nn), "ap", or "distance:<index>"
+
+/** Values in [0, 1] as buckets 0..9 (NaN -> 10). */
+function bucketsOf(values) {
+  const w = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    w[i] = Number.isNaN(v) ? 10 : Math.min(9, Math.max(0, Math.floor(v * 10)));
+  }
+  return w;
+}
+
+/** Distances as deciles, nearest brightest (a rank scale: a few far outliers do not flatten the rest). */
+function decilesOf(distances) {
+  const sorted = Float32Array.from(distances).sort();
+  const edges = [];
+  for (let q = 1; q < 10; q++) edges.push(sorted[Math.floor((q * sorted.length) / 10)]);
+  const w = new Float32Array(distances.length);
+  for (let i = 0; i < distances.length; i++) {
+    let d = 0;
+    while (d < 9 && distances[i] > edges[d]) d++;
+    w[i] = 9 - d;
+  }
+  return w;
+}
+
+async function redraw(holds, w) {
+  if (wHolds === holds) return;
+  await plot.draw(channels(w));
+  wHolds = holds;
 }
 
 function colorSettings(mode) {
   if (mode === "split") return { colorBy: "valueW", pointColor: [0, 0, 1, 1].map((s) => SPLIT_COLORS[s]) };
   if (mode === "nn") return { colorBy: "valueW", pointColor: [WRONG, RIGHT, WRONG, RIGHT] };
+  if (mode === "ap" || mode === "distance") return { colorBy: "valueW", pointColor: [...SCALE, MISSING] };
   let top = 0;
   for (let i = 0; i < pts.n; i++) if (pts.label[i] > top) top = pts.label[i];
   const colors = [];
@@ -140,10 +187,41 @@ function colorSettings(mode) {
   return { colorBy: "valueZ", pointColor: colors };
 }
 
-function applyColors() {
+async function applyColors() {
   const mode = $("color-by").value;
+  try {
+    if (mode === "ap") await redraw("ap", bucketsOf(pts.ap));
+    else if (mode === "distance") {
+      if (!selected) {
+        setStatus("Click a point (or upload an image) first: the colours are then each point's distance to it (full embedding space).");
+        await redraw("base");
+      } else {
+        const upload = selected.kind === "upload";
+        const what = upload ? "the uploaded image" : `#${pts.index[selected.row]}`;
+        let response;
+        if (upload) {
+          const form = new FormData();
+          form.append("file", selected.file);
+          response = await send(`${base}/embedding/distances`, { method: "POST", body: form });
+        } else response = await send(`${base}/embedding/distances?index=${pts.index[selected.row]}`, { method: "GET" });
+        const d = new Float32Array(await response.arrayBuffer());
+        if ($("color-by").value !== "distance") return; // changed meanwhile
+        await redraw(`distance:${what}:${upload ? selected.file.name + selected.file.lastModified : ""}`, decilesOf(d));
+        setStatus(`Distance to ${what} in the full embedding space, in tenths of the points: yellow the nearest tenth, purple the farthest.`);
+      }
+    } else await redraw("base");
+  } catch (err) {
+    setStatus(err.message, true);
+    return;
+  }
   plot.set(colorSettings(mode));
-  if (mode === "nn") {
+  if (mode === "ap") {
+    let scored = 0, sum = 0;
+    for (let i = 0; i < pts.n; i++) if (!Number.isNaN(pts.ap[i])) { scored++; sum += pts.ap[i]; }
+    setStatus(scored ? `AP@R of ${scored.toLocaleString()} scored points (mean ${(sum / scored).toFixed(3)}): purple 0, yellow 1; grey: not scored ` +
+      (isJob ? "(the training sample, or a job laid out before per-point AP was stored)." : "(outside the metrics sample, or no labels).")
+      : "No point has a stored AP@R (laid out before embedlab stored it, or imported without labels).");
+  } else if (mode === "nn") {
     let errors = 0;
     for (let i = 0; i < pts.n; i++) errors += pts.nn_same_label[i] ? 0 : 1;
     setStatus(`${errors} of ${pts.n} points (red) have a nearest neighbour (same split, full space) of another label.`);
@@ -191,8 +269,8 @@ function selectClass(label) {
 // -- hover thumbnail -------------------------------------------------------------
 function showHover(row) {
   const box = $("hover");
-  box.querySelector("img").src = imageUrl(pts.index[row]);
-  box.querySelector("span").textContent = `${className(pts.label[row])} · #${pts.index[row]} · ${pts.splits[pts.split[row]]}`;
+  setThumb(box.querySelector("img"), imageUrl(pts.index[row]));
+  box.querySelector("span").textContent = `${className(pts.label[row])} · #${pts.index[row]}` + (isJob ? ` · ${pts.splits[pts.split[row]]}` : "");
   box.style.left = `${mouse.x + 14}px`;
   box.style.top = `${mouse.y + 14}px`;
   box.hidden = false;
@@ -203,10 +281,11 @@ function renderPanel(answer, uploadUrl) {
   const q = $("query");
   q.replaceChildren();
   const img = el("img", { class: "ex-thumb ex-thumb-query", alt: "query image" });
-  img.src = uploadUrl || answer.query.image_url;
+  if (uploadUrl) img.src = uploadUrl;
+  else setThumb(img, answer.query.image_url);
   const label = answer.query.split === "upload"
     ? "uploaded image"
-    : `#${answer.query.index} · ${answer.query.class_name} · ${answer.query.split}`;
+    : `#${answer.query.index} · ${answer.query.class_name}` + (isJob ? ` · ${answer.query.split}` : "");
   q.append(img, el("span", { class: "ex-query-label" }, label));
 
   const list = $("neighbors");
@@ -215,10 +294,10 @@ function renderPanel(answer, uploadUrl) {
     const li = el("li", { class: "ex-neighbor", tabindex: "0", "data-index": String(n.index) });
     if (n.same_label === false) li.classList.add("ex-mismatch");
     const thumb = el("img", { class: "ex-thumb", alt: `image ${n.index}`, loading: "lazy" });
-    thumb.src = n.image_url;
+    setThumb(thumb, n.image_url);
     const text = el("span", { class: "ex-neighbor-text" });
     text.append(el("span", { class: "ex-neighbor-label" }, n.class_name), el("span", { class: "ex-neighbor-dist" }, n.distance.toFixed(4)),
-      el("span", { class: "ex-neighbor-meta" }, `#${n.index} · ${n.split}`));
+      el("span", { class: "ex-neighbor-meta" }, isJob ? `#${n.index} · ${n.split}` : `#${n.index}`));
     if (n.same_label === false) text.append(el("span", { class: "ex-mismatch-mark", title: "label differs from the query's" }, "≠"));
     li.append(thumb, text);
     li.addEventListener("click", () => selectIndex(n.index));
@@ -239,6 +318,7 @@ async function selectRow(row) {
     const answer = await api(`${base}/neighbors?index=${pts.index[row]}&k=${currentK()}`);
     if (selected.kind !== "row" || selected.row !== row) return; // a newer click won
     renderPanel(answer);
+    if ($("color-by").value === "distance") await applyColors();
     highlight([row, ...neighbourRows(answer)]);
     const wrong = answer.neighbors.filter((n) => n.same_label === false).length;
     setStatus(`#${answer.query.index} (${answer.query.class_name}): ${wrong} of ${answer.neighbors.length} neighbours have another label.`);
@@ -250,7 +330,8 @@ async function selectRow(row) {
 function selectIndex(index) {
   const row = byIndex.get(index);
   if (row === undefined) {
-    setStatus(`Image ${index} is not shown here (the explorer has the validation split and a training sample).`, true);
+    setStatus(isJob ? `Image ${index} is not shown here (the explorer has the validation split and a training sample).`
+      : `No point has index ${index}.`, true);
     return;
   }
   selectRow(row);
@@ -269,6 +350,7 @@ async function queryUpload(file) {
     selected.x = answer.query.x;
     selected.y = answer.query.y;
     renderPanel(answer, URL.createObjectURL(file));
+    if ($("color-by").value === "distance") await applyColors();
     highlight(neighbourRows(answer));
     placeUploadMarker();
     setStatus(`Uploaded image placed at (${answer.query.x.toFixed(2)}, ${answer.query.y.toFixed(2)}) by UMAP's transform.`);
@@ -305,7 +387,7 @@ async function summarise(rows) {
     central.replaceChildren();
     for (const c of s.central) {
       const img = el("img", { class: "ex-thumb", alt: `image ${c.index} (${c.class_name})`, title: `#${c.index} · ${c.class_name}`, loading: "lazy" });
-      img.src = c.image_url;
+      setThumb(img, c.image_url);
       img.addEventListener("click", () => selectIndex(c.index));
       central.append(img);
     }
@@ -322,7 +404,7 @@ async function exportSelection() {
       method: "POST", body: JSON.stringify(selectionBody(lastSelection)), headers: { "Content-Type": "application/json" },
     });
     const url = URL.createObjectURL(await response.blob());
-    const a = el("a", { href: url, download: `job${jobId}-selection.csv` });
+    const a = el("a", { href: url, download: `${prefix}-selection.csv` });
     document.body.append(a);
     a.click();
     a.remove();
@@ -412,13 +494,17 @@ function wire() {
   $("search-kind").addEventListener("change", () => {
     $("search-text").placeholder = $("search-kind").value === "index" ? "e.g. 42" : "class name";
   });
-  $("upload").addEventListener("change", () => queryUpload($("upload").files[0]));
   $("panel-close").addEventListener("click", () => {
     $("panel").hidden = true;
     selected = null;
     placeUploadMarker();
     plot.deselect({ preventEvent: true });
   });
+  if (isJob) wireUploads();
+}
+
+function wireUploads() {
+  $("upload").addEventListener("change", () => queryUpload($("upload").files[0]));
   // Drop an image anywhere on the page.
   const hint = $("drop-hint");
   document.addEventListener("dragover", (e) => {
@@ -474,8 +560,8 @@ async function main() {
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;
-  setStatus(`${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. ` +
-    "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
+  setStatus((isJob ? `${n.toLocaleString()} points: ${val.toLocaleString()} validation, ${(n - val).toLocaleString()} training sample. `
+    : `${n.toLocaleString()} points. `) + "Click a point for its neighbours; shift-drag (or the lasso button) to select.");
   const m = /^#index=(\d+)$/.exec(location.hash);
   if (m) selectIndex(Number(m[1]));
   if (!$("classes").querySelector("tbody tr")) $("preservation").textContent =

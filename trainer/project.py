@@ -23,12 +23,12 @@ import torch
 from app.config import Settings
 from app.distance import Distance, job_distance
 from app.explorer import layout
-from app.explorer.neighbors import knn
+from app.explorer.neighbors import first_other, knn
 from app.files import PROJECTION_FILE
 from app.spec import JobSpec
 from trainer import artifacts
 from trainer.data import ImageData
-from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed
+from trainer.evaluate import RETRIEVAL, accuracy_calculator, embed, per_query_retrieval
 from trainer.phase import layout_reporter, umap_epochs
 from trainer.run import Run
 
@@ -48,9 +48,7 @@ def nearest_same_label(X: np.ndarray, labels: np.ndarray, split: np.ndarray, dis
         if len(rows) < 2:
             continue
         nn, _ = knn(X[rows], X[rows], 2, distance.space)
-        # the point itself is usually first; with exact duplicates it may come second
-        first = np.where(nn[:, 0] == np.arange(len(rows)), nn[:, 1], nn[:, 0])
-        same[rows] = labels[rows][first] == labels[rows]
+        same[rows] = labels[rows][first_other(nn)] == labels[rows]
     return same
 
 
@@ -70,6 +68,16 @@ def per_class_metrics(emb: np.ndarray, labels: np.ndarray, distance: Distance) -
         for row, value in zip(kept, result[name]):
             row[name] = None if value != value else float(value)  # NaN -> null
     return rows
+
+
+def per_point_ap(emb: np.ndarray, labels: np.ndarray, distance: Distance) -> np.ndarray:
+    """AP@R of each point querying the others (pytorch-metric-learning's definition, trainer.evaluate); NaN for a
+    point whose class has no other point (nothing to retrieve)."""
+    ap = np.full(len(labels), np.nan, dtype=np.float32)
+    if len(labels) > 1:
+        values, scored = per_query_retrieval(torch.from_numpy(emb), torch.from_numpy(labels), distance)
+        ap[scored] = values["mean_average_precision_at_r"]
+    return ap
 
 
 def save_projection(
@@ -121,13 +129,24 @@ def save_projection(
         "step": spec.steps if step is None else step,
     }
     nn_same = nearest_same_label(X, labels, split, distance)
+    ap = np.full(len(X), np.nan, dtype=np.float32)  # the training sample is not scored
+    ap[val_rows] = per_point_ap(X[val_rows], labels[val_rows], distance)
     meta["seconds"] = {
         "embed_train_sample": round(embedded - started, 3),
         "umap": round(laid_out - embedded, 3),
         "quality": round(time.perf_counter() - laid_out, 3),
     }
 
-    arrays = {"embeddings": X, "labels": labels, "indices": indices, "split": split, "xy": xy, "fitted": fitted, "nn_same_label": nn_same}
+    arrays = {
+        "embeddings": X,
+        "labels": labels,
+        "indices": indices,
+        "split": split,
+        "xy": xy,
+        "fitted": fitted,
+        "nn_same_label": nn_same,
+        "ap": ap,
+    }
     write_projection(run.job_dir, arrays, meta, run.still_owner)
     return meta
 

@@ -10,6 +10,7 @@ import io
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -36,6 +37,9 @@ MAX_K = 1000
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 25_000_000
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many neighbours (the query itself is left out)")]
+PointIndex = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="Index of a point of the explorer: a job's dataset index, a collection's id or row")
+]
 ImageIndex = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="Dataset index of the image (app.datasets numbering)")]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
@@ -92,8 +96,7 @@ class IndexInfo(BaseModel):
     recall_at_10: float | None = Field(description="HNSW only: recall@10 against the exact search, measured at build")
 
 
-class EmbeddingSummary(BaseModel):
-    job_id: int
+class LayoutSummary(BaseModel):
     points: int
     splits: dict[str, int]
     fitted_points: int = Field(description="Points UMAP was fitted on; the others were placed with UMAP's transform")
@@ -103,6 +106,10 @@ class EmbeddingSummary(BaseModel):
     per_class: list[ClassQuality] = Field(description="Validation split, each image querying the others")
     index: IndexInfo
     seconds: dict[str, float]
+
+
+class EmbeddingSummary(LayoutSummary):
+    job_id: int
 
 
 class QueryOut(BaseModel):
@@ -136,8 +143,13 @@ class NeighborsOut(BaseModel):
 # -- helpers -----------------------------------------------------------------
 
 
-def image_url(job_id: int, index: int) -> str:
-    return f"/api/jobs/{job_id}/images/{index}"
+def job_base(job_id: int) -> str:
+    """Where a job's explorer routes live (a collection's: app/api/collections.py)."""
+    return f"/api/jobs/{job_id}"
+
+
+def image_url(base: str, index: int) -> str:
+    return f"{base}/images/{index}"
 
 
 def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedding:
@@ -164,7 +176,7 @@ def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedd
         ) from None
 
 
-def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
+def _neighbors(base: str, data: stored.JobEmbedding, rows: np.ndarray, dist: np.ndarray, query_label: int | None) -> list[NeighborOut]:
     out = []
     for r, d in zip(rows.tolist(), dist.tolist()):
         label = int(data.labels[r])
@@ -179,7 +191,7 @@ def _neighbors(job_id: int, data: stored.JobEmbedding, rows: np.ndarray, dist: n
                 same_label=None if query_label is None else label == query_label,
                 x=float(data.xy[r, 0]),
                 y=float(data.xy[r, 1]),
-                image_url=image_url(job_id, index),
+                image_url=image_url(base, index),
             )
         )
     return out
@@ -196,7 +208,11 @@ def get_embedding(
     format: Annotated[Literal["points", "columns"], Query(description="`columns`: parallel arrays, compact for large sets")] = "points",
 ) -> Response:
     """Every point of the 2-D layout: the validation split and a sample of training images."""
-    data = _embedding(engine, settings, job_id)
+    return points_response(_embedding(engine, settings, job_id), format)
+
+
+def points_response(data: stored.JobEmbedding, format: Literal["points", "columns"]) -> Response:
+    """The layout's points as JSON objects or parallel arrays (a job's or a collection's)."""
     x = np.round(data.xy[:, 0].astype(np.float64), 4).tolist()
     y = np.round(data.xy[:, 1].astype(np.float64), 4).tolist()
     if format == "columns":
@@ -225,22 +241,25 @@ def get_embedding(
 @router.get("/api/jobs/{job_id}/embedding/summary", response_model=EmbeddingSummary, responses=ERRORS)
 def get_embedding_summary(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> EmbeddingSummary:
     """Layout settings, neighbour preservation, per-class retrieval quality (validation split) and the index kind."""
-    data = _embedding(engine, settings, job_id)
+    return EmbeddingSummary(job_id=job_id, **layout_summary(_embedding(engine, settings, job_id)))
+
+
+def layout_summary(data: stored.JobEmbedding) -> dict[str, Any]:
+    """The summary's fields common to a job and a collection."""
     m = data.meta
     per_class = [ClassQuality(**c, class_name=data.class_name(c["label"])) for c in m["per_class"]]
     index = IndexInfo(kind="exact" if data.index.exact else "hnsw", recall_at_10=data.index.recall_at_10)
-    return EmbeddingSummary(
-        job_id=job_id,
-        points=len(data),
-        splits=m["splits"],
-        fitted_points=m["fitted_points"],
-        space=m["space"],
-        umap=m["umap"],
-        preservation=Preservation(**m["preservation"]),
-        per_class=per_class,
-        index=index,
-        seconds=m.get("seconds", {}),
-    )
+    return {
+        "points": len(data),
+        "splits": m["splits"],
+        "fitted_points": m["fitted_points"],
+        "space": m["space"],
+        "umap": m["umap"],
+        "preservation": Preservation(**m["preservation"]),
+        "per_class": per_class,
+        "index": index,
+        "seconds": m.get("seconds", {}),
+    }
 
 
 @router.get("/api/jobs/{job_id}/neighbors", response_model=NeighborsOut, responses=ERRORS)
@@ -248,16 +267,20 @@ def get_neighbors(
     job_id: JobId,
     engine: EngineDep,
     settings: SettingsDep,
-    index: Annotated[int, Query(ge=0, le=2**31 - 1, description="Dataset index of a point of the explorer")],
+    index: PointIndex,
     k: K = 10,
 ) -> NeighborsOut:
     """The k nearest points of a shown point in the full embedding space (not the 2-D layout), nearest first."""
     data = _embedding(engine, settings, job_id)
+    what = f"job {job_id}'s {len(data)} explorer points (its validation split and a training sample)"
+    return neighbors_of_index(data, job_base(job_id), index, k, what)
+
+
+def neighbors_of_index(data: stored.JobEmbedding, base: str, index: int, k: int, what: str) -> NeighborsOut:
+    """The k nearest points of the point with index `index`; a 404 saying it is not among `what`."""
     row = data.row_of(index)
     if row is None:
-        raise HTTPException(
-            404, f"image {index} is not among job {job_id}'s {len(data)} explorer points (its validation split and a training sample)"
-        )
+        raise HTTPException(404, f"image {index} is not among {what}")
     rows, dist = data.neighbors(row, k)
     label = int(data.labels[row])
     query = QueryOut(
@@ -267,9 +290,35 @@ def get_neighbors(
         split=data.split_name(row),
         x=float(data.xy[row, 0]),
         y=float(data.xy[row, 1]),
-        image_url=image_url(job_id, index),
+        image_url=image_url(base, index),
     )
-    return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, label), space=data.meta["space"])
+    return NeighborsOut(query=query, neighbors=_neighbors(base, data, rows, dist, label), space=data.meta["space"])
+
+
+DISTANCES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "float32 little-endian, one a point, in the order of the columns"},
+    **ERRORS,
+}
+
+
+@router.get("/api/jobs/{job_id}/embedding/distances", response_class=Response, responses=DISTANCES_RESPONSES)
+def get_distances(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    index: PointIndex,
+) -> Response:
+    """Every point's distance to one point in the full embedding space (the page colours by it), 4 bytes a point."""
+    data = _embedding(engine, settings, job_id)
+    return distances_response(data, index, f"job {job_id}'s {len(data)} explorer points")
+
+
+def distances_response(data: stored.JobEmbedding, index: int, what: str) -> Response:
+    row = data.row_of(index)
+    if row is None:
+        raise HTTPException(404, f"image {index} is not among {what}")
+    body = data.distances_to(data.embeddings[row]).astype("<f4").tobytes()
+    return Response(body, media_type="application/octet-stream", headers={"X-Content-Type-Options": "nosniff"})
 
 
 def _read_upload(file: UploadFile) -> bytes:
@@ -313,8 +362,31 @@ def query_neighbors(
 ) -> NeighborsOut:
     """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""
     data = _embedding(engine, settings, job_id)
+    vector = _embed_upload(settings, job_id, data, file)
+    rows, dist = data.neighbors(vector[None], k)
+    state, fit_X, fit_xy = data.layout
+    x, y = layout.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
+    query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
+    return NeighborsOut(query=query, neighbors=_neighbors(job_base(job_id), data, rows, dist, None), space=data.meta["space"])
+
+
+@router.post("/api/jobs/{job_id}/embedding/distances", response_class=Response, responses={**DISTANCES_RESPONSES, **UPLOAD_ERRORS})
+def upload_distances(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="An image; preprocessed as the job's training images")],
+) -> Response:
+    """Every point's distance to an uploaded image embedded with the job's checkpoint (the page colours by it), 4 bytes a point."""
+    data = _embedding(engine, settings, job_id)
+    body = data.distances_to(_embed_upload(settings, job_id, data, file)).astype("<f4").tobytes()
+    return Response(body, media_type="application/octet-stream", headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _embed_upload(settings: Settings, job_id: int, data: stored.JobEmbedding, file: UploadFile) -> np.ndarray:
+    """The uploaded image's embedding by the job's best checkpoint; each way it can fail is a 4xx saying which."""
     blob = _read_upload(file)
-    from trainer import inference  # torch, only for this route
+    from trainer import inference  # torch, only for uploads
     from trainer.errors import JobFailed
 
     try:
@@ -336,11 +408,7 @@ def query_neighbors(
         raise HTTPException(415, "the upload could not be decoded as an image") from None
     if vector.shape[0] != data.embeddings.shape[1]:
         raise HTTPException(409, f"job {job_id}'s checkpoint does not match its stored embeddings")
-    rows, dist = data.neighbors(vector[None], k)
-    state, fit_X, fit_xy = data.layout
-    x, y = layout.place(state, fit_X, fit_xy, vector[None], settings.home_path)[0].tolist()
-    query = QueryOut(index=None, label=None, class_name=None, split="upload", x=x, y=y, image_url=None)
-    return NeighborsOut(query=query, neighbors=_neighbors(job_id, data, rows, dist, None), space=data.meta["space"])
+    return vector
 
 
 # Thumbnail requests wait here, not in the threadpool the other routes share (a page of 8k x 8k images
@@ -367,6 +435,11 @@ async def get_image(job_id: JobId, index: ImageIndex, engine: EngineDep, setting
         except DatasetError as e:
             raise HTTPException(404, f"job {job_id}'s dataset cannot be read: {e.reason}") from None
 
+    return await png_response(thumbnail)
+
+
+async def png_response(thumbnail: Callable[[], bytes]) -> Response:
+    """A thumbnail made in THUMBNAIL_THREADS, served as an inline PNG that is never sniffed."""
     png = await anyio.to_thread.run_sync(thumbnail, limiter=THUMBNAIL_THREADS)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
     return Response(png, media_type="image/png", headers=headers)
@@ -396,15 +469,22 @@ def export_embedding(
 ) -> Response:
     """The explorer's points with their full embeddings: NumPy, CSV, or TensorBoard's projector format."""
     data = _embedding(engine, settings, job_id)
+    spec, roots = job_or_404(engine, job_id).spec, settings.data_root_paths
+    return export_response(
+        data, format, f"job{job_id}", lambda: stored.export_projector(data, lambda i: stored.dataset_image(spec, roots, i))
+    )
+
+
+def export_response(data: stored.JobEmbedding, format: str, prefix: str, projector: Callable[[], bytes]) -> Response:
     media_type, filename = EXPORTS[format]
     if format == "npy":
         body = stored.export_npy(data)
     elif format == "csv":
         body = stored.export_csv(data)
     else:
-        body = stored.export_projector(data, job_or_404(engine, job_id).spec, settings.data_root_paths)
+        body = projector()
     return Response(
         body,
         media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="job{job_id}-{filename}"', "X-Content-Type-Options": "nosniff"},
+        headers={"Content-Disposition": f'attachment; filename="{prefix}-{filename}"', "X-Content-Type-Options": "nosniff"},
     )

@@ -6,7 +6,9 @@ app.api.embeddings (the same per-job cache and the same 404s).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query
@@ -14,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import EngineDep, JobId, SettingsDep, job_or_404
-from app.api.embeddings import ERRORS, _embedding, image_url
+from app.api.embeddings import ERRORS, _embedding, image_url, job_base
 from app.api.errors import field_error
 from app.api.schemas import BODY_ERRORS
 from app.explorer import columns, selection
@@ -26,27 +28,31 @@ MAX_SELECTION = 2_000_000
 SELECTION_BODY_BYTES = 24 * 1024 * 1024  # 2,000,000 indices of up to 10 digits, in JSON (app/main.py's BodyLimit)
 
 
-@router.get(
-    "/api/jobs/{job_id}/embedding/columns",
-    response_class=Response,
-    responses={
-        200: {
-            "content": {columns.MEDIA_TYPE: {}},
-            "description": "uint32 little-endian header length H, H bytes of JSON "
-            "({n, columns: [{name, dtype, offset, length}], splits, class_names}; offsets count from the end of the header), "
-            "then the columns: index i4, x f4, y f4, label i4, split u1, nn_same_label u1, little-endian",
-        },
-        **ERRORS,
+COLUMNS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {columns.MEDIA_TYPE: {}},
+        "description": "uint32 little-endian header length H, H bytes of JSON "
+        "({n, columns: [{name, dtype, offset, length}], splits, class_names}; offsets count from the end of the header), "
+        "then the columns: index i4, x f4, y f4, label i4, ap f4 (AP@R of a scored point, NaN otherwise), split u1, nn_same_label u1, "
+        "little-endian",
     },
-)
+    **ERRORS,
+}
+
+
+@router.get("/api/jobs/{job_id}/embedding/columns", response_class=Response, responses=COLUMNS_RESPONSES)
 def get_columns(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> Response:
-    """Every point of the layout as binary columns (what the explorer page loads): ~18 bytes a point, no parsing."""
+    """Every point of the layout as binary columns (what the explorer page loads): 22 bytes a point, no parsing."""
     job_or_404(engine, job_id)
+    return columns_response(settings.job_dir(job_id), lambda: _embedding(engine, settings, job_id))
+
+
+def columns_response(folder: Path, loaded: Callable[[], stored.JobEmbedding]) -> Response:
+    """The columns of `folder`'s projection.npz; `loaded()` words the answer when the file is missing or damaged."""
     try:
-        body = columns.encoded_file(settings.job_dir(job_id))
+        body = columns.encoded_file(folder)
     except (stored.NoProjection, columns.Unreadable):
-        # app.api.embeddings words the 404 (no layout yet, explorer: false) and a damaged file's answer
-        body = columns.encoded(_embedding(engine, settings, job_id))
+        body = columns.encoded(loaded())
     return Response(
         body, media_type=columns.MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"}
     )
@@ -83,16 +89,15 @@ class SelectionOut(BaseModel):
     central: list[CentralImage] = Field(description="The selected points nearest the selection's centre, nearest first")
 
 
-@router.post(
-    "/api/jobs/{job_id}/embedding/selection",
-    response_model=SelectionOut,
-    responses={
-        200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
-        **ERRORS,
-        **BODY_ERRORS,
-        413: ERRORS[422],
-    },
-)
+SELECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
+    **ERRORS,
+    **BODY_ERRORS,
+    413: ERRORS[422],
+}
+
+
+@router.post("/api/jobs/{job_id}/embedding/selection", response_model=SelectionOut, responses=SELECTION_RESPONSES)
 def post_selection(
     job_id: JobId,
     body: SelectionIn,
@@ -101,7 +106,13 @@ def post_selection(
     format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json",
 ) -> Response | SelectionOut:
     """Summarise a selection of explorer points (a lasso on the page), or export it as CSV."""
-    data = _embedding(engine, settings, job_id)
+    return selection_response(_embedding(engine, settings, job_id), body, format, job_base(job_id), f"job{job_id}")
+
+
+def selection_response(
+    data: stored.JobEmbedding, body: SelectionIn, format: Literal["json", "csv"], base: str, prefix: str
+) -> Response | SelectionOut:
+    """A selection's summary or CSV, for a job's points or a collection's."""
     try:
         rows = selection.rows_of(data, np.asarray(body.indices, dtype=np.int64))
     except selection.UnknownIndices as e:
@@ -110,7 +121,7 @@ def post_selection(
         return Response(
             selection.selection_csv(data, rows),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="job{job_id}-selection.csv"', "X-Content-Type-Options": "nosniff"},
+            headers={"Content-Disposition": f'attachment; filename="{prefix}-selection.csv"', "X-Content-Type-Options": "nosniff"},
         )
     s = selection.summarize(data, rows)
     central = []
@@ -118,7 +129,7 @@ def post_selection(
         index, label = int(data.indices[c["row"]]), int(data.labels[c["row"]])
         central.append(
             CentralImage(
-                index=index, label=label, class_name=data.class_name(label), distance=c["distance"], image_url=image_url(job_id, index)
+                index=index, label=label, class_name=data.class_name(label), distance=c["distance"], image_url=image_url(base, index)
             )
         )
     return SelectionOut(

@@ -12,7 +12,9 @@ exact answer measured when it is built.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -27,6 +29,8 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = (64, 128, 256, 512)
 TARGET_RECALL = 0.99
+INDEX_FILE = "neighbors.faiss"  # a collection's HNSW graph, kept beside its projection.npz (NeighborIndex.save)
+INDEX_INFO_FILE = "neighbors.json"
 
 
 def prepare(vectors: np.ndarray, space: Space) -> np.ndarray:
@@ -71,6 +75,15 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, space: Space) -> tuple[np
     return search_raw(flat_index(b, space), prepare(queries, space), k, space)
 
 
+def first_other(nn: np.ndarray, start: int = 0) -> np.ndarray:
+    """Each query's nearest row other than itself, from its two nearest (queries are rows start, start+1, ...).
+
+    The point itself is usually first; with exact duplicates it may come second.
+    """
+    own = np.arange(start, start + len(nn))
+    return np.where(nn[:, 0] == own, nn[:, 1], nn[:, 0])
+
+
 def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean fraction of each exact neighbour list found in the approximate one."""
     k = exact.shape[1]
@@ -111,6 +124,29 @@ class NeighborIndex:
         index = hnsw_index(v, space)
         _, recall = tune_hnsw(index, flat_index(v, space), v, space)
         return cls(v, space, index, exact=False, recall_at_10=recall)
+
+    def save(self, folder: Path) -> None:
+        """An HNSW index's graph beside the points (built in minutes past a million, read in seconds); exact ones are not kept."""
+        if self.exact:
+            return
+        faiss.write_index(self.index, str(folder / INDEX_FILE))
+        info = {"n": len(self), "dims": self.vectors.shape[1], "space": self.space, "recall_at_10": self.recall_at_10}
+        (folder / INDEX_INFO_FILE).write_text(json.dumps({**info, "ef_search": int(self.index.hnsw.efSearch)}))
+
+    @classmethod
+    def saved(cls, folder: Path, vectors: np.ndarray, space: Space) -> NeighborIndex | None:
+        """The index `save` kept in `folder` for these vectors (same count, dimensions and space), else None."""
+        try:
+            info = json.loads((folder / INDEX_INFO_FILE).read_text())
+            if (info["n"], info["dims"], info["space"]) != (len(vectors), vectors.shape[1], space):
+                return None
+            index = faiss.read_index(str(folder / INDEX_FILE))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        if index.ntotal != len(vectors):
+            return None
+        index.hnsw.efSearch = info["ef_search"]
+        return cls(prepare(vectors, space), space, index, exact=False, recall_at_10=info["recall_at_10"])
 
     def __len__(self) -> int:
         return len(self.vectors)

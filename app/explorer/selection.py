@@ -70,8 +70,11 @@ def nearest_rows(data: JobEmbedding, rows: np.ndarray) -> np.ndarray:
 def summarize(data: JobEmbedding, rows: np.ndarray, central: int = CENTRAL) -> dict[str, Any]:
     """Count, per-class composition and P@1, and the selected points nearest the selection's centre (full space)."""
     labels = data.labels[rows]
-    nn = nearest_rows(data, rows)
-    right = (nn >= 0) & (data.labels[np.maximum(nn, 0)] == labels)
+    if data.one_split:  # then the stored nearest-neighbour flag is this P@1's (nearest among all points): no search
+        right = data.nn_same_label[rows].astype(bool)
+    else:
+        nn = nearest_rows(data, rows)
+        right = (nn >= 0) & (data.labels[np.maximum(nn, 0)] == labels)
     classes, counts = np.unique(labels, return_counts=True)
     per_class = []
     for label, count in zip(classes.tolist(), counts.tolist()):

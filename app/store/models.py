@@ -186,3 +186,27 @@ def _adopt_optuna_tables() -> None:
 
 
 _adopt_optuna_tables()
+
+
+class Collection(Base):
+    """Embeddings brought from elsewhere (`embedlab import`, POST /api/collections), explored like a job's.
+
+    Its files live under EMBEDLAB_HOME/collections/<id>/ (app/explorer/collections.py): the checked
+    arrays, then projection.npz once the layout is done.
+    """
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100), default="local")
+    status: Mapped[str] = mapped_column(String(20), default="laying out")  # laying out, ready, failed
+    points: Mapped[int] = mapped_column(Integer)
+    dims: Mapped[int] = mapped_column(Integer)
+    classes: Mapped[int] = mapped_column(Integer, default=0)  # 0: no labels
+    space: Mapped[str] = mapped_column(String(20))  # cosine or euclidean (app.distance.Space)
+    images: Mapped[str | None] = mapped_column(Text)  # the image folder (inside a data root), resolved
+    source: Mapped[dict] = mapped_column(JSON, default=dict)  # the files it came from and their formats
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -104,3 +104,23 @@ class WorkerRow(Row):
     started_at: datetime
     last_heartbeat: datetime
     stopped_at: datetime | None
+
+
+CollectionStatus = Literal["laying out", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class CollectionRow(Row):
+    id: int
+    name: str
+    owner: str
+    status: CollectionStatus
+    points: int
+    dims: int
+    classes: int
+    space: str
+    images: str | None
+    source: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None

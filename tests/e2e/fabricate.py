@@ -88,3 +88,85 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
     )
     assert jobs.finish(engine, claim.job_id, claim.token, "succeeded", step=20)
     return claim.job_id
+
+
+def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images: int = 40, seed: int = 7) -> tuple[int, int]:
+    """A ready collection of n points written straight to its files (no import, no UMAP): clustered embeddings, a layout
+    with a cluster per class, per-point AP, and an image folder of `images` PNGs that the points share in turn.
+    Its id, and the row nearest the middle of class 0's cluster on the layout."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from app.config import Settings
+    from app.explorer import collections as files
+    from app.explorer.layout import LayoutState
+    from app.files import PROJECTION_FILE, collection_dir, datasets_dir
+    from app.store import collections as store
+    from app.store.db import get_engine, init_db
+
+    home = Path(home)
+    engine = get_engine(Settings(home=home).db_url)
+    init_db(engine)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    X = (rng.normal(size=(classes, dim))[labels] + rng.normal(scale=0.3, size=(n, dim))).astype(np.float32)
+    xy = ((rng.normal(size=(classes, 2)) * 8)[labels] + rng.normal(size=(n, 2))).astype(np.float32)
+    folder = datasets_dir(home) / "fabricated-images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        Image.new("RGB", (48, 48), (40 + 5 * i, 90, 200 - 4 * i)).save(folder / f"img{i:02d}.png")
+    row = store.create(
+        engine,
+        name=f"fabricated {n:,}",
+        owner="local",
+        points=n,
+        dims=dim,
+        classes=classes,
+        space="euclidean",
+        images=str(folder),
+        source={},
+    )
+    target = collection_dir(home, row.id)
+    target.mkdir(parents=True)
+    meta = {
+        "version": 1,
+        "space": "euclidean",
+        "class_names": [f"class {c}" for c in range(classes)],
+        "points": n,
+        "splits": {"val": n, "train": 0},
+        "fitted_points": n,
+        "umap": {"n_neighbors": 10, "min_dist": 0.05, "seed": 0},
+        "layout": LayoutState("euclidean", 10, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 200, 0, float("inf")).to_json(),
+        "preservation": {"knn_recall_at_10": 0.0, "trustworthiness_at_10": 0.0},
+        "per_class": [
+            {
+                "label": c,
+                "count": int((labels == c).sum()),
+                "precision_at_1": None,
+                "r_precision": None,
+                "mean_average_precision_at_r": None,
+            }
+            for c in range(classes)
+        ],
+        "per_class_points": 0,
+    }
+    with open(target / PROJECTION_FILE, "wb") as f:
+        np.savez(
+            f,
+            embeddings=X,
+            labels=labels.astype(np.int64),
+            indices=np.arange(n, dtype=np.int64),
+            split=np.zeros(n, np.int8),
+            xy=xy,
+            fitted=np.ones(n, bool),
+            nn_same_label=rng.random(n) < 0.9,
+            ap=rng.random(n).astype(np.float32),
+            meta=np.array(json.dumps(meta)),
+        )
+    with open(target / files.IMAGES_FILE, "wb") as f:
+        np.savez(f, files=np.array([f"img{r % images:02d}.png" for r in range(n)]))
+    store.finish(engine, row.id, "ready")
+    mine = np.flatnonzero(labels == 0)
+    return row.id, int(mine[np.argmin(np.linalg.norm(xy[mine] - xy[mine].mean(axis=0), axis=1))])

@@ -81,6 +81,11 @@ def test_click_a_point_shows_its_neighbours(live, page, finished_job):
     page.select_option("#color-by", "nn")
     assert "nearest neighbour" in page.locator("#ex-status").inner_text()
     page.select_option("#color-by", "split")
+    # ...and by each point's AP@R (the validation split scored) and its distance to the clicked point
+    page.select_option("#color-by", "ap")
+    wait_js(page, "/AP@R of [0-9,]+ scored points/.test(document.getElementById('ex-status').textContent)")
+    page.select_option("#color-by", "distance")
+    wait_js(page, f"document.getElementById('ex-status').textContent.startsWith('Distance to #{clicked} ')")
     screenshot(page, "explorer")
     assert not page.errors, page.errors
 

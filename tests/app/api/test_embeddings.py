@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.config import Settings
+from app.explorer import columns
 from app.files import PROJECTION_FILE
 from app.main import create_app
 from app.spec import JobSpec
@@ -96,6 +97,10 @@ def test_upload_of_a_dataset_image_finds_it_first(api, finished, stored):
     assert body["neighbors"][0]["index"] == index
     assert body["neighbors"][0]["distance"] == pytest.approx(0.0, abs=1e-4)
     assert body["query"]["split"] == "upload" and np.isfinite([body["query"]["x"], body["query"]["y"]]).all()
+    # Colour by distance to the upload: every point's distance, the uploaded image's own point nearest
+    d = np.frombuffer(api.post(f"/api/jobs/{job_id}/embedding/distances", files={"file": ("x.png", png.content)}).content, dtype="<f4")
+    assert len(d) == len(stored["indices"]) and d[3] == pytest.approx(0.0, abs=1e-4)  # row 3 shows the uploaded image
+    np.testing.assert_allclose(d, _cosine_distances(stored["embeddings"], stored["embeddings"][3]), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -201,3 +206,51 @@ def test_page(api, finished):
     r = api.get(f"/jobs/{job_id}/explore")
     assert r.status_code == 200 and "/static/explore.js" in r.text and "<script>" not in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_projector_export_imports_back_with_the_same_neighbours(api, finished, stored):
+    """Export the job as TensorBoard projector files, import them as a collection: the same points and the same neighbours."""
+    from tests.conftest import wait_for
+
+    _, job_id = finished
+    with zipfile.ZipFile(io.BytesIO(api.get(f"/api/jobs/{job_id}/embedding/export", params={"format": "projector"}).content)) as z:
+        files = {name: (name, z.read(name)) for name in ("embeddings.tsv", "metadata.tsv")}
+    space = api.get(f"/api/jobs/{job_id}/embedding/summary").json()["space"]
+    r = api.post("/api/collections", files={"embeddings": files["embeddings.tsv"], "labels": files["metadata.tsv"]}, data={"space": space})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    found = wait_for(lambda: (c := api.get(f"/api/collections/{cid}").json())["status"] != "laying out" and c, 240, 0.5, "the layout")
+    assert found["status"] == "ready", found["error"]
+    assert columns.decode(api.get(f"/api/collections/{cid}/embedding/columns").content)[1]["index"].tolist() == stored["indices"].tolist()
+    for row in (0, 33, len(stored["indices"]) - 1):
+        index = int(stored["indices"][row])
+        job = api.get(f"/api/jobs/{job_id}/neighbors", params={"index": index, "k": 10}).json()["neighbors"]
+        imported = api.get(f"/api/collections/{cid}/neighbors", params={"index": index, "k": 10}).json()["neighbors"]
+        assert [n["index"] for n in imported] == [n["index"] for n in job]
+        assert [n["class_name"] for n in imported] == [n["class_name"] for n in job]
+        np.testing.assert_allclose([n["distance"] for n in imported], [n["distance"] for n in job], atol=1e-5)
+    # Compared item by item, the two embeddings give every item the same neighbourhood
+    same = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}", "k": 10}).json()
+    assert same["shared"] == len(stored["indices"]) and same["mean_change"] < 0.01  # ties at the 10th neighbour may flip
+    assert same["items"][0]["image_url"] == f"/api/jobs/{job_id}/images/{same['items'][0]['index']}"
+    bad = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": "sweep:1"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "b"
+    page = api.get("/compare/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}"})
+    assert page.status_code == 200 and 'id="changed"' in page.text
+
+
+def test_distances_to_a_point_and_per_point_ap(api, finished, stored):
+    """The page colours by distance (every point's, to one point) and by AP@R: brute force, and pml's per-class MAP@R."""
+    _, job_id = finished
+    X, indices = stored["embeddings"], stored["indices"]
+    body = api.get(f"/api/jobs/{job_id}/embedding/distances", params={"index": int(indices[5])})
+    assert body.headers["content-type"] == "application/octet-stream"
+    np.testing.assert_allclose(np.frombuffer(body.content, dtype="<f4"), _cosine_distances(X, X[5]), atol=1e-5)
+    assert api.get(f"/api/jobs/{job_id}/embedding/distances", params={"index": 10**6}).status_code == 404
+
+    cols = columns.decode(api.get(f"/api/jobs/{job_id}/embedding/columns").content)[1]
+    ap, labels, val = cols["ap"], stored["labels"], stored["split"] == 0
+    assert np.isnan(ap[~val]).all() and not np.isnan(ap[val]).any()
+    for c in api.get(f"/api/jobs/{job_id}/embedding/summary").json()["per_class"]:
+        if c["mean_average_precision_at_r"] is not None:
+            assert np.mean(ap[val & (labels == c["label"])]) == pytest.approx(c["mean_average_precision_at_r"], abs=1e-5)
