@@ -1,0 +1,59 @@
+"""A job on two ranks (Gloo, CPU processes) through a real worker: the same loss as one process on the same global
+batch, and a rank that dies fails the attempt on both ranks, the retry resuming from the last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from app.spec import JobSpec
+from app.store import joblogs, jobs, metrics
+from trainer import ranks
+from trainer.worker import Worker
+
+# freeze_bn: on CPU each rank normalises with its own half-batch's statistics (SyncBatchNorm is GPU-only),
+# so only with fixed statistics is the 2-rank forward the 1-process one, image for image.
+SMALL = dict(dataset="digits", classes_per_batch=4, samples_per_class=8, explorer=False, freeze_bn=True, test_fraction=0.0)
+
+
+def train_and_losses(settings, engine, spec: JobSpec, devices: int) -> tuple[dict, list[float]]:
+    created = jobs.submit(engine, spec)
+    Worker(settings, threads=2, devices=devices).run(max_jobs=1, exit_when_idle=True)
+    done = jobs.get(engine, created["id"])
+    assert done["status"] == "succeeded", done["error"]
+    return done, metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["value"]
+
+
+def test_two_ranks_train_on_the_global_batch_as_one_process_does(settings, engine):
+    one, one_loss = train_and_losses(settings, engine, JobSpec(**SMALL, steps=3, eval_every=3), devices=1)
+    two, two_loss = train_and_losses(settings, engine, JobSpec(**SMALL, steps=3, eval_every=3, devices=2), devices=2)
+    # Step 1: same weights, same global batch, the loss and miner over the gathered embeddings: the same loss.
+    assert two_loss[0] == pytest.approx(one_loss[0], rel=1e-5)
+    # Later steps differ only by the order the gradients were summed in.
+    assert two_loss == pytest.approx(one_loss, rel=1e-3)
+    assert two["summary"]["val/mean_average_precision_at_r"] == pytest.approx(one["summary"]["val/mean_average_precision_at_r"], abs=1e-3)
+    assert two["run_device"] == "cpu"
+
+
+def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(settings, engine, monkeypatch, tmp_path):
+    settings.collective_timeout_seconds = 30  # a hung rank would be given up on after this; a dead one is noticed at once
+    marker = tmp_path / "killed"
+
+    def die_once(self, step: int) -> None:  # rank 1's per-step check (QuietRun), patched before the worker forks
+        if step == 6 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(ranks.QuietRun, "check", die_once)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=4, devices=2))
+    Worker(settings, threads=2, devices=2).run(max_jobs=2)  # the first attempt, then its retry after the backoff
+    done = jobs.get(engine, created["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
+    log = [line["message"] for line in joblogs.lines(engine, created["id"])]
+    failed = next(m for m in log if "rank 1 of 2 was killed by SIGKILL" in m)
+    assert "RankDied" in failed
+    assert "resumed from the checkpoint at step 4" in log
+    steps = metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["step"]
+    assert steps[-1] == 10
