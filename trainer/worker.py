@@ -71,6 +71,7 @@ class JobRun:
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
+        self.ranks = int(claim.spec.get("devices", 1))  # the attempt's processes share its cores
 
     @property
     def step(self) -> int:
@@ -97,6 +98,10 @@ class JobRun:
     def threads(self, value: int | None) -> None:
         self._shared[2] = value or 0
 
+    def share(self) -> int:
+        """Threads of one rank: the attempt's cores split among its ranks."""
+        return max(1, (self.threads or 1) // self.ranks)
+
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
         joblogs.add(self.engine, self.claim.job_id, self.claim.attempt, self.claim.token, level, message)
@@ -109,8 +114,8 @@ class JobRun:
 
     def check(self, step: int) -> None:
         self.step = step
-        if self.threads and self.threads != torch.get_num_threads():
-            torch.set_num_threads(self.threads)
+        if self.threads and self.share() != torch.get_num_threads():
+            torch.set_num_threads(self.share())
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
         if self.worker.stopping.is_set() and self.stop_reason is None:
@@ -319,7 +324,7 @@ class Worker:
         claim = run.claim
         job_id, token = claim.job_id, claim.token
         spec = JobSpec.model_validate(claim.spec)
-        threads = max(1, (run.threads or 1) // spec.devices)  # the ranks share the attempt's cores
+        threads = run.share()
         # The other ranks are forked first: before CUDA is initialised here, which a fork would not survive.
         group = ranks.Ranks(spec, self.settings, self.devices[: spec.devices], run.job_dir, threads, ceiling) if spec.devices > 1 else None
         if run.device.type == "cuda":

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import timedelta
 
 import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics
+from tests.conftest import free_port
 from trainer import ranks
+from trainer.losses import LOSSES, MINERS, build_loss
 from trainer.worker import Worker
 
 # freeze_bn: on CPU each rank normalises with its own half-batch's statistics (SyncBatchNorm is GPU-only),
@@ -57,3 +64,25 @@ def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(set
     assert "resumed from the checkpoint at step 4" in log
     steps = metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["step"]
     assert steps[-1] == 10
+
+
+def _every_loss_and_miner_on_half_the_batch(rank: int, port: int) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2, timeout=timedelta(seconds=30))
+    torch.manual_seed(0)
+    emb, labels = F.normalize(torch.randn(32, 16), dim=1), torch.arange(8).repeat_interleave(4)
+    mine = slice(rank * 16, (rank + 1) * 16)  # four classes of the eight, all their images
+    for loss in LOSSES:
+        for miner in MINERS:
+            loss_fn, plain_miner = build_loss(JobSpec(loss=loss, miner=miner))
+            whole = loss_fn(emb, labels, plain_miner(emb, labels)) if plain_miner else loss_fn(emb, labels)
+            step_loss, step_miner = ranks.gathering(loss_fn, plain_miner)
+            part, part_labels = emb[mine], labels[mine]
+            tuples = step_miner(part, part_labels) if step_miner else None
+            gathered = step_loss(part, part_labels, tuples) if tuples is not None else step_loss(part, part_labels)
+            assert gathered.item() / 2 == pytest.approx(whole.item(), rel=1e-5, abs=1e-7), (loss, miner, rank)
+    dist.destroy_process_group()
+
+
+def test_every_loss_and_miner_sees_the_whole_batch_from_its_half():
+    """No loss or miner of the spec needs refusing for devices > 1: each, wrapped, gives the one-process value on every rank."""
+    mp.start_processes(_every_loss_and_miner_on_half_the_batch, args=(free_port(),), nprocs=2, start_method="fork")

@@ -1,0 +1,73 @@
+"""One job on 2 ranks (Gloo, CPU processes) against 1 process with the same global batch, through real workers.
+
+Same spec, same global PK batch (4 classes x 32 images of mnist5k's digits 0-4), cnn, semi-hard triplets, 300
+steps, for 3 seeds; the two run alternately to share the machine's drift. Prints, per seed and overall:
+training images per second (train/images_per_second: evaluation excluded) and their ratio, and the validation
+MAP@R with its 95% bootstrap interval over the queries, then the seeds' mean and the difference of the means
+with its standard error. On one CPU host the ranks share its cores and memory bandwidth: the worker gives the
+1-process job every core, and each rank 1/N of them, so the ratio measures what the collectives (all-gather of
+embeddings, all-reduce of gradients, the batch and stop broadcasts) cost, not a speed-up.
+
+Usage: .venv/bin/python bench/distributed.py [--steps 300] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import train_overhead  # noqa: E402
+from bench.common import run_in_worker  # noqa: E402
+
+# bench/train_overhead.py's job (the reference loop's), with a PK batch that splits over 2 ranks: 4 x 32 = 128 images.
+SPEC = {**train_overhead.SPEC, "classes_per_batch": 4, "samples_per_class": 32, "explorer": False}
+MAP = "val/mean_average_precision_at_r"
+
+
+def one(steps: int, seed: int, devices: int) -> dict:
+    spec = {**SPEC, "steps": steps, "eval_every": steps, "seed": seed, "devices": devices}
+    with tempfile.TemporaryDirectory() as home:
+        out = run_in_worker(home, spec, devices=devices)
+    if out["status"] != "succeeded":
+        raise RuntimeError(out["error"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    rows = []
+    for seed in args.seeds:
+        single, ranked = one(args.steps, seed, 1), one(args.steps, seed, 2)
+        row = {
+            "seed": seed,
+            "img_per_s_1": round(single["train_img_per_s"]),
+            "img_per_s_2_ranks": round(ranked["train_img_per_s"]),
+            "ratio": round(ranked["train_img_per_s"] / single["train_img_per_s"], 3),
+            "map_at_r_1": [round(single[k], 4) for k in (MAP, f"{MAP}_low", f"{MAP}_high")],
+            "map_at_r_2_ranks": [round(ranked[k], 4) for k in (MAP, f"{MAP}_low", f"{MAP}_high")],
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    a = [r["map_at_r_1"][0] for r in rows]
+    b = [r["map_at_r_2_ranks"][0] for r in rows]
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5 if len(rows) > 1 else float("nan")
+    summary = {
+        "median_ratio_2_ranks_over_1": statistics.median(r["ratio"] for r in rows),
+        "map_at_r_1_mean": round(statistics.mean(a), 4),
+        "map_at_r_2_ranks_mean": round(statistics.mean(b), 4),
+        "difference_2_minus_1": round(statistics.mean(b) - statistics.mean(a), 4),
+        "difference_standard_error": round(se, 4),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
