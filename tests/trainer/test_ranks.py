@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from trainer import ranks
 from trainer.losses import LOSSES, MINERS, build_loss
 from trainer.worker import Worker
@@ -64,6 +65,46 @@ def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(set
     assert "resumed from the checkpoint at step 4" in log
     steps = metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["step"]
     assert steps[-1] == 10
+
+
+@pytest.mark.slow
+def test_a_rank_that_stops_answering_fails_the_attempt_after_the_collective_timeout(settings, engine, monkeypatch, tmp_path):
+    """A hung rank (SIGSTOP: alive, silent) is given up on after collective_timeout_seconds, and the retry resumes."""
+    settings.collective_timeout_seconds = 10  # above rank 0's evaluations of digits on a busy machine
+    marker = tmp_path / "stopped"
+
+    def hang_once(self, step: int) -> None:
+        if step == 6 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    monkeypatch.setattr(ranks.QuietRun, "check", hang_once)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=4, devices=2))
+    Worker(settings, threads=2, devices=2).run(max_jobs=2)
+    done = jobs.get(engine, created["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
+    log = [line["message"] for line in joblogs.lines(engine, created["id"])]
+    assert any("a rank did not answer within collective_timeout_seconds=10" in m for m in log), log
+    assert "resumed from the checkpoint at step 4" in log
+
+
+def test_a_shutdown_stops_both_ranks_at_one_step_and_the_next_worker_resumes_there(settings, engine):
+    """SIGTERM's path: rank 0 hears it, both ranks stop after the same step, the checkpoint is that step's."""
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=150, eval_every=150, devices=2))
+    worker = Worker(settings, threads=2, devices=2)
+
+    def stop_when_training() -> None:
+        wait_for(lambda: jobs.get(engine, created["id"])["step"] >= 3, 60, 0.1, "the job to train")
+        worker.stopping.set()  # what the worker's SIGTERM handler does
+
+    threading.Thread(target=stop_when_training, daemon=True).start()
+    worker.run(max_jobs=1)
+    stopped = jobs.get(engine, created["id"])
+    assert stopped["status"] == "queued" and 3 <= stopped["step"] < 150, stopped["error"]
+    Worker(settings, threads=2, devices=2).run(max_jobs=1, exit_when_idle=True)
+    done = jobs.get(engine, created["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert f"resumed from the checkpoint at step {stopped['step']}" in [line["message"] for line in joblogs.lines(engine, created["id"])]
 
 
 def _every_loss_and_miner_on_half_the_batch(rank: int, port: int) -> None:
