@@ -11,7 +11,7 @@ Threads: by default the worker gives the 1-process job its share of the cores an
 batch and stop broadcasts); `--threads-per-rank 1` gives each process one thread (1 core against 2: the scaling
 a second device brings). On one host the ranks also share its memory bandwidth.
 
-Usage: .venv/bin/python bench/distributed.py [--steps 300] [--seeds 0 1 2] [--threads-per-rank N]"""
+Usage: .venv/bin/python bench/distributed.py [--steps 300] [--seeds 0 1 2] [--threads-per-rank N] [--freeze-bn]"""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ SPEC = {**train_overhead.SPEC, "classes_per_batch": 4, "samples_per_class": 32, 
 MAP = "val/mean_average_precision_at_r"
 
 
-def one(steps: int, seed: int, devices: int, threads_per_rank: int) -> dict:
-    spec = {**SPEC, "steps": steps, "eval_every": steps, "seed": seed, "devices": devices}
+def one(steps: int, seed: int, devices: int, threads_per_rank: int, freeze_bn: bool) -> dict:
+    spec = {**SPEC, "steps": steps, "eval_every": steps, "seed": seed, "devices": devices, "freeze_bn": freeze_bn}
     with tempfile.TemporaryDirectory() as home:
         out = run_in_worker(home, spec, devices=devices, threads=threads_per_rank * devices)
     if out["status"] != "succeeded":
@@ -50,10 +50,15 @@ def main() -> None:
         default=0,
         help="0: the worker's share of the cores, split among the ranks; N: N threads per process",
     )
+    parser.add_argument(
+        "--freeze-bn",
+        action="store_true",
+        help="fixed BatchNorm statistics: on CPU each rank's would be its own part's, the 1-process job's the batch's",
+    )
     args = parser.parse_args()
     rows = []
     for seed in args.seeds:
-        single, ranked = one(args.steps, seed, 1, args.threads_per_rank), one(args.steps, seed, 2, args.threads_per_rank)
+        single, ranked = (one(args.steps, seed, n, args.threads_per_rank, args.freeze_bn) for n in (1, 2))
         row = {
             "seed": seed,
             "img_per_s_1": round(single["train_img_per_s"]),

@@ -34,6 +34,7 @@ from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, Di
 from app.config import Settings
 from app.lifeline import die_with_parent
 from app.spec import JobSpec
+from trainer import memory
 from trainer.errors import JobFailed, StopRequested
 
 STOPS = (None, "cancel", "lost", "shutdown", "pruned")  # StopRequested reasons, as broadcast codes
@@ -212,7 +213,6 @@ def _rank_main(
     ceiling: int,
 ) -> None:
     """Rank i + 1: train with the others, write nothing; a stop agreed with rank 0 ends it cleanly."""
-    from trainer import memory
     from trainer.train import train
 
     die_with_parent(signal.SIGKILL, parent)
@@ -268,9 +268,10 @@ class Ranks:
             for process in self.context.processes:
                 process.join(0.5)  # a rank that raised has its exit code by now
             died = self.ended()
-            if died and not isinstance(error, (JobFailed, StopRequested)):  # rank 0's error is the broken collective
+            own = isinstance(error, (JobFailed, StopRequested)) or memory.is_out_of_memory(error)  # rank 0's reason stands
+            if died and not own:  # rank 0's error is the collective the dead rank broke
                 raise RankDied(f"{died}; the attempt fails on every rank") from error
-            if isinstance(error, RuntimeError) and not isinstance(error, JobFailed) and "timed out" in str(error).lower():
+            if isinstance(error, RuntimeError) and "timed out" in str(error).lower():
                 raise RankDied(
                     f"a rank did not answer within collective_timeout_seconds={self.settings.collective_timeout_seconds:g}; "
                     "the attempt fails on every rank"
