@@ -225,6 +225,12 @@ def worker(
     ] = 0,
     max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: never)", min=0)] = 0,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+    devices: Annotated[
+        int,
+        typer.Option(
+            help="Devices offered to one data-parallel job (`devices: N` in its spec): N GPUs from --device, or N CPU processes", min=1
+        ),
+    ] = 1,
 ) -> None:
     """Run a trainer worker against EMBEDLAB_DATABASE_URL."""
     from app.lifeline import die_with_parent
@@ -234,7 +240,9 @@ def worker(
         die_with_parent(signal.SIGTERM, int(serve_pid))
 
     open_database(Settings())
-    raise typer.Exit(main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle))
+    raise typer.Exit(
+        main(device=device, threads=threads or None, max_jobs=max_jobs or None, exit_when_idle=exit_when_idle, devices=devices)
+    )
 
 
 ServerOption = Annotated[

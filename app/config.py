@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     # Seconds before a job that raised is tried again, doubled at each attempt.
     retry_backoff_seconds: float = 5.0
+    # A job on several devices: how long a rank waits for the others in a collective (the batch, the gradients,
+    # the stop decision) before the attempt fails on every rank. Rank 0 evaluates while the others wait: keep
+    # it above the longest evaluation. A rank that dies is noticed at once (its peers see the closed connection).
+    collective_timeout_seconds: float = Field(600.0, gt=0)
     # Queue a small demo job when `serve` starts on an empty database.
     demo: bool = True
     # Threads per training process; 0 picks cores // embedded workers.

@@ -41,3 +41,16 @@ def check_devices(engine: Engine, devices: set[str], field: str) -> None:
     seen = workers.devices_seen(engine, WORKER_MEMORY_SECONDS)
     for device in sorted(devices):
         check_device(device, seen, field)
+
+
+def check_device_count(engine: Engine, count: int, field: str = "devices") -> None:
+    """Refuse a job on more devices than any worker seen in the last day offers (`embedlab worker --devices N`):
+    it could never be claimed. With no worker seen yet, nothing is known: accepted."""
+    most = workers.most_devices_seen(engine, WORKER_MEMORY_SECONDS)
+    if count <= 1 or most is None or count <= most:
+        return
+    raise SpecError(
+        field,
+        f"no worker offers {count} devices: the most one worker of the last day offers is {most}; "
+        f"start one with `embedlab worker --devices {count}` first, or ask for fewer",
+    )

@@ -155,6 +155,13 @@ class JobSpec(BaseModel):
         "auto", description="bf16 autocast for the forward pass; auto: bf16 on CUDA, fp32 on CPU."
     )
     device: Text = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$", description="auto picks CUDA when the worker has it.")
+    devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Data-parallel ranks on one worker (GPUs, or CPU processes with Gloo); the loss and miner see the "
+        "gathered global batch, each rank classes_per_batch / devices of its classes.",
+    )
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
 
     @field_validator("val_fraction", "test_fraction", "margin", "lr", "weight_decay", "head_lr_multiplier", "grad_clip", mode="before")
@@ -184,6 +191,12 @@ class JobSpec(BaseModel):
             check_backbone(self.backbone, self.pretrained, effective_image_size(self.dataset, self.image_size, self.pretrained))
         except BackboneError as e:
             raise SpecError(e.field, e.reason) from None
+        if self.classes_per_batch % self.devices:
+            raise SpecError(
+                "classes_per_batch",
+                f"{self.classes_per_batch} classes per batch do not split over devices={self.devices}: each rank draws "
+                f"whole classes (classes_per_batch / devices x samples_per_class); pick a multiple of {self.devices}",
+            )
         if not self.name:
             margin = f" m={self.margin:g}" if self.loss in MARGIN_LOSSES else ""
             self.name = f"{self.loss}{margin} {self.dataset}"

@@ -44,16 +44,20 @@ def run_python(code: str, env: dict[str, str], *args: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def run_in_worker(home: str, spec: dict, **extra_env: str) -> dict:
-    """One job through the real worker in a fresh process: status, train/images_per_second, peak RSS and the summary metrics."""
+def run_in_worker(home: str, spec: dict, devices: int = 1, threads: int = 0, **extra_env: str) -> dict:
+    """One job through the real worker (offering `devices` ranks; `threads` torch threads, 0: the worker's share of the
+    cores) in a fresh process: status, train/images_per_second, peak RSS (of the worker's own process), the CPU seconds of
+    the worker and its attempts' processes (ranks included), and the summary metrics."""
     code = (
         "import json,sys,resource; from app.config import Settings; from app.spec import JobSpec; from app.store import jobs, metrics;"
         "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e);"
         "j=jobs.submit(e, JobSpec.model_validate(json.loads(sys.argv[1])));"
-        "from trainer.worker import Worker; Worker(s).run(max_jobs=1, exit_when_idle=True);"
+        f"from trainer.worker import Worker; Worker(s, devices={devices}, threads={threads or None}).run(max_jobs=1, exit_when_idle=True);"
         "r=jobs.get(e, j.id); ser=metrics.series(e, j.id, ['train/images_per_second']);"
         "print(json.dumps({'status': r.status, 'error': r.error, 'train_img_per_s': (ser['train/images_per_second']['value'] or [0])[-1],"
-        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r.summary}))"
+        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        "'cpu_s': sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime')),"
+        "**r.summary}))"
     )
     return json.loads(run_python(code, home_env(home, EMBEDLAB_DATA_ROOTS="/", **extra_env), json.dumps(spec)))
 

@@ -1,4 +1,4 @@
-// Workers: who is alive, on which device, running what; and the room left on EMBEDLAB_HOME's disk.
+// Workers: who is alive, on which device(s), running what; and the room left on EMBEDLAB_HOME's disk.
 import { api, el, fmtAgo, fmtDateTime } from "/static/common.js";
 
 /** 31200000 -> "31.2 MB" (decimal units, as `df -H` and the server's messages). */
@@ -16,16 +16,22 @@ function showDisk(disk) {
   node.className = disk.low ? "error-box" : "muted";
 }
 
+/** What one data-parallel job may use on this worker (`embedlab worker --devices N`). */
+function devicesText(w) {
+  if (w.devices === 1) return "1";
+  return w.device.startsWith("cuda") ? `${w.devices} GPUs from ${w.device}` : `${w.devices} CPU processes`;
+}
+
 async function refresh() {
   const [workers, disk] = await Promise.all([api("/api/workers"), api("/api/workers/disk")]);
   showDisk(disk);
   const body = document.querySelector("#workers-table tbody");
   body.replaceChildren(...workers.map((w) => el("tr", {},
-    el("td", {}, w.id), el("td", {}, w.host), el("td", {}, w.device), el("td", {}, w.version),
+    el("td", {}, w.id), el("td", {}, w.host), el("td", {}, w.device), el("td", {}, devicesText(w)), el("td", {}, w.version),
     el("td", {}, el("span", { class: `badge status-${w.alive ? "running" : "cancelled"}` }, w.alive ? "alive" : (w.stopped_at ? "stopped" : "lost"))),
     el("td", {}, w.current_job_id ? el("a", { href: `/jobs/${w.current_job_id}` }, `job ${w.current_job_id}`) : "idle"),
     el("td", {}, fmtAgo(w.last_heartbeat)), el("td", {}, fmtDateTime(w.started_at)))));
-  if (!workers.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No worker has registered yet: start one with `embedlab worker` or `embedlab serve --workers N`.")));
+  if (!workers.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No worker has registered yet: start one with `embedlab worker` or `embedlab serve --workers N`.")));
   document.getElementById("live").textContent = `${workers.filter((w) => w.alive).length} alive`;
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torchvision.ops import roi_align
 
@@ -49,15 +50,17 @@ def crop_boxes(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
     return torch.stack([x1, y1, x1 + cw, y1 + ch], dim=1)
 
 
-def augment_batch(x: torch.Tensor, spec: JobSpec, step: int) -> torch.Tensor:
-    """Float images (N, C, H, W) as stored -> the training batch; `none` leaves them to the net's centre crop."""
+def augment_batch(x: torch.Tensor, spec: JobSpec, step: int, part: tuple[np.ndarray, int] | None = None) -> torch.Tensor:
+    """Float images (N, C, H, W) as stored -> the training batch; `none` leaves them to the net's centre crop.
+    `part`: x is one rank's images, at these positions of a global batch of this size, and gets their crops."""
     if spec.augment == "none":
         return x
     n, _, h, w = x.shape
     size = image_size(spec)
     g = step_generator(spec.seed, step)
-    boxes = crop_boxes(n, h, w, g)
-    flip = torch.rand(n, generator=g) < FLIP_P
+    positions, total = part if part is not None else (np.arange(n), n)
+    boxes = crop_boxes(total, h, w, g)[positions]
+    flip = (torch.rand(total, generator=g) < FLIP_P)[positions]
     rois = torch.cat([torch.arange(n, dtype=boxes.dtype)[:, None], boxes], dim=1).to(x.device, x.dtype)
     out = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
     return torch.where(flip.to(x.device)[:, None, None, None], out.flip(-1), out)

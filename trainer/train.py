@@ -23,7 +23,7 @@ from app.config import Settings
 from app.datasets import trainable_classes
 from app.distance import job_distance
 from app.spec import MARGIN_LOSSES, JobSpec, job_split
-from trainer import artifacts, schedule
+from trainer import artifacts, ranks, schedule
 from trainer.augment import augment_batch
 from trainer.data import ImageData, fixed_val_batches, load_images, pk_batches, to_float
 from trainer.diagnostics import active_pairs, distance_histograms, triplet_hardness
@@ -115,7 +115,7 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
     val_batches = fixed_val_batches(val.labels.numpy(), spec)
 
     # Model, optimizer, loss; resume from the last checkpoint of an earlier attempt.
-    model = build_net(spec, data.images.shape[1], settings).to(device)
+    model = ranks.sync_batchnorm(build_net(spec, data.images.shape[1], settings), device).to(device)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # faster convolutions on GPUs
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(spec, schedule.param_groups(model, spec))  # head group: lr x head_lr_multiplier
@@ -129,6 +129,8 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         start = int(ckpt["step"])
         seed_everything(spec.seed + start)
         run.log("info", f"resumed from the checkpoint at step {start}")
+    forward = ranks.data_parallel(model, device)  # after the resume: every rank starts from rank 0's weights
+    step_loss, step_miner = ranks.gathering(loss_fn, miner)  # the step's loss and miner see the global batch
     selection = Selection.restore(spec.select_metric, spec.patience, ckpt.get("selection") if start else None)
     batches = pk_batches(train.labels, spec, start)
     latest: dict[str, float] = dict(ckpt["metrics"]) if start else {}
@@ -231,43 +233,51 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         if spec.explorer:
             project_for_explorer(run, spec, settings, model, val, emb, train)  # 2-D layout + training sample for the explorer
 
-    if start == 0:
+    lead = ranks.lead()  # rank 0 (or the only process) evaluates and writes; the other ranks only train
+    if start == 0 and lead:
         evaluation(0)  # the untrained network: the baseline every later evaluation is compared with
     step = start
     model.train()
-    while step < spec.steps and not selection.out_of_patience:
+    while step < spec.steps and not ranks.agreed(selection.out_of_patience):
         step += 1
-        rows = torch.from_numpy(next(batches))
-        x = augment_batch(to_float(train_images[rows], device), spec, step).contiguous(memory_format=memory_format)
+        batch = ranks.share_batch(lambda: next(batches), spec.batch_size)
+        part = ranks.my_part(batch, train.labels.numpy()[batch])  # this rank's classes of the PK batch
+        rows = torch.from_numpy(batch[part])
+        x = augment_batch(to_float(train_images[rows], device), spec, step, (part, len(batch))).contiguous(memory_format=memory_format)
         y = train.labels[rows].to(device, non_blocking=True)
         with autocast(spec, device):
-            emb = model(x).float()
-        tuples = miner(emb, y) if miner else None
-        loss = loss_fn(emb, y, tuples) if tuples is not None else loss_fn(emb, y)
-        value = loss.item()
+            emb = forward(x).float()
+        tuples = step_miner(emb, y) if step_miner else None
+        loss = step_loss(emb, y, tuples) if tuples is not None else step_loss(emb, y)
+        value = loss.item() / ranks.world()  # the wrapper scales by the ranks for DDP's gradient average
         if not math.isfinite(value):
             raise JobFailed(f"loss became {value} at step {step}; lower the learning rate or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         schedule.before_step(model, optimizer, spec, step)  # clipping, this step's learning rates
         optimizer.step()
-        speed.images += len(rows)
+        speed.images += len(batch)
 
         run.metric("train/loss", step, value)
-        for name, fraction in triplet_hardness(emb.detach(), y, spec.margin, distance).items():
-            run.metric(f"train/{name}", step, fraction)
-        if (active := active_pairs(emb.detach(), y, spec.loss, spec.margin, distance, spec.loss_params.get("pos_margin", 0.0))) is not None:
-            run.metric("train/active_pairs", step, active)
-        if step % spec.eval_every == 0 or step == spec.steps:
+        emb, y = ranks.gathered(emb.detach(), y)  # the diagnostics describe the batch the loss saw
+        if lead:
+            for name, fraction in triplet_hardness(emb, y, spec.margin, distance).items():
+                run.metric(f"train/{name}", step, fraction)
+            if (active := active_pairs(emb, y, spec.loss, spec.margin, distance, spec.loss_params.get("pos_margin", 0.0))) is not None:
+                run.metric("train/active_pairs", step, active)
+        if lead and (step % spec.eval_every == 0 or step == spec.steps):
             evaluation(step)
         try:
-            run.check(step)
+            ranks.check(run, step)  # rank 0's answer on every rank
         except StopRequested as stop:
-            if stop.reason == "shutdown":  # the next attempt resumes exactly here
+            if stop.reason == "shutdown" and lead:  # the next attempt resumes exactly here
                 save_checkpoint(step)
-            elif stop.reason == "cancel":
+            elif stop.reason == "cancel" and lead:
                 keep_last_evaluation(run, spec, settings, model, val, train, step, evaluated)
             raise
+
+    if not lead:
+        return latest
 
     if step < spec.steps:  # patience ran out (possibly in an earlier attempt)
         run.log("info", f"stopped early at step {step}: {selection.stop_early(step)}")

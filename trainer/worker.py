@@ -11,6 +11,7 @@ was taken over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from app.lifeline import die_with_parent
 from app.spec import JobSpec
 from app.store import joblogs, jobs, metrics, workers
 from app.store.db import get_engine, init_db, is_sqlite
-from trainer import memory
+from trainer import memory, ranks
 from trainer.diskspace import DiskGuard
 from trainer.errors import JobFailed, StopRequested
 from trainer.train import train
@@ -70,6 +71,7 @@ class JobRun:
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
+        self.ranks = int(claim.spec.get("devices", 1))  # the attempt's processes share its cores
 
     @property
     def step(self) -> int:
@@ -96,6 +98,10 @@ class JobRun:
     def threads(self, value: int | None) -> None:
         self._shared[2] = value or 0
 
+    def share(self) -> int:
+        """Threads of one rank: the attempt's cores split among its ranks."""
+        return max(1, (self.threads or 1) // self.ranks)
+
     # -- called by the training loop --
     def log(self, level: str, message: str) -> None:
         joblogs.add(self.engine, self.claim.job_id, self.claim.attempt, self.claim.token, level, message)
@@ -108,8 +114,8 @@ class JobRun:
 
     def check(self, step: int) -> None:
         self.step = step
-        if self.threads and self.threads != torch.get_num_threads():
-            torch.set_num_threads(self.threads)
+        if self.threads and self.share() != torch.get_num_threads():
+            torch.set_num_threads(self.share())
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
         if self.worker.stopping.is_set() and self.stop_reason is None:
@@ -156,11 +162,15 @@ class JobRun:
 
 
 class Worker:
-    def __init__(self, settings: Settings, device: str = "auto", threads: int | None = None, worker_id: str | None = None):
+    def __init__(
+        self, settings: Settings, device: str = "auto", threads: int | None = None, worker_id: str | None = None, devices: int = 1
+    ):
         self.settings = settings
         self.engine = get_engine(settings.db_url)
         init_db(self.engine)
         self.device = resolve_device(device)
+        # The ranks a job with `devices: N` (N <= len) runs on: N CPU processes, or N consecutive GPUs from `device`.
+        self.devices = ranks.rank_devices(self.device, devices)
         # Fixed threads, or (None) a fair share of the host's cores among the workers busy on it,
         # revised at each heartbeat: one job alone gets every core, a packed sweep one each.
         self.fixed_threads = threads
@@ -195,7 +205,13 @@ class Worker:
             )
         self.disk.retrying(
             lambda: workers.register(
-                self.engine, self.id, host=socket.gethostname(), pid=os.getpid(), device=str(self.device), version=version("embedlab")
+                self.engine,
+                self.id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                device=str(self.device),
+                devices=len(self.devices),
+                version=version("embedlab"),
             ),
             "register the worker",
         )
@@ -239,6 +255,7 @@ class Worker:
             lease_seconds=self.settings.lease_seconds,
             run_device=str(self.device),
             max_running_per_user=self.settings.max_running_per_user,
+            free_devices=len(self.devices),  # one job at a time: all of them are free when it polls
         )
         if claim is None:
             workers.beat(self.engine, self.id, None)
@@ -304,16 +321,20 @@ class Worker:
         """One attempt of one job, in the forked process: train, then write how it ended."""
         die_with_parent(signal.SIGKILL, worker_pid)
         self.engine.dispose(close=False)  # the worker's pooled connections stay the worker's
-        if run.device.type == "cuda":
-            torch.cuda.init()  # the driver's own reservations come before the cap
-        memory.limit(ceiling)
-        torch.set_num_threads(run.threads or 1)
         claim = run.claim
         job_id, token = claim.job_id, claim.token
         spec = JobSpec.model_validate(claim.spec)
+        threads = run.share()
+        # The other ranks are forked first: before CUDA is initialised here, which a fork would not survive.
+        group = ranks.Ranks(spec, self.settings, self.devices[: spec.devices], run.job_dir, threads, ceiling) if spec.devices > 1 else None
+        if run.device.type == "cuda":
+            torch.cuda.init()  # the driver's own reservations come before the cap
+        memory.limit(ceiling)
+        torch.set_num_threads(threads)
         out_of_memory: str | None = None
         try:
-            train(spec, run, self.settings)
+            with group or contextlib.nullcontext():
+                train(spec, run, self.settings)
             run.flush()
             jobs.finish(self.engine, job_id, token, "succeeded", step=run.step)  # below spec.steps when stopped early
         except StopRequested as stop:
@@ -372,9 +393,11 @@ def search_trial(engine, job_id: int):
     return TrialReporter.for_job(engine, job_id)
 
 
-def main(device: str = "auto", threads: int | None = None, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
+def main(
+    device: str = "auto", threads: int | None = None, max_jobs: int | None = None, exit_when_idle: bool = False, devices: int = 1
+) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = Worker(Settings(), device=device, threads=threads)
+    worker = Worker(Settings(), device=device, threads=threads, devices=devices)
     worker.install_signal_handlers()
     log.info("worker %s on %s, %d thread(s), database %s", worker.id, worker.device, torch.get_num_threads(), worker.settings.db_url)
     worker.run(max_jobs=max_jobs, exit_when_idle=exit_when_idle)

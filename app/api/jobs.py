@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import EngineDep, IdentityDep, JobId, SettingsDep, job_or_404, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobList, JobOut, LogLine, job_out
-from app.devices import check_devices
+from app.devices import check_device_count, check_devices
 from app.files import BEST_CHECKPOINT_FILE, CHECKPOINT_FILE, EMBEDDINGS_FILE, PER_QUERY_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
@@ -33,6 +33,7 @@ DOWNLOADS = {
 async def create_job(spec: JobSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> JobOut:
     await run_in_threadpool(check_spec, spec, settings)
     await run_in_threadpool(check_devices, engine, {spec.device}, "device")
+    await run_in_threadpool(check_device_count, engine, spec.devices, "devices")
     row = await run_in_threadpool(jobs.submit, engine, spec, owner=identity.name, max_attempts=settings.max_attempts)
     return job_out(row)
 

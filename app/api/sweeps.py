@@ -15,7 +15,7 @@ from app import job_evidence as evidence
 from app.advisor import DEFAULT_SELECT, recommend_from_sweep
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, SweepId, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut, JobOut, job_out
-from app.devices import check_devices
+from app.devices import check_device_count, check_devices
 from app.explorer import aligned
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
@@ -138,6 +138,9 @@ def _summary(row: SweepRow, counts: dict[JobStatus, int]) -> dict:
 async def create_sweep(sweep: SweepSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SweepCreated:
     specs = await run_in_threadpool(check_sweep, sweep, settings)
     await run_in_threadpool(check_devices, engine, {s.device for s in specs}, "grid.device" if "device" in sweep.grid else "base.device")
+    await run_in_threadpool(
+        check_device_count, engine, max(s.devices for s in specs), "grid.devices" if "devices" in sweep.grid else "base.devices"
+    )
     row, job_ids = await run_in_threadpool(sweeps.create, engine, sweep, specs, owner=identity.name, max_attempts=settings.max_attempts)
     return SweepCreated(id=row.id, name=row.name, job_ids=job_ids)
 

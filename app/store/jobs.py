@@ -42,6 +42,7 @@ def insert_jobs(conn: Connection, specs: list[JobSpec], *, owner: str, max_attem
             loss=s.loss,
             margin=s.margin,
             device=s.device,
+            devices=s.devices,
             priority=s.priority,
             status="queued",
             attempts=0,
@@ -163,9 +164,16 @@ class Claim:
 
 
 def claim(
-    engine: Engine, worker_id: str, *, devices: tuple[str, ...], lease_seconds: float, run_device: str, max_running_per_user: int = 0
+    engine: Engine,
+    worker_id: str,
+    *,
+    devices: tuple[str, ...],
+    lease_seconds: float,
+    run_device: str,
+    max_running_per_user: int = 0,
+    free_devices: int = 1,
 ) -> Claim | None:
-    """Take the next queued job (priority, then age) in one atomic statement.
+    """Take the next queued job (priority, then age) that needs at most `free_devices` ranks, in one atomic statement.
 
     On PostgreSQL the subquery locks with FOR UPDATE SKIP LOCKED so concurrent claims
     pick different rows; SQLite drops FOR UPDATE, and there the single UPDATE runs under
@@ -173,7 +181,12 @@ def claim(
     """
     now = utcnow()
     token = secrets.token_hex(16)
-    eligible = [Job.status == "queued", Job.device.in_(devices), or_(Job.not_before.is_(None), Job.not_before <= now)]
+    eligible = [
+        Job.status == "queued",
+        Job.device.in_(devices),
+        Job.devices <= free_devices,
+        or_(Job.not_before.is_(None), Job.not_before <= now),
+    ]
     if max_running_per_user > 0:  # owners already at their limit wait
         busy = select(Job.owner).where(Job.status == "running").group_by(Job.owner).having(func.count() >= max_running_per_user)
         eligible.append(Job.owner.not_in(busy))

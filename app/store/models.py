@@ -51,6 +51,7 @@ class Job(Base):
     loss: Mapped[str] = mapped_column(String(50))
     margin: Mapped[float] = mapped_column(Float)
     device: Mapped[str] = mapped_column(String(20), default="auto")
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # ranks of one data-parallel job
     priority: Mapped[int] = mapped_column(Integer, default=0)
 
     status: Mapped[str] = mapped_column(String(20), default="queued")
@@ -146,6 +147,7 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(String(50))
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # the most ranks a job it claims may have
     version: Mapped[str] = mapped_column(String(50))
     current_job_id: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

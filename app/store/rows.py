@@ -46,6 +46,7 @@ class JobRow(Row):
     loss: str
     margin: float
     device: str
+    devices: int
     priority: int
     status: JobStatus
     attempts: int
@@ -99,6 +100,7 @@ class WorkerRow(Row):
     host: str
     pid: int
     device: str
+    devices: int
     version: str
     current_job_id: int | None
     started_at: datetime

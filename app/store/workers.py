@@ -9,12 +9,14 @@ from app.store.models import Worker, utcnow
 from app.store.rows import WorkerRow
 
 
-def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str, version: str) -> None:
+def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str, version: str, devices: int = 1) -> None:
     now = utcnow()
     with writing(engine) as conn:
         conn.execute(delete(Worker).where(Worker.id == worker_id))
         conn.execute(
-            insert(Worker).values(id=worker_id, host=host, pid=pid, device=device, version=version, started_at=now, last_heartbeat=now)
+            insert(Worker).values(
+                id=worker_id, host=host, pid=pid, device=device, devices=devices, version=version, started_at=now, last_heartbeat=now
+            )
         )
 
 
@@ -78,3 +80,14 @@ def alive_on_host(engine: Engine, host: str, within_seconds: float) -> int:
     stmt = select(func.count()).select_from(Worker).where(Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
+
+
+def most_devices_seen(engine: Engine, within_seconds: float) -> int | None:
+    """The most devices one worker that beat within `within_seconds` offers (None: no worker seen)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    since = utcnow() - timedelta(seconds=within_seconds)
+    with reading(engine) as conn:
+        return conn.execute(select(func.max(Worker.devices)).where(Worker.last_heartbeat > since)).scalar_one()

@@ -26,3 +26,14 @@ def test_the_workers_page_shows_the_free_space_of_the_home_disk(procs, env, smal
     assert page.locator("#home-disk").get_attribute("class") == "error-box"
     screenshot(page, "workers-disk-full")
     assert real_errors(page) == []
+
+
+def test_the_workers_page_shows_the_devices_a_worker_offers_and_its_job(procs, page):
+    url = procs.server(workers=0)
+    procs.worker("--devices", "2")
+    page.goto(url + "/workers")
+    wait_js(page, "document.querySelector('#workers-table tbody').textContent.includes('alive')")
+    row = page.locator("#workers-table tbody tr").first
+    assert row.locator("td").nth(3).inner_text() == "2 CPU processes"
+    assert row.locator("td").nth(6).inner_text() == "idle"
+    assert real_errors(page) == []

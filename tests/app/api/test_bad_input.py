@@ -233,6 +233,26 @@ def test_a_device_no_registered_worker_has_is_refused(client, settings):
     assert client.post("/api/sweeps", json={"grid": {"device": ["cpu", "cuda:1"]}}).status_code == 201
 
 
+def test_more_devices_than_any_worker_offers_is_refused(client, settings):
+    engine = get_engine(settings.db_url)
+    workers.register(engine, "h:1:a", host="h", pid=1, device="cpu", version="0", devices=2)
+    assert client.post("/api/jobs", json={"devices": 2, "classes_per_batch": 4}).status_code == 201
+    refused(
+        client.post("/api/jobs", json={"devices": 4, "classes_per_batch": 4}), "devices", "the most one worker of the last day offers is 2"
+    )
+    refused(client.post("/api/sweeps", json={"grid": {"devices": [1, 4]}, "base": {"classes_per_batch": 4}}), "grid.devices", "--devices 4")
+    refused(client.post("/api/jobs", json={"devices": 0}), "devices")
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(client):
+    refused(client.post("/api/jobs", json={"devices": 2, "classes_per_batch": 5}), "classes_per_batch", "pick a multiple of 2")
+    refused(
+        client.post("/api/sweeps", json={"grid": {"devices": [1, 3]}, "base": {"classes_per_batch": 4}}),
+        "base.classes_per_batch",
+        "in run devices=3",
+    )
+
+
 def test_other_unbounded_numbers(client):
     refused(client.post("/api/jobs", json={"eval_every": 10**30}), "eval_every")
     refused(raw_post(client, "/api/jobs", '{"margin": NaN}'), "margin")

@@ -69,6 +69,15 @@ def test_cuda_jobs_wait_for_a_cuda_worker(engine):
     assert jobs.claim(engine, "g", devices=("auto", "cpu", "cuda"), lease_seconds=5, run_device="cuda:0") is not None
 
 
+def test_a_job_on_n_devices_waits_for_a_worker_with_n_free(engine):
+    """A 2-device job is passed over by 1-device workers (the 1-device job behind it is theirs) and taken by a 2-device one."""
+    wide, narrow = submit(engine, devices=2, classes_per_batch=4)[0], submit(engine)[0]
+    assert claim(engine).job_id == narrow
+    assert claim(engine) is None
+    taken = jobs.claim(engine, "w2", devices=CPU, lease_seconds=30, run_device="cpu", free_devices=2)
+    assert taken.job_id == wide and jobs.get(engine, wide)["devices"] == 2
+
+
 def test_expired_lease_is_requeued_and_the_stale_worker_cannot_finish(engine):
     [job_id] = submit(engine)
     stale = claim(engine, "stale", lease=0.2)
