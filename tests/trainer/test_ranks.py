@@ -108,6 +108,9 @@ def test_a_shutdown_stops_both_ranks_at_one_step_and_the_next_worker_resumes_the
 
 
 def _every_loss_and_miner_on_half_the_batch(rank: int, port: int) -> None:
+    # Forked from the test process, whose earlier tests ran torch's OpenMP pool: a forked child entering a parallel
+    # region of that pool hangs. The worker's ranks are forked from an attempt that has not computed yet.
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2, timeout=timedelta(seconds=30))
     torch.manual_seed(0)
     emb, labels = F.normalize(torch.randn(32, 16), dim=1), torch.arange(8).repeat_interleave(4)

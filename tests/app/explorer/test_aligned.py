@@ -27,6 +27,7 @@ def job_row(job_id: int, status: str = "succeeded", **spec) -> JobRow:
         loss=spec["loss"],
         margin=0.2,
         device="auto",
+        devices=1,
         priority=0,
         status=status,
         attempts=1,
