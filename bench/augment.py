@@ -8,9 +8,10 @@ Sections (run all, or name some):
              evaluation batches from the decoded cache (stored at 256, centre crop) against ImageFolder + DataLoader
              decoding each batch (Resize 256, CenterCrop 224). Target: >= 5x. Also the augmented batches
              (per-batch crop/flip from the cache against RandomResizedCrop + flip in the loader).
---quick shrinks everything to check the script runs (no meaningful numbers).
+--quick shrinks everything to check the script runs (no meaningful numbers); --rounds N (3) and --steps N (20,
+the augmented section's steps per round) trade precision for time on a loaded machine.
 
-Usage: .venv/bin/python bench/augment.py [--quick] [section ...]
+Usage: .venv/bin/python bench/augment.py [--quick] [--rounds N] [--steps N] [section ...]
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from bench.common import run_in_worker  # noqa: E402
 from bench.throughput import make_folder, triplet_loop_rate  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+
+
+def option(name: str, default: int) -> int:
+    """`--name N` from the command line."""
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 CORES = os.cpu_count() or 1
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -97,10 +105,10 @@ def summary(rates: dict[str, list[float]], ours: str, theirs: str) -> dict:
 
 
 def section_augmented() -> dict:
-    steps, rounds = (3, 1) if QUICK else (20, 3)
+    steps, rounds = (3, 1) if QUICK else (option("--steps", 20), option("--rounds", 3))
     with tempfile.TemporaryDirectory() as tmp:
         # Small validation and test parts: their evaluations are not timed, only waited for.
-        folder = make_folder(Path(tmp) / "data", classes=10, per_class=20 if QUICK else 40, size=96)
+        folder = make_folder(Path(tmp) / "data", classes=10, per_class=20, size=96)
         spec = {
             "dataset": "imagefolder",
             "dataset_path": str(folder),
@@ -181,7 +189,7 @@ def section_pipeline() -> dict:
         from torchvision import transforms as T
 
         evaluation = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
-        rounds = 1 if QUICK else 3
+        rounds = 1 if QUICK else option("--rounds", 3)
         augmented_tf = T.Compose([T.Resize(256), train_transforms(224)])
         rates = interleaved(
             {
@@ -211,6 +219,6 @@ def section_pipeline() -> dict:
 SECTIONS = {"augmented": section_augmented, "pipeline": section_pipeline}
 
 if __name__ == "__main__":
-    wanted = [a for a in sys.argv[1:] if not a.startswith("--")] or list(SECTIONS)
+    wanted = [a for a in sys.argv[1:] if a in SECTIONS] or list(SECTIONS)
     for name in wanted:
         print(json.dumps({name: SECTIONS[name]()}), flush=True)
