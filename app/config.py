@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     offline: bool = False
     # Where torchvision's ImageNet weight files are downloaded from (tests point it at a loopback server).
     weights_url: str = "https://download.pytorch.org/models"
+    # The Hugging Face hub timm's weights come from; None: the hub client's own default (HF_ENDPOINT or huggingface.co).
+    hub_url: str | None = None
 
     # Memory one job attempt may use, in MB (its process's data segment); 0: 80% of this host's memory
     # (or its cgroup's limit) shared among the live workers on the host. Also the submit-time limit of

@@ -5,7 +5,8 @@ Torch-free, so the API can refuse at submit a spec that could never run on this 
 
 The estimate is the peak of one training step, as parts that grow with the spec:
   baseline     the attempt process itself (Python, torch, pytorch-metric-learning, the CPU kernels)
-  dataset      every image decoded into one uint8 tensor (a resize goes through float32 once)
+  dataset      a bundled set decoded into one uint8 tensor (a resize goes through float32 once); folders
+               and benchmarks are read from the memory-mapped cache (page cache, outside the ceiling)
   activations  the backbone's saved activations and their gradients, per image x batch
   evaluation   kNN similarity blocks, histograms and the inference batches of the backbone
   diagnostics  trainer.diagnostics.triplet_hardness: float, bool and int64 [B, B, B] cubes each step
@@ -110,6 +111,16 @@ def tuple_bytes(loss: str, miner: str, p: int, k: int) -> dict[str, int]:
     return parts
 
 
+def dataset_bytes(spec: JobSpec, images: int, pixels: int) -> int:
+    """A bundled set's tensor (13 bytes a pixel while it is resized through float32); 0 for folders and benchmarks:
+    their decoded cache is memory-mapped read-only, page cache outside the attempt's ceiling."""
+    from app.datasets import NATIVE_SIZE
+
+    if spec.dataset not in NATIVE_SIZE:
+        return 0
+    return images * pixels * (13 if spec.image_size else 1)
+
+
 def estimate(spec: JobSpec, images: int) -> Estimate:
     """One step's peak memory for `spec` on a dataset of `images` images."""
     from app.datasets import DEFAULT_FOLDER_SIZE, NATIVE_SIZE
@@ -122,7 +133,7 @@ def estimate(spec: JobSpec, images: int) -> Estimate:
     backbone = backbone if backbone in ACTIVATION_BYTES_PER_PIXEL else UNMEASURED
     parts = {
         "baseline": BASELINE,
-        "dataset": images * pixels * (13 if spec.dataset != "imagefolder" and spec.image_size else 1),
+        "dataset": dataset_bytes(spec, images, pixels),
         "activations": (ACTIVATION_BYTES_PER_PIXEL[backbone] * size * size + 8 * pixels) * b,
         # kNN similarity blocks and histograms; inference batches of trainer.evaluate.inference_batch images
         "evaluation": EVALUATION

@@ -3,8 +3,10 @@
 torchvision's weight files carry the first hex digits of their sha256 in the name
 (`resnet18-f37072fd.pth`); a download or a file on disk whose digest does not start with them
 is refused. timm's weights come from the Hugging Face hub into weights/hf (the hub client's own
-cache), fetched by `embedlab weights fetch timm:<name>` or by a worker on first use; embedlab does
-not hash-check those itself (the hub client's download is trusted as it is).
+cache), fetched by `embedlab weights fetch timm:<name>` or by a worker on first use. The hub
+publishes each file's hash as its ETag (the sha256 of the content for LFS files, which weights
+are; the git blob sha1 otherwise) and its client names the cached blob after it, but checks only
+the size: embedlab hashes the blob against its name after each download and before each load.
 Torch-free: the API checks whether a file is present without importing torch.
 """
 
@@ -38,11 +40,38 @@ def expected_prefix(filename: str) -> str:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
+    return digest_of(path, hashlib.sha256())
+
+
+def digest_of(path: Path, h) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def hub_digest(blob: Path) -> str | None:
+    """The content's hash in the form the hub's ETag names it: sha256 (LFS) or git's blob sha1; None for another name."""
+    if re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return sha256_of(blob)
+    if re.fullmatch(r"[0-9a-f]{40}", blob.name):
+        return digest_of(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))
+    return None
+
+
+def hub_verified(path: Path, downloaded: bool) -> Path:
+    """`path` (a hub-cache snapshot file) if its blob's content hashes to the blob's name, the hub's ETag; raises
+    WeightsError otherwise, removing a fresh download so that nothing unchecked stays in the cache."""
+    blob = path.resolve()
+    digest = hub_digest(blob)
+    if digest == blob.name:
+        return path
+    what = f"sha256 {digest[:12]}..., expected {blob.name[:12]}..." if digest else f"{blob.name} is not a hub hash"
+    if downloaded:
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise WeightsError(f"{path.name} from the hub failed its hash check ({what}); nothing was saved")
+    raise WeightsError(f"{path} fails its hash check ({what}): delete it and run `embedlab weights fetch`")
 
 
 def weights_filename(backbone: str) -> str:
@@ -137,8 +166,8 @@ def fetch(settings: Settings, backbone: str, progress: Callable[[int, int], None
 
 
 def fetch_timm(settings: Settings, backbone: str) -> Path:
-    """timm weights through the Hugging Face hub client, into weights/hf; downloaded only when missing and not offline.
-    Not exercised by the tests (they never reach the internet)."""
+    """timm weights through the Hugging Face hub client, into weights/hf; downloaded only when missing and not offline,
+    hash-checked either way (tests stand a loopback hub in via EMBEDLAB_HUB_URL)."""
     import timm
     from huggingface_hub import hf_hub_download
 
@@ -146,15 +175,19 @@ def fetch_timm(settings: Settings, backbone: str) -> Path:
     if cfg is None or not cfg.hf_hub_id:
         raise WeightsError(f"timm publishes no hub weights for {backbone}")
     filename = cfg.hf_hub_filename or "model.safetensors"
+    where = {"cache_dir": hf_cache(settings), "endpoint": settings.hub_url}
     try:
-        return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=hf_cache(settings), local_files_only=True))
+        cached = Path(hf_hub_download(cfg.hf_hub_id, filename, local_files_only=True, **where))
     except Exception:  # noqa: BLE001 - not cached yet
         if settings.offline:
             raise WeightsError(f"timm weights for {backbone} are not in {hf_cache(settings)} and EMBEDLAB_OFFLINE is set") from None
+    else:
+        return hub_verified(cached, downloaded=False)
     try:
-        return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=hf_cache(settings)))
+        downloaded = Path(hf_hub_download(cfg.hf_hub_id, filename, **where))
     except Exception as e:  # noqa: BLE001 - the hub client raises many kinds; the reason reaches the user
         raise WeightsError(f"cannot download timm weights for {backbone}: {e}") from None
+    return hub_verified(downloaded, downloaded=True)
 
 
 def listing(settings: Settings) -> list[dict]:

@@ -8,18 +8,21 @@ Sections (run all, or name some):
              evaluation batches from the decoded cache (stored at 256, centre crop) against ImageFolder + DataLoader
              decoding each batch (Resize 256, CenterCrop 224). Target: >= 5x. Also the augmented batches
              (per-batch crop/flip from the cache against RandomResizedCrop + flip in the loader).
---quick shrinks everything to check the script runs (no meaningful numbers).
+--quick shrinks everything to check the script runs (no meaningful numbers); --rounds N (3) and --steps N (20,
+the augmented section's steps per round) trade precision for time on a loaded machine.
 
-Usage: .venv/bin/python bench/augment.py [--quick] [section ...]
+Usage: .venv/bin/python bench/augment.py [--quick] [--rounds N] [--steps N] [section ...]
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,13 @@ from bench.common import run_in_worker  # noqa: E402
 from bench.throughput import make_folder, triplet_loop_rate  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+
+
+def option(name: str, default: int) -> int:
+    """`--name N` from the command line."""
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 CORES = os.cpu_count() or 1
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -74,10 +84,31 @@ def plain_augmented_loop(folder: Path, spec: dict, steps: int) -> float:
     return triplet_loop_rate(model, it)
 
 
+def interleaved(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each side once per round, the order reversed every other round, so both share the machine's drift."""
+    got: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(rounds):
+        for name in list(sides) if r % 2 == 0 else list(sides)[::-1]:
+            got[name].append(sides[name]())
+    return got
+
+
+def summary(rates: dict[str, list[float]], ours: str, theirs: str) -> dict:
+    """Medians, every round's value, and the ratio of medians with the per-round ratios' range."""
+    per_round = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
+    return {
+        **{f"{k}_img_per_s": round(statistics.median(v), 1) for k, v in rates.items()},
+        "rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ratio": round(statistics.median(rates[ours]) / statistics.median(rates[theirs]), 2),
+        "round_ratios": [round(x, 2) for x in per_round],
+    }
+
+
 def section_augmented() -> dict:
-    steps = 3 if QUICK else 60
+    steps, rounds = (3, 1) if QUICK else (option("--steps", 20), option("--rounds", 3))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = make_folder(Path(tmp) / "data", classes=10, per_class=20 if QUICK else 200, size=96)
+        # Small validation and test parts: their evaluations are not timed, only waited for.
+        folder = make_folder(Path(tmp) / "data", classes=10, per_class=20, size=96)
         spec = {
             "dataset": "imagefolder",
             "dataset_path": str(folder),
@@ -95,13 +126,17 @@ def section_augmented() -> dict:
         }
         home = str(Path(tmp) / "home")
         run_in_worker(home, {**spec, "steps": 1})  # fill the decoded cache, as any earlier job on this folder would
-        ours = run_in_worker(home, spec)
-        plain = plain_augmented_loop(folder, spec, steps)
+
+        def ours() -> float:
+            got = run_in_worker(home, spec)
+            assert got["status"] == "succeeded", got
+            return got["train_img_per_s"]
+
+        rates = interleaved({"worker": ours, "imagefolder_dataloader": lambda: plain_augmented_loop(folder, spec, steps)}, rounds)
         return {
-            "worker_img_per_s": round(ours["train_img_per_s"], 1),
-            "imagefolder_dataloader_img_per_s": round(plain, 1),
+            **summary(rates, "worker", "imagefolder_dataloader"),
+            "steps_per_round": steps,
             "dataloader_workers": CORES,
-            "ratio": round(ours["train_img_per_s"] / plain, 2),
             "target": 1.0,
         }
 
@@ -144,28 +179,39 @@ def section_pipeline() -> dict:
         def decoding(transform) -> float:
             ds = torchvision.datasets.ImageFolder(str(folder), transform=transform)
             sampler = samplers.MPerClassSampler(np.array(ds.targets), m=8, batch_size=batch, length_before_new_iter=batches * batch)
-            loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=CORES)
+            it = iter(torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=CORES))
+            next(it)  # loader start-up is not delivery: the first batch is not timed
             t0 = time.perf_counter()
-            for _ in loader:
+            for _ in it:
                 pass
-            return batches * batch / (time.perf_counter() - t0)
+            return (batches - 1) * batch / (time.perf_counter() - t0)
 
         from torchvision import transforms as T
 
         evaluation = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
-        rates = {
-            "eval_cached": cached(False),
-            "eval_decoding": decoding(evaluation),
-            "augmented_cached": cached(True),
-            "augmented_decoding": decoding(T.Compose([T.Resize(256), train_transforms(224)])),
-        }
+        rounds = 1 if QUICK else option("--rounds", 3)
+        augmented_tf = T.Compose([T.Resize(256), train_transforms(224)])
+        rates = interleaved(
+            {
+                "eval_cached": lambda: cached(False),
+                "eval_decoding": lambda: decoding(evaluation),
+                "augmented_cached": lambda: cached(True),
+                "augmented_decoding": lambda: decoding(augmented_tf),
+            },
+            rounds,
+        )
+        ev, aug = summary(rates, "eval_cached", "eval_decoding"), summary(rates, "augmented_cached", "augmented_decoding")
         return {
             "images": len(kept),
             "stored_px": stored,
+            "batches_per_round": f"{batches} x {batch}",
             "dataloader_workers": CORES,
-            **{f"{k}_img_per_s": round(v) for k, v in rates.items()},
-            "eval_ratio": round(rates["eval_cached"] / rates["eval_decoding"], 1),
-            "augmented_ratio": round(rates["augmented_cached"] / rates["augmented_decoding"], 1),
+            **{k: v for k, v in {**ev, **aug}.items() if k.endswith("_img_per_s")},
+            "rounds": {**ev["rounds"], **aug["rounds"]},
+            "eval_ratio": ev["ratio"],
+            "eval_round_ratios": ev["round_ratios"],
+            "augmented_ratio": aug["ratio"],
+            "augmented_round_ratios": aug["round_ratios"],
             "target": 5,
         }
 
@@ -173,6 +219,6 @@ def section_pipeline() -> dict:
 SECTIONS = {"augmented": section_augmented, "pipeline": section_pipeline}
 
 if __name__ == "__main__":
-    wanted = [a for a in sys.argv[1:] if not a.startswith("--")] or list(SECTIONS)
+    wanted = [a for a in sys.argv[1:] if a in SECTIONS] or list(SECTIONS)
     for name in wanted:
         print(json.dumps({name: SECTIONS[name]()}), flush=True)

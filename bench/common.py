@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,18 +37,58 @@ def home_env(home: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", **extra}
 
 
-def run_python(code: str, env: dict[str, str], *args: str) -> str:
-    """A snippet in a fresh interpreter in the checkout; its last line of output."""
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    return out.stdout.strip().splitlines()[-1]
+def run_python(code: str, env: dict[str, str], *args: str, memory: dict[str, int] | None = None) -> str:
+    """A snippet in a fresh interpreter in the checkout; its last line of output. With `memory`, the peaks of its
+    process tree's resident memory (any one process's anonymous and file-backed MB, /proc sampled every 0.1 s)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    sampler = None
+    if memory is not None:
+        sampler = threading.Thread(target=sample_memory, args=(proc, memory), daemon=True)
+        sampler.start()
+    stdout, stderr = proc.communicate()
+    if sampler is not None:
+        sampler.join()
+    if proc.returncode:
+        raise RuntimeError(stderr[-2000:])
+    return stdout.strip().splitlines()[-1]
 
 
-def run_in_worker(home: str, spec: dict, devices: int = 1, threads: int = 0, **extra_env: str) -> dict:
+def process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        try:
+            todo += [int(c) for task in Path(f"/proc/{p}/task").iterdir() for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return tree
+
+
+def sample_memory(proc: subprocess.Popen, peaks: dict[str, int]) -> None:
+    """RssAnon (the process's own memory) and RssFile (memory-mapped files: page cache, shared and reclaimable)."""
+    peaks.update(anon_mb=0, file_mb=0)
+    while proc.poll() is None:
+        for pid in process_tree(proc.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            for key, field in (("anon_mb", "RssAnon:"), ("file_mb", "RssFile:")):
+                if field in status:
+                    peaks[key] = max(peaks[key], int(status.split(field)[1].split()[0]) // 1024)
+        time.sleep(0.1)
+
+
+def run_in_worker(
+    home: str, spec: dict, devices: int = 1, threads: int = 0, memory: dict[str, int] | None = None, **extra_env: str
+) -> dict:
     """One job through the real worker (offering `devices` ranks; `threads` torch threads, 0: the worker's share of the
-    cores) in a fresh process: status, train/images_per_second, peak RSS (of the worker's own process), the CPU seconds of
-    the worker and its attempts' processes (ranks included), and the summary metrics."""
+    cores) in a fresh process: status, train/images_per_second, peak RSS (the worker's or its attempt process's, whichever
+    is larger), the CPU seconds of the worker and its attempts' processes (ranks included), and the summary metrics;
+    `memory`: see run_python."""
     code = (
         "import json,sys,resource; from app.config import Settings; from app.spec import JobSpec; from app.store import jobs, metrics;"
         "from app.store.db import get_engine, init_db; s=Settings(); e=get_engine(s.db_url); init_db(e);"
@@ -55,11 +96,11 @@ def run_in_worker(home: str, spec: dict, devices: int = 1, threads: int = 0, **e
         f"from trainer.worker import Worker; Worker(s, devices={devices}, threads={threads or None}).run(max_jobs=1, exit_when_idle=True);"
         "r=jobs.get(e, j.id); ser=metrics.series(e, j.id, ['train/images_per_second']);"
         "print(json.dumps({'status': r.status, 'error': r.error, 'train_img_per_s': (ser['train/images_per_second']['value'] or [0])[-1],"
-        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        "'peak_rss_mb': max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024,"
         "'cpu_s': sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime')),"
-        "**r.summary}))"
+        "'job_id': j.id, **r.summary}))"
     )
-    return json.loads(run_python(code, home_env(home, EMBEDLAB_DATA_ROOTS="/", **extra_env), json.dumps(spec)))
+    return json.loads(run_python(code, home_env(home, EMBEDLAB_DATA_ROOTS="/", **extra_env), json.dumps(spec), memory=memory))
 
 
 def run_sweeps(home: str, sweeps: list[dict], workers: int) -> tuple[float, list[dict]]:

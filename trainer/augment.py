@@ -5,7 +5,9 @@
 horizontal flip with probability 0.5. The crops are drawn on the CPU from a generator seeded by
 (job seed, step), so a batch's augmentation is fixed by the seed, survives a resume unchanged
 and leaves the global random state (batch sampling) alone. All crops of a batch are resampled
-in one `roi_align` call (bilinear, 2x2 samples per output pixel).
+in one `roi_align` call, bilinear with one sample per output pixel: a crop is at most the stored side,
+256/224 of image_size, so no output pixel spans more than 1.14 stored pixels and more samples would
+only smooth (they cost 3x the time on a CPU: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -62,5 +64,5 @@ def augment_batch(x: torch.Tensor, spec: JobSpec, step: int, part: tuple[np.ndar
     boxes = crop_boxes(total, h, w, g)[positions]
     flip = (torch.rand(total, generator=g) < FLIP_P)[positions]
     rois = torch.cat([torch.arange(n, dtype=boxes.dtype)[:, None], boxes], dim=1).to(x.device, x.dtype)
-    out = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    out = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
     return torch.where(flip.to(x.device)[:, None, None, None], out.flip(-1), out)

@@ -9,6 +9,7 @@ image, even when unreadable files were skipped.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,9 +26,35 @@ from app.spec import JobSpec
 from trainer.image_cache import decode_image, decoded_folder  # noqa: F401 (decode_image: the one preprocessing)
 
 
+class Rows:
+    """Some rows of a uint8 image tensor, gathered when indexed. A part of a memory-mapped folder costs its row
+    numbers, not a copy of its pixels: the pixels stay in the page cache, shared and reclaimable, so a job's
+    resident memory does not grow with the folder (bench/throughput.py bigfolder)."""
+
+    def __init__(self, base: torch.Tensor, rows: torch.Tensor):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.base.shape[1:]))
+
+    def __getitem__(self, key: slice | torch.Tensor) -> torch.Tensor:
+        return self.base[self.rows[key]]
+
+    def to(self, device: torch.device, chunk: int = 4096) -> torch.Tensor:
+        """The rows as one tensor on `device`, copied a chunk at a time (no full copy in host memory on the way)."""
+        out = torch.empty(self.shape, dtype=self.base.dtype, device=device)
+        for i in range(0, len(self), chunk):
+            out[i : i + chunk] = self[i : i + chunk].to(device, non_blocking=True)
+        return out
+
+
 @dataclass
 class ImageData:
-    images: torch.Tensor  # uint8 (N, C, H, W)
+    images: Rows  # uint8 (N, C, H, W), gathered when indexed
     labels: torch.Tensor  # int64 (N,)
     indices: np.ndarray  # dataset index of each row
     class_names: list[str]
@@ -36,7 +63,8 @@ class ImageData:
     def subset(self, rows: np.ndarray) -> ImageData:
         rows_t = torch.as_tensor(rows, dtype=torch.long)
         official = self.official_test[rows] if self.official_test is not None else None
-        return ImageData(self.images[rows_t], self.labels[rows_t], self.indices[rows], self.class_names, official)
+        images = Rows(self.images.base, self.images.rows[rows_t])
+        return ImageData(images, self.labels[rows_t], self.indices[rows], self.class_names, official)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,7 +90,9 @@ def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], Non
     catalog = load_catalog(spec.dataset, spec.dataset_path, settings.data_root_paths)
     if catalog.files:  # image folders and benchmarks
         decoded, kept = decoded_folder(catalog, size, cache_dir(settings.home_path), log)
-        images = torch.from_numpy(decoded)
+        with warnings.catch_warnings():  # read-only memory map: nothing writes into a job's images
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.from_numpy(decoded)
         indices = kept
     else:
         _, raw = bundled_arrays(spec.dataset)
@@ -74,7 +104,7 @@ def load_images(spec: JobSpec, settings: Settings, log: Callable[[str, str], Non
         indices = np.arange(len(raw), dtype=np.int64)
     labels = torch.as_tensor(catalog.labels[indices])
     official = catalog.official_test[indices] if catalog.official_test is not None else None
-    return ImageData(images.contiguous(), labels, indices, catalog.class_names, official)
+    return ImageData(Rows(images.contiguous(), torch.arange(len(images))), labels, indices, catalog.class_names, official)
 
 
 def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -10,19 +10,19 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from app.distance import Distance
 from app.evidence import bootstrap_interval
-from trainer.data import to_float
+from trainer.data import Rows, to_float
 
 RETRIEVAL = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
 
-def inference_batch(images: torch.Tensor) -> int:
+def inference_batch(images: torch.Tensor | Rows) -> int:
     """Large batches for throughput, bounded by image area so the first layers' activations stay
     near 256 MB: 1,024 images at 28x28, 512 at 64x64, 64 at 224x224."""
     return max(64, min(1024, 2**21 // (images.shape[-1] * images.shape[-2])))
 
 
 @torch.inference_mode()
-def embed(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int | None = None) -> torch.Tensor:
+def embed(model: torch.nn.Module, images: torch.Tensor | Rows, device: torch.device, batch_size: int | None = None) -> torch.Tensor:
     batch_size = batch_size or inference_batch(images)
     was_training = model.training
     model.eval()
@@ -132,7 +132,7 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, distance: 
 
 @torch.inference_mode()
 def batch_loss(
-    model, loss_fn, miner, images: torch.Tensor, labels: torch.Tensor, batches: list[np.ndarray], device: torch.device
+    model, loss_fn, miner, images: torch.Tensor | Rows, labels: torch.Tensor, batches: list[np.ndarray], device: torch.device
 ) -> float | None:
     """Mean loss over fixed validation batches (model in eval mode: no batch-norm updates)."""
     if not batches:

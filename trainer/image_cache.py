@@ -84,6 +84,12 @@ def _cache_name(catalog: Catalog, size: int) -> str:
     return f"the decoded-image cache of {catalog.root} at {size} px"
 
 
+def open_entry(entry: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels memory-mapped read-only (a shared mapping: page cache, outside the attempt's RLIMIT_DATA ceiling,
+    which counts private writable maps), and the kept dataset indices."""
+    return np.load(entry / "images.npy", mmap_mode="r"), np.load(entry / "kept.npy")
+
+
 def _decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[[str, str], None]) -> tuple[np.ndarray, np.ndarray]:
     entry = cache_dir / "folders" / hashlib.sha256(f"{catalog.root}\0{size}".encode()).hexdigest()[:24]
     sig = signature(catalog, size)
@@ -94,7 +100,7 @@ def _decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[
             for line in meta["skipped"]:
                 log("warning", line)
             log("info", f"decoded images reused from the cache ({meta['decoded']} images)")
-            return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")
+            return open_entry(entry)
     entry.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(entry.parent, BUILDING)
     shape = (len(catalog.files), 3, size, size)
@@ -137,4 +143,4 @@ def _decoded_folder(catalog: Catalog, size: int, cache_dir: Path, log: Callable[
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return np.load(entry / "images.npy", mmap_mode="c"), np.load(entry / "kept.npy")
+    return open_entry(entry)

@@ -1,8 +1,9 @@
 """Embedding an uploaded image with a job's checkpoint (imported lazily by the API: this module loads torch).
 
-The preprocessing is the training one: trainer.data.decode_image (any mode -> RGB,
-bilinear resize to the job's image size), then grey when the job's images were grey
-(the bundled datasets), then the net's own float conversion.
+The preprocessing is the training one: trainer.data.decode_image (any mode -> RGB, bilinear
+resize to the job's stored size, trainer.data.stored_size), then grey when the job's images were
+grey (the bundled datasets); the net's input stage then applies evaluation's centre crop to
+image_size and its normalisation, so an upload of a dataset image embeds as that image did.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from app.config import Settings
 from app.spec import JobSpec
 from trainer import artifacts
-from trainer.data import decode_image, image_size
+from trainer.data import decode_image, stored_size
 from trainer.evaluate import embed
 from trainer.nets import EmbeddingNet, build_net
 
@@ -37,7 +38,7 @@ class LoadedModel:
     net: EmbeddingNet
     spec: JobSpec
     in_channels: int
-    size: int
+    size: int  # the stored side: the net's input stage crops it to image_size
 
 
 def _in_channels(state: dict[str, torch.Tensor]) -> int:
@@ -70,7 +71,7 @@ def load_model(job_dir: Path, settings: Settings, which: str = "best") -> Loaded
     net = build_net(spec, channels, settings)
     net.load_state_dict(ckpt["model"])
     net.eval()
-    loaded = LoadedModel(net, spec, channels, image_size(spec))
+    loaded = LoadedModel(net, spec, channels, stored_size(spec))
     with _lock:
         _models[key] = loaded
         while len(_models) > MAX_MODELS:

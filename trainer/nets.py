@@ -4,8 +4,7 @@
 networks expect: three channels (grey replicated), a centre crop at the job's image size when
 the stored images are larger (evaluation: resize, then centre crop), then the weights'
 mean/std normalisation. That stage is part of the net, so training, evaluation and the explorer
-see the same input. (trainer/inference.py decodes uploads at image_size, not at data.stored_size,
-so an upload skips the 224/256 crop evaluation applies.)
+see the same input (uploads too: trainer/inference.py decodes them at the stored size).
 """
 
 from __future__ import annotations

@@ -119,3 +119,102 @@ def test_cli_refuses_a_download_that_fails_its_hash(home, host):
         [sys.executable, "-m", "app.cli", "weights", "list"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "resnet18" in listed and "missing" in listed and "no published weights" in listed
+
+
+class Hub:
+    """A loopback Hugging Face hub serving one file: HEAD gives the ETag it publishes (the sha256 of `published`),
+    GET gives `served` (a file altered on the way when they differ)."""
+
+    COMMIT = "0" * 40
+
+    def __init__(self, repo: str, filename: str, published: bytes, served: bytes):
+        self.requests: list[str] = []
+        path, etag = f"/{repo}/resolve/main/{filename}", hashlib.sha256(published).hexdigest()
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self, body: bool) -> None:
+                hub.requests.append(f"{self.command} {self.path}")
+                if self.path != path:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                for name, value in (("X-Repo-Commit", hub.COMMIT), ("X-Linked-Etag", f'"{etag}"'), ("Content-Length", len(served))):
+                    self.send_header(name, str(value))
+                self.end_headers()
+                if body:
+                    self.wfile.write(served)
+
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+TIMM = "timm:test_resnet"  # a tiny timm CNN with published hub weights
+
+
+@pytest.fixture
+def timm_weights(tmp_path: Path) -> dict:
+    """The file timm's hub would publish for test_resnet, as bytes, and its source state dict."""
+    import timm
+    from safetensors.torch import save_file
+
+    state = timm.create_model("test_resnet").state_dict()
+    save_file(state, tmp_path / "model.safetensors")
+    cfg = timm.get_pretrained_cfg("test_resnet")
+    return {"repo": cfg.hf_hub_id, "bytes": (tmp_path / "model.safetensors").read_bytes(), "state": state}
+
+
+def serve(timm_weights: dict, served: bytes | None = None) -> Hub:
+    return Hub(timm_weights["repo"], "model.safetensors", timm_weights["bytes"], served or timm_weights["bytes"])
+
+
+def timm_spec() -> JobSpec:
+    return JobSpec.model_validate({"dataset": "digits", "backbone": TIMM, "pretrained": True, "image_size": 32, "embedding_dim": 8})
+
+
+def test_timm_weights_land_once_checked_against_the_hubs_hash(home, timm_weights):
+    hub = serve(timm_weights)
+    settings = Settings(home=home, hub_url=hub.url)
+    path = weights.fetch(settings, TIMM)
+    assert path.is_relative_to(home / "weights" / "hf") and path.resolve().name == hashlib.sha256(timm_weights["bytes"]).hexdigest()
+    net = build_net(timm_spec(), 3, settings)  # a worker's first use: in the cache, checked, loaded
+    assert [r.split()[0] for r in hub.requests] == ["HEAD", "GET"], hub.requests
+    stem = next(k for k in timm_weights["state"] if k.endswith(".weight"))
+    assert torch.equal(net.body.state_dict()[stem], timm_weights["state"][stem])
+    assert weights.present(settings, TIMM)
+    hub.server.shutdown()
+
+
+def test_timm_download_altered_on_the_way_is_refused_and_not_kept(home, timm_weights):
+    altered = bytearray(timm_weights["bytes"])
+    altered[-10] ^= 0xFF  # same size: the hub client's own size check passes
+    hub = serve(timm_weights, bytes(altered))
+    settings = Settings(home=home, hub_url=hub.url)
+    with pytest.raises(JobFailed, match="failed its hash check.*nothing was saved"):
+        build_net(timm_spec(), 3, settings)
+    assert not [p for p in (home / "weights" / "hf").rglob("*") if p.is_file() and p.parent.name in ("blobs", "snapshots")]
+    assert not list((home / "weights" / "hf").rglob("model.safetensors"))
+    hub.server.shutdown()
+
+
+def test_timm_file_tampered_on_disk_is_refused_and_not_loaded(home, timm_weights):
+    hub = serve(timm_weights)
+    settings = Settings(home=home, hub_url=hub.url)
+    blob = weights.fetch(settings, TIMM).resolve()
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(JobFailed, match="fails its hash check"):
+        build_net(timm_spec(), 3, Settings(home=home, hub_url=hub.url, offline=True))
+    assert len(hub.requests) == 2  # refused from the cache, not downloaded again behind the user's back
+    hub.server.shutdown()

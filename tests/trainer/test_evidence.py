@@ -16,6 +16,7 @@ from app.datasets import load_catalog
 from app.files import BEST_CHECKPOINT_FILE, PER_QUERY_FILE
 from app.spec import JobSpec, job_split
 from app.store import joblogs, jobs, metrics
+from tests.trainer.conftest import LocalRun
 from trainer.errors import StopRequested
 from trainer.train import train
 from trainer.worker import Worker
@@ -105,48 +106,16 @@ def test_patience_ends_the_job_succeeded_with_the_reason(engine, settings):
     assert any(f"stopped early at step {expected}" in line["message"] for line in joblogs.lines(engine, row.id))
 
 
-class RecordingRun:
-    """A Run that keeps what the loop writes; `stop_at` raises the worker's shutdown there (the next attempt resumes)."""
-
-    def __init__(self, job_dir: Path, stop_at: int | None = None):
-        self.device, self.job_dir, self.stop_at = torch.device("cpu"), job_dir, stop_at
-        self.points: list[tuple[str, int, float]] = []
-        self.summary: dict = {}
-        self.lines: list[str] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.lines.append(message)
-
-    def metric(self, name: str, step: int, value: float) -> None:
-        self.points.append((name, step, value))
-
-    def check(self, step: int) -> None:
-        if step == self.stop_at:
-            raise StopRequested("shutdown")
-
-    def still_owner(self) -> bool:
-        return True
-
-    def flush(self) -> None:
-        pass
-
-    def phase(self, text: str | None) -> None:
-        pass
-
-    def summarize(self, entries: dict) -> None:
-        self.summary.update(entries)
-
-
 def test_a_resumed_attempt_keeps_the_best_so_far_and_the_baseline(settings, tmp_path):
     spec = JobSpec.model_validate({**TINY, "split": "samples", "steps": 20, "eval_every": 5})
-    first = RecordingRun(tmp_path / "job", stop_at=12)
+    first = LocalRun(tmp_path / "job", stop_at=12)
     with pytest.raises(StopRequested):
         train(spec, first, settings)
-    assert not any(name.startswith("test/") for name, _, _ in first.points)  # stopped before the end: test untouched
-    second = RecordingRun(tmp_path / "job")
+    assert not any(name.startswith("test/") for name in first.metrics)  # stopped before the end: test untouched
+    second = LocalRun(tmp_path / "job")
     train(spec, second, settings)
-    assert "resumed from the checkpoint at step 12" in second.lines
-    selected = {step: v for name, step, v in first.points + second.points if name == "val/mean_average_precision_at_r"}
+    assert "resumed from the checkpoint at step 12" in second.logs
+    selected = {step: v for run in (first, second) for step, v in run.metrics["val/mean_average_precision_at_r"]}
     assert sorted(selected) == [0, 5, 10, 15, 20]
     best_step = max(selected, key=lambda s: (selected[s], -s))
     assert second.summary["best"]["step"] == best_step and second.summary["baseline"]["step"] == 0
