@@ -15,7 +15,7 @@ from app.devices import check_device_count, check_devices
 from app.files import BEST_CHECKPOINT_FILE, CHECKPOINT_FILE, EMBEDDINGS_FILE, PER_QUERY_FILE
 from app.spec import JobSpec, check_spec
 from app.store import joblogs, jobs
-from app.store.rows import JobStatus
+from app.store.rows import JobRow, JobStatus
 from app.text import Text
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -54,7 +54,7 @@ def list_jobs(
     return JobList(jobs=with_queue_positions(engine, rows), total=total, limit=limit, offset=offset)
 
 
-def with_queue_positions(engine: Engine, rows: list[dict]) -> list[JobOut]:
+def with_queue_positions(engine: Engine, rows: list[JobRow]) -> list[JobOut]:
     """JobOut of each row, a queued job's with its place in the queue (one query for the page)."""
     places = jobs.queue_positions(engine, [r.id for r in rows if r.status == "queued"])
     return [job_out(r, places.get(r.id)) for r in rows]

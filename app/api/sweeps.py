@@ -19,7 +19,7 @@ from app.devices import check_device_count, check_devices
 from app.explorer import aligned
 from app.spec import SweepSpec, check_sweep
 from app.store import jobs, sweeps
-from app.store.rows import JobStatus, SweepRow
+from app.store.rows import JobRow, JobStatus, SweepRow
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
@@ -177,7 +177,7 @@ def get_sweep(sweep_id: SweepId, engine: EngineDep, settings: SettingsDep) -> Sw
 _RECOMMENDED: OrderedDict[tuple, list[dict]] = OrderedDict()  # a live sweep's page asks every 3 s: bootstrap once per set of finished runs
 
 
-def recommendations(settings, rows: list[dict], axes: list[str]) -> list[dict]:
+def recommendations(settings, rows: list[JobRow], axes: list[str]) -> list[dict]:
     """The advisor's reading of the sweep, with every succeeded run's per-query values where it wrote them."""
     done = [r for r in rows if r.status == "succeeded"]
     key = (str(settings.home), tuple(axes), tuple((r.id, str(r.finished_at)) for r in done))
@@ -188,10 +188,10 @@ def recommendations(settings, rows: list[dict], axes: list[str]) -> list[dict]:
     return _RECOMMENDED[key]
 
 
-def _recommend(settings, done: list[dict], axes: list[str]) -> list[dict]:
+def _recommend(settings, done: list[JobRow], axes: list[str]) -> list[dict]:
     arrays = {r.id: evidence.per_query(settings.job_dir(r.id)) for r in done}
     metric = next(((r.summary or {}).get("select_metric") for r in done if (r.summary or {}).get("select_metric")), None)
-    metric = metric or next((r["spec"].get("select_metric") for r in done if r["spec"].get("select_metric")), None) or DEFAULT_SELECT
+    metric = metric or next((r.spec.get("select_metric") for r in done if r.spec.get("select_metric")), None) or DEFAULT_SELECT
     first = next((r for r in done if arrays[r.id] is not None), done[0] if done else None)
     classes = None
     if first is not None:

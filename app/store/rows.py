@@ -1,8 +1,8 @@
 """What the store returns: a job's status type and frozen rows of jobs, sweeps and workers.
 
-Callers read attributes (`job.status`), checked by type checkers, instead of dict keys.
-`row["status"]` still answers for the code and tests not yet moved to attributes; new code
-should not use it. A row is a snapshot: it never changes when the database does.
+Callers read attributes (`job.status`), checked by type checkers, instead of dict keys; a row is
+not a mapping (`as_dict()` makes one for JSON). A row is a snapshot: it never changes when the
+database does.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ class Row:
     @classmethod
     def of(cls, mapping: Mapping[str, Any]) -> Self:
         return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]

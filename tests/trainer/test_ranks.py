@@ -29,9 +29,9 @@ SMALL = dict(dataset="digits", classes_per_batch=4, samples_per_class=8, explore
 def train_and_losses(settings, engine, spec: JobSpec, devices: int) -> tuple[dict, list[float]]:
     created = jobs.submit(engine, spec)
     Worker(settings, threads=2, devices=devices).run(max_jobs=1, exit_when_idle=True)
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded", done["error"]
-    return done, metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["value"]
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded", done.error
+    return done, metrics.series(engine, created.id, ["train/loss"])["train/loss"]["value"]
 
 
 def test_two_ranks_train_on_the_global_batch_as_one_process_does(settings, engine):
@@ -41,8 +41,8 @@ def test_two_ranks_train_on_the_global_batch_as_one_process_does(settings, engin
     assert two_loss[0] == pytest.approx(one_loss[0], rel=1e-5)
     # Later steps differ only by the order the gradients were summed in.
     assert two_loss == pytest.approx(one_loss, rel=1e-3)
-    assert two["summary"]["val/mean_average_precision_at_r"] == pytest.approx(one["summary"]["val/mean_average_precision_at_r"], abs=1e-3)
-    assert two["run_device"] == "cpu"
+    assert two.summary["val/mean_average_precision_at_r"] == pytest.approx(one.summary["val/mean_average_precision_at_r"], abs=1e-3)
+    assert two.run_device == "cpu"
 
 
 def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(settings, engine, monkeypatch, tmp_path):
@@ -57,13 +57,13 @@ def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(set
     monkeypatch.setattr(ranks.QuietRun, "check", die_once)
     created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=4, devices=2))
     Worker(settings, threads=2, devices=2).run(max_jobs=2)  # the first attempt, then its retry after the backoff
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
-    log = [line["message"] for line in joblogs.lines(engine, created["id"])]
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded" and done.attempts == 2, done.error
+    log = [line["message"] for line in joblogs.lines(engine, created.id)]
     failed = next(m for m in log if "rank 1 of 2 was killed by SIGKILL" in m)
     assert "RankDied" in failed
     assert "resumed from the checkpoint at step 4" in log
-    steps = metrics.series(engine, created["id"], ["train/loss"])["train/loss"]["step"]
+    steps = metrics.series(engine, created.id, ["train/loss"])["train/loss"]["step"]
     assert steps[-1] == 10
 
 
@@ -81,9 +81,9 @@ def test_a_rank_that_stops_answering_fails_the_attempt_after_the_collective_time
     monkeypatch.setattr(ranks.QuietRun, "check", hang_once)
     created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=4, devices=2))
     Worker(settings, threads=2, devices=2).run(max_jobs=2)
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
-    log = [line["message"] for line in joblogs.lines(engine, created["id"])]
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded" and done.attempts == 2, done.error
+    log = [line["message"] for line in joblogs.lines(engine, created.id)]
     assert any("a rank did not answer within collective_timeout_seconds=10" in m for m in log), log
     assert "resumed from the checkpoint at step 4" in log
 
@@ -94,17 +94,17 @@ def test_a_shutdown_stops_both_ranks_at_one_step_and_the_next_worker_resumes_the
     worker = Worker(settings, threads=2, devices=2)
 
     def stop_when_training() -> None:
-        wait_for(lambda: jobs.get(engine, created["id"])["step"] >= 3, 60, 0.1, "the job to train")
+        wait_for(lambda: jobs.get(engine, created.id).step >= 3, 60, 0.1, "the job to train")
         worker.stopping.set()  # what the worker's SIGTERM handler does
 
     threading.Thread(target=stop_when_training, daemon=True).start()
     worker.run(max_jobs=1)
-    stopped = jobs.get(engine, created["id"])
-    assert stopped["status"] == "queued" and 3 <= stopped["step"] < 150, stopped["error"]
+    stopped = jobs.get(engine, created.id)
+    assert stopped.status == "queued" and 3 <= stopped.step < 150, stopped.error
     Worker(settings, threads=2, devices=2).run(max_jobs=1, exit_when_idle=True)
-    done = jobs.get(engine, created["id"])
-    assert done["status"] == "succeeded", done["error"]
-    assert f"resumed from the checkpoint at step {stopped['step']}" in [line["message"] for line in joblogs.lines(engine, created["id"])]
+    done = jobs.get(engine, created.id)
+    assert done.status == "succeeded", done.error
+    assert f"resumed from the checkpoint at step {stopped.step}" in [line["message"] for line in joblogs.lines(engine, created.id)]
 
 
 def _every_loss_and_miner_on_half_the_batch(rank: int, port: int) -> None:

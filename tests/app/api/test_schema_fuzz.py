@@ -46,7 +46,7 @@ def test_api_conforms_to_its_schema(case):
 
 # -- stateful: chains of calls against a real server -----------------------------
 
-STATEFUL_SECONDS = 60  # the whole phase: about a thousand short scenarios on 2 cores
+STATEFUL_SECONDS = 30  # the whole phase: several hundred short scenarios on 2 cores, every link followed
 
 
 @pytest.fixture(scope="module")

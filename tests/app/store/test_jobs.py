@@ -75,7 +75,7 @@ def test_a_job_on_n_devices_waits_for_a_worker_with_n_free(engine):
     assert claim(engine).job_id == narrow
     assert claim(engine) is None
     taken = jobs.claim(engine, "w2", devices=CPU, lease_seconds=30, run_device="cpu", free_devices=2)
-    assert taken.job_id == wide and jobs.get(engine, wide)["devices"] == 2
+    assert taken.job_id == wide and jobs.get(engine, wide).devices == 2
 
 
 def test_expired_lease_is_requeued_and_the_stale_worker_cannot_finish(engine):
