@@ -17,6 +17,7 @@ retries it, and the retry resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -74,25 +75,25 @@ class QuietRun:
         self.device, self.job_dir = device, job_dir
 
     def log(self, level: str, message: str) -> None:
-        pass
+        return None  # rank 0 writes it
 
     def metric(self, name: str, step: int, value: float) -> None:
-        pass
+        return None  # rank 0 writes it
 
     def check(self, step: int) -> None:
-        pass
+        return None  # rank 0 checks, and broadcasts the stop
 
     def still_owner(self) -> bool:
         return False
 
     def flush(self) -> None:
-        pass
+        return None  # rank 0 writes it
 
     def summarize(self, entries: dict[str, Any]) -> None:
-        pass
+        return None  # rank 0 writes it
 
     def phase(self, text: str | None) -> None:
-        pass
+        return None  # rank 0 writes it
 
 
 def _broadcast(values: torch.Tensor) -> torch.Tensor:
@@ -223,9 +224,8 @@ def _rank_main(
     torch.set_num_threads(threads)
     _join(i + 1, len(devices), port, device, settings.collective_timeout_seconds)
     try:
-        train(spec, QuietRun(device, job_dir), settings)
-    except StopRequested:
-        pass
+        with contextlib.suppress(StopRequested):  # the stop rank 0 agreed: a clean end
+            train(spec, QuietRun(device, job_dir), settings)
     finally:
         dist.destroy_process_group()
 
