@@ -6,13 +6,16 @@ reference script, so both pay their own start-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +38,44 @@ def reference(loss: str = "triplet", margin: float = 0.2, steps: int = 300, arch
 
 def home_env(home: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", **extra}
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str], workers: int = 0, timeout: float = 60, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real `embedlab serve` with `workers` workers in `env` (on a free port unless given), answering before the
+    block starts; (url, process)."""
+    import httpx
+
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/api/jobs", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer within {timeout:.0f} s (exit code {server.poll()})")
+            time.sleep(0.2)
+        yield url, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def run_python(code: str, env: dict[str, str], *args: str, memory: dict[str, int] | None = None) -> str:

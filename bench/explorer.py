@@ -45,6 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import common  # noqa: E402
 
 
 def embeddings(
@@ -130,33 +131,8 @@ def stored_job_server(n: int) -> Iterator[tuple[str, int, int]]:
 @contextlib.contextmanager
 def served(home: Path) -> Iterator[tuple[str, int]]:
     """A real `embedlab serve` process (no workers) over `home`, until the block ends; (url, pid)."""
-    import httpx
-
-    from tests.conftest import free_port, wait_for
-
-    port = free_port()
-    env = {**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/api/jobs", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 60, 0.2, "the server")
+    with common.served({**os.environ, "EMBEDLAB_HOME": str(home), "EMBEDLAB_DEMO": "false"}) as (url, server):
         yield url, server.pid
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def bench_lookup(n: int, requests: int) -> None:

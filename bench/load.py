@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import served  # noqa: E402
+
 TRAINING = {"dataset": "digits", "steps": 100_000, "eval_every": 1000, "classes_per_batch": 4, "samples_per_class": 8}
 
 
@@ -78,26 +80,6 @@ async def load(base: str, submissions: int, streams: int) -> dict:
     }
 
 
-def start_server(home: str, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", "EMBEDLAB_THREADS": "1"}
-    p = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/jobs", timeout=2).status_code == 200:
-                return p
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    p.kill()
-    raise RuntimeError("server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--submissions", type=int, default=200)
@@ -106,13 +88,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        server = start_server(home, args.port, args.workers)
-        try:
+        env = {**os.environ, "EMBEDLAB_HOME": home, "EMBEDLAB_DEMO": "false", "EMBEDLAB_THREADS": "1"}
+        with served(env, workers=args.workers, port=args.port) as (url, _server):
             time.sleep(8)  # let the workers import torch and start training
-            print(json.dumps(asyncio.run(load(f"http://127.0.0.1:{args.port}", args.submissions, args.streams)), indent=1))
-        finally:
-            server.terminate()
-            server.wait(60)
+            print(json.dumps(asyncio.run(load(url, args.submissions, args.streams)), indent=1))
 
 
 if __name__ == "__main__":

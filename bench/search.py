@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, home_env  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from bench.common import home_env, served  # noqa: E402
 
 METRIC = "mean_average_precision_at_r"
 
@@ -161,23 +159,10 @@ def main() -> None:
     margins = [round(float(m), 4) for m in np.geomspace(0.05, 0.8, args.margins)]
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as home:
-        port = free_port()
         env = home_env(home, EMBEDLAB_MAX_SEARCH_TRIALS=str(max(200, args.trials)))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait(lambda: _up(url), 120, "the server")
+        with served(env, workers=args.workers, timeout=120) as (url, _server):
             grid = run_grid(url, base, margins, seeds)
             found = run_search(url, base, args.trials, args.workers, [seeds[0]])
-        finally:
-            server.terminate()
-            server.wait(60)
     band = grid["validation"]
     best = found["best"]["value"] if found["best"] else float("nan")
     inside = best >= band["low"]  # within the grid best's 95% interval, or above it
@@ -212,13 +197,6 @@ def main() -> None:
     result = {"base": base, "margins": margins, "seeds": seeds, "grid": grid, "search": found, "steps_fraction": fraction, "inside": inside}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/jobs", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

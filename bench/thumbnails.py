@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import served  # noqa: E402
 
 
 def big_image(side: int, seed: int) -> Image.Image:  # noqa: F821 - PIL imported lazily
@@ -56,8 +56,6 @@ def round_trip(client, urls: list[str], parallel: int) -> list[float]:
 
 def main() -> None:
     import httpx
-
-    from tests.conftest import free_port, wait_for
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=8, help="images in the folder (a quarter of them JPEG)")
@@ -99,7 +97,6 @@ def main() -> None:
         job = jobs.submit(engine, JobSpec(dataset="imagefolder", dataset_path=str(root), steps=1, classes_per_batch=2, samples_per_class=2))
         engine.dispose()
 
-        port = free_port()
         env = {
             **os.environ,
             "EMBEDLAB_HOME": str(home),
@@ -107,38 +104,18 @@ def main() -> None:
             "EMBEDLAB_DATA_ROOTS": str(root),
             "PYTHONPATH": str(ROOT),
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "0"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            with httpx.Client(base_url=url, timeout=120) as client:
-                wait_for(lambda: _up(client), 60, 0.2, "the server")
-                urls = [f"/api/jobs/{job.id}/images/{i}" for i in range(args.images)]
-                before = memory_kb(server.pid, "VmRSS")
-                cold = round_trip(client, urls, args.parallel)
-                peak = memory_kb(server.pid, "VmHWM")
-                cached = round_trip(client, urls, args.parallel)
-                after = memory_kb(server.pid, "VmRSS")
-            cache = sum(f.stat().st_size for f in (home / "cache" / "thumbnails").rglob("*.png"))
-        finally:
-            server.terminate()
-            server.wait(30)
+        with served(env) as (url, server), httpx.Client(base_url=url, timeout=120) as client:
+            urls = [f"/api/jobs/{job.id}/images/{i}" for i in range(args.images)]
+            before = memory_kb(server.pid, "VmRSS")
+            cold = round_trip(client, urls, args.parallel)
+            peak = memory_kb(server.pid, "VmHWM")
+            cached = round_trip(client, urls, args.parallel)
+            after = memory_kb(server.pid, "VmRSS")
+        cache = sum(f.stat().st_size for f in (home / "cache" / "thumbnails").rglob("*.png"))
     print(f"server RSS before {before / 1024:.0f} MB, peak {peak / 1024:.0f} MB, after {after / 1024:.0f} MB")
     print(f"cold ({args.parallel} at once): median {np.median(cold):.0f} ms, max {max(cold):.0f} ms")
     print(f"cached: median {np.median(cached):.1f} ms, max {max(cached):.1f} ms")
     print(f"thumbnail cache: {args.images} files, {cache / 1024:.0f} KB")
-
-
-def _up(client) -> bool:
-    try:
-        return client.get("/api/jobs").status_code == 200
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
 
 
 if __name__ == "__main__":
