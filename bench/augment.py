@@ -171,8 +171,8 @@ def section_pipeline() -> dict:
         def cached(augmented: bool) -> float:
             t0 = time.perf_counter()
             for b in range(batches):
-                x = to_float(source[torch.from_numpy(idx[b * batch : (b + 1) * batch])], torch.device("cpu"))
-                x = stage(augment_batch(x, spec, b + 1) if augmented else x)
+                x = source[torch.from_numpy(idx[b * batch : (b + 1) * batch])]  # uint8, as the training loop gathers it
+                x = stage(augment_batch(to_float(x, torch.device("cpu")), spec, b + 1) if augmented else x)
                 assert x.shape == (batch, 3, 224, 224)
             return batches * batch / (time.perf_counter() - t0)
 

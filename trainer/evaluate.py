@@ -10,7 +10,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from app.distance import Distance
 from app.evidence import bootstrap_interval
-from trainer.data import Rows, to_float
+from trainer.data import Rows
 
 RETRIEVAL = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
@@ -26,7 +26,9 @@ def embed(model: torch.nn.Module, images: torch.Tensor | Rows, device: torch.dev
     batch_size = batch_size or inference_batch(images)
     was_training = model.training
     model.eval()
-    out = torch.cat([model(to_float(images[i : i + batch_size], device)).float().cpu() for i in range(0, len(images), batch_size)])
+    out = torch.cat(
+        [model(images[i : i + batch_size].to(device, non_blocking=True)).float().cpu() for i in range(0, len(images), batch_size)]
+    )
     model.train(was_training)
     return out
 
@@ -142,7 +144,7 @@ def batch_loss(
     total = 0.0
     for rows in batches:
         rows_t = torch.as_tensor(rows)
-        emb = model(to_float(images[rows_t], device)).float()
+        emb = model(images[rows_t].to(device, non_blocking=True)).float()
         y = labels[rows_t].to(device)
         total += float(loss_fn(emb, y, miner(emb, y)) if miner else loss_fn(emb, y))
     model.train(was_training)

@@ -31,8 +31,10 @@ def small_cnn(in_channels: int, dim: int) -> nn.Module:
 
 
 class InputStage(nn.Module):
-    """[0, 1] images (N, C, H, W), H and W >= size -> centre crop at size; with mean/std: RGB (grey
-    replicated), normalised. The cnn gets the crop alone."""
+    """Images (N, C, H, W), H and W >= size, as uint8 from the cache or [0, 1] floats from augmentation ->
+    centre crop at size; with mean/std: RGB (grey replicated), normalised. The cnn gets the crop alone.
+    uint8 is cropped before it is converted, and scaled and normalised in one pass: evaluation batches
+    then cost a third of converting the whole stored image first (bench/augment.py pipeline)."""
 
     def __init__(self, size: int, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
         super().__init__()
@@ -47,10 +49,15 @@ class InputStage(nn.Module):
         if h > self.size or w > self.size:
             top, left = (h - self.size) // 2, (w - self.size) // 2
             x = x[..., top : top + self.size, left : left + self.size]
+        if self.rgb and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.dtype == torch.uint8:
+            x = x.float()  # the crop alone, a new tensor: scaled in place below
+            if not self.rgb:
+                return x.div_(255.0)
+            return x.mul_(1.0 / (255.0 * self.std)).sub_(self.mean / self.std)
         if not self.rgb:
             return x
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 

@@ -243,7 +243,10 @@ def train(spec: JobSpec, run: Run, settings: Settings) -> dict[str, float]:
         batch = ranks.share_batch(lambda: next(batches), spec.batch_size)
         part = ranks.my_part(batch, train.labels.numpy()[batch])  # this rank's classes of the PK batch
         rows = torch.from_numpy(batch[part])
-        x = augment_batch(to_float(train_images[rows], device), spec, step, (part, len(batch))).contiguous(memory_format=memory_format)
+        x = train_images[rows].to(device, non_blocking=True)  # uint8: the net's input stage converts what it keeps
+        if spec.augment != "none":
+            x = augment_batch(to_float(x, device), spec, step, (part, len(batch)))
+        x = x.contiguous(memory_format=memory_format)
         y = train.labels[rows].to(device, non_blocking=True)
         with autocast(spec, device):
             emb = forward(x).float()
