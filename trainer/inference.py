@@ -68,7 +68,7 @@ def load_model(job_dir: Path, settings: Settings, which: str = "best") -> Loaded
         raise NoCheckpoint(f"{job_dir.name} has no checkpoint")
     spec = JobSpec.model_validate(ckpt["spec"])
     channels = _in_channels(ckpt["model"])
-    net = build_net(spec, channels, settings)
+    net = build_net(spec, channels, settings, weights_wanted=False)  # the checkpoint holds every weight
     net.load_state_dict(ckpt["model"])
     net.eval()
     loaded = LoadedModel(net, spec, channels, stored_size(spec))

@@ -71,11 +71,11 @@ def torchvision_weights(settings: Settings, backbone: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def torchvision_body(spec: JobSpec, size: int, settings: Settings) -> tuple[nn.Module, str]:
+def torchvision_body(spec: JobSpec, size: int, settings: Settings, weights_wanted: bool = True) -> tuple[nn.Module, str]:
     """(body, name of its head) with the head producing `embedding_dim`."""
     import torchvision
 
-    state = torchvision_weights(settings, spec.backbone) if spec.pretrained else None
+    state = torchvision_weights(settings, spec.backbone) if spec.pretrained and weights_wanted else None
     if spec.backbone == "vit_b_16":
         net = torchvision.models.vit_b_16(weights=None, image_size=size)
         if state is not None:
@@ -85,27 +85,27 @@ def torchvision_body(spec: JobSpec, size: int, settings: Settings) -> tuple[nn.M
     net = getattr(torchvision.models, spec.backbone)(weights=None)
     if state is not None:
         net.load_state_dict(state)
-    elif size < SMALL_STEM_BELOW:
+    elif size < SMALL_STEM_BELOW and not spec.pretrained:  # a pretrained net keeps ImageNet's stem
         net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
     net.fc = nn.Linear(net.fc.in_features, spec.embedding_dim)
     return net, "fc"
 
 
-def timm_body(spec: JobSpec, size: int, settings: Settings) -> tuple[nn.Module, str, tuple, tuple]:
+def timm_body(spec: JobSpec, size: int, settings: Settings, weights_wanted: bool = True) -> tuple[nn.Module, str, tuple, tuple]:
     import timm
 
     name = spec.backbone[len(TIMM_PREFIX) :]
     kwargs: dict = {"num_classes": spec.embedding_dim}
     if patch_size(spec.backbone):
         kwargs["img_size"] = size  # ViTs: timm resamples the position embeddings of pretrained weights
-    if spec.pretrained:
+    if spec.pretrained and weights_wanted:
         try:
             file = weights.fetch_timm(settings, spec.backbone)
         except weights.WeightsError as e:
             raise JobFailed(str(e)) from None
         kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
-    net = timm.create_model(name, pretrained=spec.pretrained, **kwargs)
+    net = timm.create_model(name, pretrained=spec.pretrained and weights_wanted, **kwargs)
     cfg = net.pretrained_cfg
     return net, net.default_cfg.get("classifier", "head"), tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
@@ -139,14 +139,16 @@ class EmbeddingNet(nn.Module):
         return nn.functional.normalize(e, dim=1) if self.normalize else e
 
 
-def build_net(spec: JobSpec, in_channels: int, settings: Settings) -> EmbeddingNet:
+def build_net(spec: JobSpec, in_channels: int, settings: Settings, weights_wanted: bool = True) -> EmbeddingNet:
+    """The job's net; `weights_wanted=False`: its architecture alone, for a checkpoint to fill (no ImageNet weights
+    read or fetched, so an offline server without them still answers queries on a pretrained job)."""
     size = effective_image_size(spec.dataset, spec.image_size, spec.pretrained)
     if spec.backbone == "cnn":
         body = small_cnn(in_channels, spec.embedding_dim)
         return EmbeddingNet(body, spec.normalize, InputStage(size), str(len(body) - 1), spec.freeze_bn)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if is_timm(spec.backbone):
-        body, head, mean, std = timm_body(spec, size, settings)
+        body, head, mean, std = timm_body(spec, size, settings, weights_wanted)
     else:
-        body, head = torchvision_body(spec, size, settings)
+        body, head = torchvision_body(spec, size, settings, weights_wanted)
     return EmbeddingNet(body, spec.normalize, InputStage(size, mean, std), head, spec.freeze_bn)

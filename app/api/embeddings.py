@@ -393,7 +393,7 @@ def _embed_upload(settings: Settings, job_id: int, data: stored.JobEmbedding, fi
         inference.load_model(settings.job_dir(job_id), settings)  # kept in memory: embed_image below reuses it
     except inference.NoCheckpoint:
         raise HTTPException(404, f"job {job_id} has no checkpoint") from None
-    except JobFailed as e:  # e.g. pretrained weights needed to rebuild the net are not on this server
+    except JobFailed as e:  # the net cannot be built here (ImageNet weights are not needed: the checkpoint has all)
         raise HTTPException(409, f"cannot rebuild job {job_id}'s network here: {e}") from None
     except CHECKPOINT_ERRORS as e:  # truncated, overwritten, or from another network
         name = inference.checkpoint_name(settings.job_dir(job_id))

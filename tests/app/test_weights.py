@@ -218,3 +218,16 @@ def test_timm_file_tampered_on_disk_is_refused_and_not_loaded(home, timm_weights
         build_net(timm_spec(), 3, Settings(home=home, hub_url=hub.url, offline=True))
     assert len(hub.requests) == 2  # refused from the cache, not downloaded again behind the user's back
     hub.server.shutdown()
+
+
+def test_a_pretrained_jobs_net_is_rebuilt_for_its_checkpoint_offline_without_the_imagenet_weights(home, host, published_resnet18):
+    """What an upload query on a finished pretrained job does: the architecture alone, filled from the checkpoint."""
+    trained = build_net(spec(), 3, Settings(home=home, weights_url=host.url)).eval()
+    for f in (home / "weights").iterdir():
+        f.unlink()
+    rebuilt = build_net(spec(), 3, Settings(home=home, weights_url=host.url, offline=True), weights_wanted=False)
+    rebuilt.load_state_dict(trained.state_dict())  # the same layers: ImageNet's stem kept at 32 px
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(rebuilt.eval()(x), trained(x))
+    assert len(host.requests) == 1  # the first build's fetch, none since
+    build_net(timm_spec(), 3, Settings(home=home, offline=True), weights_wanted=False)  # timm: no hub asked either
