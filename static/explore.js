@@ -2,6 +2,7 @@
 // (GET /embedding/columns, read into typed arrays) and are drawn by regl-scatterplot (WebGL, every
 // point, no sampling); every text from the data goes through textContent.
 import createScatterplot from "/static/vendor/regl-scatterplot/regl-scatterplot.esm.js";
+import { decodeColumns } from "/static/columns.js";
 import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 
 const root = document.getElementById("explorer");
@@ -78,19 +79,6 @@ async function send(path, init) {
 }
 
 // -- binary columns ----------------------------------------------------------
-const TYPED = { i4: Int32Array, f4: Float32Array, u1: Uint8Array };
-
-/** uint32 header length, JSON header, then each column at header offset (from the end of the header), little-endian. */
-export function decodeColumns(buffer) {
-  const view = new DataView(buffer);
-  const size = view.getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size)));
-  const start = 4 + size;
-  const out = { n: header.n, splits: header.splits, class_names: header.class_names };
-  for (const c of header.columns) out[c.name] = new TYPED[c.dtype](buffer, start + c.offset, c.length);
-  return out;
-}
-
 async function loadColumns() {
   const response = await fetch(`${base}/embedding/columns`, { credentials: "same-origin" });
   if (!response.ok) {
