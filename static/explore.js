@@ -443,13 +443,13 @@ function wire() {
   plot.subscribe("lassoStart", () => { lassoing = true; });
   plot.subscribe("lassoEnd", () => {
     lassoing = false;
-    if (tinyLasso) { plot.select(tinyLasso.rows, { preventEvent: true }); return; } // the selection as it was
+    if (released && released.tiny) { plot.select(released.rows, { preventEvent: true }); return; } // the selection as it was
     const rows = plot.get("selectedPoints");
     if (rows.length) summarise(Array.from(rows));
   });
-  wireTinyLasso();
+  wireLassoRelease();
   plot.subscribe("select", ({ points }) => {
-    if (lassoing || tinyLasso) return; // the lasso's own selection: summarised (or undone) at lassoEnd
+    if (lassoing || (released && released.tiny)) return; // the lasso's own selection: summarised (or undone) at lassoEnd
     if (points.length === 1) selectRow(points[0]); // a click on a point
     else if (points.length > 1) summarise(Array.from(points)); // a class picked in the table
   });
@@ -493,28 +493,32 @@ function wire() {
   if (isJob) wireUploads();
 }
 
-// A lasso released about where it was pressed (a slip, or a click while lassoing) changes nothing: regl-scatterplot takes it
-// for a lasso around nothing or a click on the nearest point, either replacing the selection. Listeners on the window, in
-// the capture phase, run before the library's (its mouseup is the window's, and the release may land on its lasso's layer).
+// A lasso press is never a click on a point: regl-scatterplot takes a release within 3 px of the press for one (a lasso
+// closed where it began, or a press and release while lassoing) and replaces the selection with that point. A lasso
+// that never went further than TINY_LASSO_PX from its press (a slip) keeps the selection it found: the library would
+// replace it with what the tiny polygon holds, usually nothing. Listeners on the window, in the capture phase, run before
+// the library's (its mouseup is the window's, and the release may land on its lasso's layer).
 const TINY_LASSO_PX = 6;
-let pressed = null; // a lasso press on the canvas: where, and the selection then
-let tinyLasso = null; // that press, when its release came back within TINY_LASSO_PX
+let pressed = null; // a lasso press on the canvas: where, how far it went, and the selection then
+let released = null; // that press once released, until the library's events of the release are through
 
-function wireTinyLasso() {
+function wireLassoRelease() {
   const canvas = $("plot-canvas");
   window.addEventListener("mousedown", (e) => {
     const lasso = e.target === canvas && (plot.get("mouseMode") === "lasso" || e.shiftKey);
-    pressed = lasso ? { x: e.clientX, y: e.clientY, rows: Array.from(plot.get("selectedPoints")) } : null;
-    tinyLasso = null;
+    pressed = lasso ? { x: e.clientX, y: e.clientY, far: 0, rows: Array.from(plot.get("selectedPoints")) } : null;
+    released = null;
   }, { capture: true });
-  window.addEventListener("mouseup", (e) => {
-    const near = pressed && Math.hypot(e.clientX - pressed.x, e.clientY - pressed.y) < TINY_LASSO_PX;
-    tinyLasso = near ? pressed : null;
+  window.addEventListener("mousemove", (e) => {
+    if (pressed) pressed.far = Math.max(pressed.far, Math.hypot(e.clientX - pressed.x, e.clientY - pressed.y));
+  }, { capture: true });
+  window.addEventListener("mouseup", () => {
+    released = pressed && { tiny: pressed.far < TINY_LASSO_PX, rows: pressed.rows };
     pressed = null;
   }, { capture: true });
   window.addEventListener("click", (e) => {
-    if (tinyLasso && e.target === canvas) e.stopPropagation(); // not a click on a point
-    setTimeout(() => { tinyLasso = null; }, 0); // after the library's events of that release (published a tick later)
+    if (released && e.target === canvas) e.stopPropagation(); // not a click on a point
+    setTimeout(() => { released = null; }, 0); // after the library's events of the release (published a tick later)
   }, { capture: true });
 }
 
