@@ -70,6 +70,7 @@ async function layouts(k) {
       describe: (row, className) => `item ${data.points.index[row]} · class ${className} · change ${data.points.change[row].toFixed(2)}`,
       onSelect: selected,
     });
+    selected(null); // a redraw (another k) starts without a selection
     const shown = data.points.index.length;
     const sample = data.shared > shown ? `the ${data.most_changed.toLocaleString()} most changed and a seeded sample of the rest, ` +
       `${shown.toLocaleString()} of ${data.shared.toLocaleString()} shared items` : `All ${shown.toLocaleString()} shared items`;
