@@ -4,6 +4,7 @@
     .venv/bin/python bench/explorer.py --ann-size 300000     # a smaller ANN part
     .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection | browser | import
     .venv/bin/python bench/explorer.py --only browser --browser-sizes 100000,1000000
+    .venv/bin/python bench/explorer.py --only browser --browser-sizes 200000 --skip-index --performance-mode on
 
 1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
    `embedlab serve` process; GET /api/jobs/{id}/neighbors?index=i&k=10 for random i,
@@ -18,7 +19,12 @@
 4. browser: the explorer page in headless Chromium (software GL; the backend is printed) over a
    stored layout of N synthetic points: navigation to every point drawn, then at the largest N a
    scripted drag-pan and wheel zoom (median and p95 frame interval from requestAnimationFrame) and
-   the memory of the Chromium processes.
+   the memory of the Chromium processes; then the same columns through Plotly scattergl (the
+   package's plotly.min.js) in a fresh browser, the same script, and the ratios (a Plotly page that
+   does not draw within --plotly-timeout, or crashes, is the result). --performance-mode on|off
+   forces regl-scatterplot's performanceMode (squares, no blending; the page turns it on past
+   500,000 points); --skip-index holds the summary back, so the 1,000,000-point HNSW build (minutes)
+   neither runs nor is waited for.
 
 The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
 directions each, so neighbourhoods have structure for a layout to keep.
@@ -184,15 +190,121 @@ def _chromium_rss_mb(pid: int) -> float:
 
 FRAMES_JS = """() => { window.__frames = []; const tick = (t) => { window.__frames.push(t); if (!window.__stop) requestAnimationFrame(tick); };
     requestAnimationFrame(tick); }"""
+GL_JS = """() => { const g = document.createElement('canvas').getContext('webgl');
+    const i = g && g.getExtension('WEBGL_debug_renderer_info'); return i ? g.getParameter(i.UNMASKED_RENDERER_WEBGL) : 'unknown'; }"""
+PERFORMANCE_MODE = "performanceMode: n > 500000"  # static/explore.js's rule, rewritten by --performance-mode
+
+# The same columns drawn by Plotly scattergl: a page the bench serves itself (page.route), with no Content-Security-Policy,
+# since regl (under scattergl) compiles with `Function`. Pan by dragging, zoom by the wheel, as in the explorer.
+PLOTLY_PAGE = """<!doctype html><html><head><meta charset="utf-8"><script src="/vendor/plotly.min.js"></script></head>
+<body style="margin:0"><div id="plot" style="width:1400px;height:900px"></div><script type="module">
+import { decodeColumns } from "/static/columns.js";
+const c = decodeColumns(await (await fetch("/api/jobs/JOB/embedding/columns")).arrayBuffer());
+const gd = document.getElementById("plot");
+const axis = { visible: false, scaleanchor: undefined };
+await Plotly.newPlot(gd, [{ type: "scattergl", mode: "markers", x: c.x, y: c.y,
+  marker: { size: SIZE, color: c.label, colorscale: "Portland", opacity: 0.8 } }],
+  { dragmode: "pan", margin: { l: 0, r: 0, t: 0, b: 0 }, xaxis: axis, yaxis: { ...axis, scaleanchor: "x" } },
+  { scrollZoom: true, displayModeBar: false });
+await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+performance.mark("plotly-drawn");
+document.body.dataset.ready = "true";
+</script></body></html>"""
 
 
-def bench_browser(n: int, interact: bool) -> None:
-    """Open the explorer on n points in headless Chromium (software GL): time to all points drawn, then a scripted pan and zoom."""
-    import httpx
-    from playwright.sync_api import sync_playwright
+PAN_LIMIT_S = 60  # a page slower than this gets its pan and zoom cut short, and says at which step
 
+
+def pan_and_zoom(page, box: dict) -> dict:
+    """A scripted drag-pan there and back (40 moves) and a wheel zoom in and out (20 steps) over `box`, with every frame timed."""
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    moves = [(cx + 200 * np.sin(i / 40 * 2 * np.pi), cy + 100 * np.sin(i / 20 * np.pi)) for i in range(40)]
+    page.evaluate(FRAMES_JS)
+    page.mouse.move(cx, cy)
+    t = time.perf_counter()
+    steps = 0
+    page.mouse.down()
+    for x, y in moves:
+        if time.perf_counter() - t > PAN_LIMIT_S:
+            break
+        page.mouse.move(x, y)
+        steps += 1
+    page.mouse.up()
+    for i in range(20):
+        if time.perf_counter() - t > PAN_LIMIT_S:
+            break
+        page.mouse.wheel(0, -120 if i < 10 else 120)
+        steps += 1
+    page.evaluate("window.__stop = true")
+    scripted = time.perf_counter() - t
+    frames = np.diff(page.evaluate("window.__frames"))
+    return {
+        "step_ms": scripted / steps * 1000,
+        "steps": steps,
+        "frames": len(frames),
+        "median": float(np.median(frames)),
+        "p95": float(np.percentile(frames, 95)),
+        "heap": page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20,
+        "rss": _chromium_rss_mb(os.getpid()),
+    }
+
+
+def measure_page(
+    p, url: str, path: str, ready: str, mark: str, canvas: str, interact: bool, timeout: float, routes: dict, shot: Path | None
+) -> dict:
+    """Open `path` in a fresh headless Chromium (software GL; its memory alone): seconds from navigation to `mark`, then the
+    pan and zoom; {"failed": reason} when it does not draw within `timeout` or the tab crashes."""
     from tests.conftest import wait_for
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        crashed = []
+        page.on("crash", lambda _: crashed.append(True))
+        for pattern, handler in routes.items():
+            page.route(pattern, handler)
+        page.goto(f"{url}{path}")
+        try:
+            wait_for(lambda: crashed or page.evaluate(ready), timeout, 0.2, "drawn")
+        except (AssertionError, TimeoutError):
+            return {"failed": f"not drawn within {timeout:.0f} s", "rss": _chromium_rss_mb(os.getpid())}
+        except Exception as e:  # noqa: BLE001 - a crashed tab answers evaluate with an error: that is the result
+            return {"failed": f"the tab failed: {type(e).__name__}: {str(e).splitlines()[0]}"}
+        if crashed:
+            return {"failed": "the tab crashed"}
+        out = {"drawn": page.evaluate(f"performance.getEntriesByName('{mark}')[0].startTime") / 1000, "gl": page.evaluate(GL_JS)}
+        if shot is not None:  # to look at: every point there, the picture right
+            page.screenshot(path=str(shot))
+        if interact:
+            out |= pan_and_zoom(page, page.locator(canvas).bounding_box())
+        return out
+    finally:
+        browser.close()
+
+
+def _said(n: int, name: str, m: dict) -> str:
+    if "failed" in m:
+        return f"browser: {n:,} points, {name}: {m['failed']}" + (f" (Chromium RSS then {m['rss']:.0f} MiB)" if "rss" in m else "")
+    line = f"browser: {n:,} points, {name}: navigation to all points drawn {m['drawn']:.2f} s (GL: {m['gl']})"
+    if "step_ms" in m:
+        # Idle frames (the page waiting for the next scripted event) count too: read the p95 and the time a step with the median.
+        line += (
+            f"; scripted pan (40 moves) + zoom (20 wheel steps) {m['step_ms']:.0f} ms a step"
+            + (f" (cut short at {PAN_LIMIT_S} s: {m['steps']} of 60 steps)" if m["steps"] < 60 else "")
+            + f", {m['frames']} frames: "
+            f"median {m['median']:.0f} ms, p95 {m['p95']:.0f} ms; JS heap {m['heap']:.0f} MiB; Chromium processes RSS {m['rss']:.0f} MiB"
+        )
+    return line
+
+
+def bench_browser(
+    n: int, interact: bool, plotly: bool, performance_mode: str, skip_index: bool, plotly_timeout: float, shots: Path | None
+) -> None:
+    """The explorer on n points in headless Chromium (software GL): time to all points drawn, then a scripted pan and zoom;
+    then the same columns through Plotly scattergl in a fresh browser, and the ratios."""
+    import httpx
+    from playwright.sync_api import sync_playwright
 
     with stored_job_server(n) as (url, job_id, _):
         t = time.perf_counter()
@@ -201,45 +313,64 @@ def bench_browser(n: int, interact: bool) -> None:
         t = time.perf_counter()
         httpx.get(f"{url}/api/jobs/{job_id}/embedding/columns", timeout=600)
         warm = time.perf_counter() - t
-        t = time.perf_counter()  # built before the page opens, so that it does not share the 2 cores with the drawing
-        httpx.get(f"{url}/api/jobs/{job_id}/embedding/summary", timeout=1200)
-        index = time.perf_counter() - t
+        routes = {}
+        if skip_index:  # the summary (and its neighbour index) held back: the drawing and the pan measured alone
+            routes["**/embedding/summary"] = lambda route: route.abort()
+            index = "not built (--skip-index)"
+        else:
+            t = time.perf_counter()  # built before the page opens, so that it does not share the 2 cores with the drawing
+            httpx.get(f"{url}/api/jobs/{job_id}/embedding/summary", timeout=1200)
+            index = f"{time.perf_counter() - t:.1f} s"
+        if performance_mode != "auto":
+            script = httpx.get(f"{url}/static/explore.js").text
+            assert PERFORMANCE_MODE in script, "static/explore.js no longer says when performanceMode is on"
+            script = script.replace(PERFORMANCE_MODE, f"performanceMode: {str(performance_mode == 'on').lower()}")
+            routes["**/static/explore.js"] = lambda route: route.fulfill(body=script, content_type="text/javascript")
         print(
             f"browser: {n:,} points; GET /embedding/columns {len(body) / 2**20:.1f} MiB: first (read) {cold:.1f} s, "
-            f"then {warm * 1000:.0f} ms (cached); the summary's neighbour index build {index:.1f} s"
+            f"then {warm * 1000:.0f} ms (cached); the summary's neighbour index build {index}; performanceMode {performance_mode}"
         )
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/jobs/{job_id}/explore")
-            wait_for(lambda: page.evaluate("document.getElementById('explorer').dataset.ready === 'true'"), 600, 0.1, "the scatter")
-            drawn = page.evaluate("performance.getEntriesByName('explorer-drawn')[0].startTime") / 1000
-            gl = page.evaluate("""() => { const g = document.createElement('canvas').getContext('webgl');
-                const i = g && g.getExtension('WEBGL_debug_renderer_info'); return i ? g.getParameter(i.UNMASKED_RENDERER_WEBGL) : 'unknown'; }""")
-            print(f"browser: {n:,} points: navigation to all points drawn {drawn:.2f} s (GL: {gl})")
-            if interact:
-                box = page.locator("#plot-canvas").bounding_box()
-                cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-                page.evaluate(FRAMES_JS)
-                page.mouse.move(cx, cy)
-                t = time.perf_counter()
-                page.mouse.down()
-                for i in range(40):  # a drag-pan there and back
-                    page.mouse.move(cx + 200 * np.sin(i / 40 * 2 * np.pi), cy + 100 * np.sin(i / 20 * np.pi))
-                page.mouse.up()
-                for i in range(20):  # wheel zoom in, then out
-                    page.mouse.wheel(0, -120 if i < 10 else 120)
-                page.evaluate("window.__stop = true")
-                scripted = time.perf_counter() - t
-                frames = np.diff(page.evaluate("window.__frames"))
-                heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20
-                rss = _chromium_rss_mb(os.getpid())
-                # Idle frames (the page waiting for the next scripted event) count too: read the p95 and the wall time with the median.
-                print(
-                    f"browser: {n:,} points: scripted pan (40 moves) + zoom (20 wheel steps) {scripted:.1f} s ({scripted / 60 * 1000:.0f} ms a step), {len(frames)} frames: median {np.median(frames):.0f} ms, "
-                    f"p95 {np.percentile(frames, 95):.0f} ms; JS heap {heap:.0f} MiB; Chromium processes RSS {rss:.0f} MiB"
-                )
-            browser.close()
+            ready = "document.getElementById('explorer').dataset.ready === 'true'"
+            ours = measure_page(
+                p,
+                url,
+                f"/jobs/{job_id}/explore",
+                ready,
+                "explorer-drawn",
+                "#plot-canvas",
+                interact,
+                600,
+                routes,
+                shots and shots / f"explorer-{n}-{performance_mode}.png",
+            )
+            print(_said(n, "explorer (regl-scatterplot)", ours))
+            if not plotly:
+                return
+            html = PLOTLY_PAGE.replace("JOB", str(job_id)).replace("SIZE", "2" if n > 300_000 else "3")
+            page_route = {f"{url}/bench/plotly": lambda route: route.fulfill(body=html, content_type="text/html")}
+            theirs = measure_page(
+                p,
+                url,
+                "/bench/plotly",
+                "document.body.dataset.ready === 'true'",
+                "plotly-drawn",
+                "#plot",
+                interact,
+                plotly_timeout,
+                page_route,
+                shots and shots / f"plotly-{n}.png",
+            )
+            print(_said(n, "Plotly scattergl", theirs))
+            if "failed" not in theirs and "failed" not in ours:
+                ratios = [f"drawn {theirs['drawn'] / ours['drawn']:.1f}x"]
+                if interact:
+                    ratios += [
+                        f"a pan/zoom step {theirs['step_ms'] / ours['step_ms']:.1f}x",
+                        f"frame p95 {theirs['p95'] / ours['p95']:.1f}x",
+                    ]
+                    ratios += [f"Chromium RSS {theirs['rss'] / ours['rss']:.2f}x"]
+                print(f"browser: {n:,} points, Plotly scattergl / explorer: " + ", ".join(ratios))
 
 
 # -- 2. exact vs HNSW -----------------------------------------------------------
@@ -431,6 +562,11 @@ def main() -> None:
     parser.add_argument(
         "--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest"
     )
+    parser.add_argument("--no-plotly", action="store_true", help="skip the same data through Plotly scattergl")
+    parser.add_argument("--plotly-timeout", type=float, default=240, help="seconds Plotly may take to draw (a failure is a result)")
+    parser.add_argument("--performance-mode", choices=["auto", "on", "off"], default="auto", help="regl-scatterplot's, forced")
+    parser.add_argument("--skip-index", action="store_true", help="hold the summary back: no neighbour index built (minutes at 1,000,000)")
+    parser.add_argument("--screenshots", type=Path, help="a folder for a screenshot of each page once drawn")
     parser.add_argument("--lookup-size", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--ann-size", type=int, default=1_000_000)
@@ -452,7 +588,9 @@ def main() -> None:
     if args.only in (None, "browser"):
         sizes = [int(s) for s in args.browser_sizes.split(",")]
         for n in sizes:
-            bench_browser(n, interact=n == max(sizes))
+            bench_browser(
+                n, n == max(sizes), not args.no_plotly, args.performance_mode, args.skip_index, args.plotly_timeout, args.screenshots
+            )
     if args.only in (None, "import"):
         bench_import(args.import_size)
 

@@ -2,6 +2,7 @@
 // (GET /embedding/columns, read into typed arrays) and are drawn by regl-scatterplot (WebGL, every
 // point, no sampling); every text from the data goes through textContent.
 import createScatterplot from "/static/vendor/regl-scatterplot/regl-scatterplot.esm.js";
+import { decodeColumns } from "/static/columns.js";
 import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 
 const root = document.getElementById("explorer");
@@ -78,19 +79,6 @@ async function send(path, init) {
 }
 
 // -- binary columns ----------------------------------------------------------
-const TYPED = { i4: Int32Array, f4: Float32Array, u1: Uint8Array };
-
-/** uint32 header length, JSON header, then each column at header offset (from the end of the header), little-endian. */
-export function decodeColumns(buffer) {
-  const view = new DataView(buffer);
-  const size = view.getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size)));
-  const start = 4 + size;
-  const out = { n: header.n, splits: header.splits, class_names: header.class_names };
-  for (const c of header.columns) out[c.name] = new TYPED[c.dtype](buffer, start + c.offset, c.length);
-  return out;
-}
-
 async function loadColumns() {
   const response = await fetch(`${base}/embedding/columns`, { credentials: "same-origin" });
   if (!response.ok) {
@@ -455,11 +443,13 @@ function wire() {
   plot.subscribe("lassoStart", () => { lassoing = true; });
   plot.subscribe("lassoEnd", () => {
     lassoing = false;
+    if (released && released.tiny) { plot.select(released.rows, { preventEvent: true }); return; } // the selection as it was
     const rows = plot.get("selectedPoints");
     if (rows.length) summarise(Array.from(rows));
   });
+  wireLassoRelease();
   plot.subscribe("select", ({ points }) => {
-    if (lassoing) return; // the lasso's own selection: summarised at lassoEnd
+    if (lassoing || (released && released.tiny)) return; // the lasso's own selection: summarised (or undone) at lassoEnd
     if (points.length === 1) selectRow(points[0]); // a click on a point
     else if (points.length > 1) summarise(Array.from(points)); // a class picked in the table
   });
@@ -501,6 +491,35 @@ function wire() {
     plot.deselect({ preventEvent: true });
   });
   if (isJob) wireUploads();
+}
+
+// A lasso press is never a click on a point: regl-scatterplot takes a release within 3 px of the press for one (a lasso
+// closed where it began, or a press and release while lassoing) and replaces the selection with that point. A lasso
+// that never went further than TINY_LASSO_PX from its press (a slip) keeps the selection it found: the library would
+// replace it with what the tiny polygon holds, usually nothing. Listeners on the window, in the capture phase, run before
+// the library's (its mouseup is the window's, and the release may land on its lasso's layer).
+const TINY_LASSO_PX = 6;
+let pressed = null; // a lasso press on the canvas: where, how far it went, and the selection then
+let released = null; // that press once released, until the library's events of the release are through
+
+function wireLassoRelease() {
+  const canvas = $("plot-canvas");
+  window.addEventListener("mousedown", (e) => {
+    const lasso = e.target === canvas && (plot.get("mouseMode") === "lasso" || e.shiftKey);
+    pressed = lasso ? { x: e.clientX, y: e.clientY, far: 0, rows: Array.from(plot.get("selectedPoints")) } : null;
+    released = null;
+  }, { capture: true });
+  window.addEventListener("mousemove", (e) => {
+    if (pressed) pressed.far = Math.max(pressed.far, Math.hypot(e.clientX - pressed.x, e.clientY - pressed.y));
+  }, { capture: true });
+  window.addEventListener("mouseup", () => {
+    released = pressed && { tiny: pressed.far < TINY_LASSO_PX, rows: pressed.rows };
+    pressed = null;
+  }, { capture: true });
+  window.addEventListener("click", (e) => {
+    if (released && e.target === canvas) e.stopPropagation(); // not a click on a point
+    setTimeout(() => { released = null; }, 0); // after the library's events of the release (published a tick later)
+  }, { capture: true });
 }
 
 function wireUploads() {

@@ -10,7 +10,8 @@ import threading
 from collections import OrderedDict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse
@@ -21,7 +22,7 @@ from app.api.deps import EngineDep, SettingsDep
 from app.api.embeddings import ERRORS, image_url
 from app.api.errors import field_error
 from app.config import Settings
-from app.explorer import changed
+from app.explorer import aligned, changed
 from app.explorer.embeddings import JobEmbedding
 
 router = APIRouter(tags=["embeddings"])
@@ -52,13 +53,75 @@ class NeighbourhoodsOut(BaseModel):
     items: list[ChangedItem] = Field(description="In the order asked for (`sort`), at most `limit`")
 
 
-def _load(engine: Engine, settings: Settings, text: str) -> tuple[JobEmbedding, str]:
+class XY(BaseModel):
+    x: list[float]
+    y: list[float]
+
+
+class Alignment(BaseModel):
+    rotation_degrees: float = Field(description="B's layout turned by this much onto A's")
+    mirrored: bool = Field(description="B's layout mirrored as well (UMAP's axes have no sign)")
+    scale: float
+    residual: float = Field(description="RMS distance of aligned B from A over A's RMS spread: 0 the same picture, ~1 unrelated")
+
+
+class LayoutPoints(BaseModel):
+    index: list[int]
+    label: list[int] = Field(description="In `a`")
+    change: list[float]
+
+
+class PairLayoutsOut(BaseModel):
+    a: str
+    b: str
+    k: int
+    shared: int
+    most_changed: int = Field(description="The first this many most changed items are all among `points`")
+    points: LayoutPoints = Field(description="Row i is the same item in both layouts")
+    class_names: list[str] = Field(description="Of `a`'s labels")
+    layouts: dict[str, XY] = Field(description="`a`: its stored layout; `b`: its stored layout aligned onto a's")
+    alignment: Alignment
+
+
+class Refused(Exception):
+    def __init__(self, response: JSONResponse):
+        self.response = response
+
+
+def _load(engine: Engine, settings: Settings, name: str, text: str) -> tuple[JobEmbedding, str]:
+    """One side's explorer data and its API base; an unknown or unready side is refused naming its field."""
     m = SOURCE.match(text)
-    assert m is not None
+    if m is None:
+        raise Refused(field_error(name, f"{text!r} names no embedding: write job:<id> or collection:<id>"))
     kind, number = m[1], int(m[2])
-    if kind == "job":
-        return embeddings_api._embedding(engine, settings, number), embeddings_api.job_base(number)
-    return collections_api._embedding(engine, settings, number), collections_api.base_of(number)
+    try:
+        if kind == "job":
+            return embeddings_api._embedding(engine, settings, number), embeddings_api.job_base(number)
+        return collections_api._embedding(engine, settings, number), collections_api.base_of(number)
+    except HTTPException as e:
+        raise Refused(field_error(name, str(e.detail), e.status_code)) from None
+
+
+def _compared(engine: Engine, settings: Settings, a: str, b: str, k: int) -> tuple[JobEmbedding, str, JobEmbedding, changed.Changes]:
+    """Both sides and their item-by-item changes (the last few comparisons cached)."""
+    data_a, base_a = _load(engine, settings, "a", a)
+    data_b, _ = _load(engine, settings, "b", b)
+    key = (a, id(data_a), b, id(data_b), k)  # a JobEmbedding object is one version of its file
+    with _lock:
+        found = _cache.get(key)
+    if found is None:
+        try:
+            found = changed.changes(data_a, data_b, k)
+        except changed.TooFewShared as e:
+            raise Refused(field_error("b", str(e))) from None
+        with _lock:
+            _cache[key] = found
+            while len(_cache) > MAX_CACHED:
+                _cache.popitem(last=False)
+    return data_a, base_a, data_b, found
+
+
+K = Annotated[int, Query(ge=1, le=changed.MAX_K)]
 
 
 @router.get("/api/neighbourhoods", response_model=NeighbourhoodsOut, responses={**ERRORS, 409: ERRORS[404]})
@@ -67,28 +130,15 @@ def get_neighbourhoods(
     b: Source,
     engine: EngineDep,
     settings: SettingsDep,
-    k: Annotated[int, Query(ge=1, le=changed.MAX_K)] = 10,
+    k: K = 10,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
     sort: Annotated[Literal["-change", "change", "index"], Query(description="`-change`: most changed first")] = "-change",
 ) -> NeighbourhoodsOut | JSONResponse:
     """The items whose neighbourhoods differ most between two embeddings of them (a sortable list with thumbnails)."""
-    for name, value in (("a", a), ("b", b)):
-        if not SOURCE.match(value):
-            return field_error(name, f"{value!r} names no embedding: write job:<id> or collection:<id>")
-    data_a, base_a = _load(engine, settings, a)
-    data_b, _ = _load(engine, settings, b)
-    key = (a, id(data_a), b, id(data_b), k)  # a JobEmbedding object is one version of its file
-    with _lock:
-        found = _cache.get(key)
-    if found is None:
-        try:
-            found = changed.changes(data_a, data_b, k)
-        except changed.TooFewShared as e:
-            return field_error("b", str(e))
-        with _lock:
-            _cache[key] = found
-            while len(_cache) > MAX_CACHED:
-                _cache.popitem(last=False)
+    try:
+        data_a, base_a, _, found = _compared(engine, settings, a, b, k)
+    except Refused as e:
+        return e.response
     order = {"-change": lambda: (-found.change).argsort(kind="stable"), "change": lambda: found.change.argsort(kind="stable")}
     picked = order[sort]()[:limit] if sort in order else range(min(limit, len(found.indices)))
     items = []
@@ -113,4 +163,38 @@ def get_neighbourhoods(
         mean_change=float(found.change.mean()),
         unchanged=int((found.change == 0).sum()),
         items=items,
+    )
+
+
+def _xy(xy: np.ndarray) -> XY:
+    return XY(x=np.round(xy[:, 0].astype(float), 4).tolist(), y=np.round(xy[:, 1].astype(float), 4).tolist())
+
+
+@router.get("/api/neighbourhoods/layouts", response_model=PairLayoutsOut, responses={**ERRORS, 409: ERRORS[404]})
+def get_pair_layouts(a: Source, b: Source, engine: EngineDep, settings: SettingsDep, k: K = 10) -> PairLayoutsOut | JSONResponse:
+    """A's and B's layouts of the items both hold, B's turned onto A's (Procrustes over every shared item), for panels side
+    by side: the `k` comparison's most changed items and a seeded sample of the rest, row i the same item in both."""
+    try:
+        data_a, _, data_b, found = _compared(engine, settings, a, b, k)
+    except Refused as e:
+        return e.response
+    xy_a, xy_b = data_a.xy[found.rows_a], data_b.xy[found.rows_b]
+    turn = aligned.procrustes(xy_b, xy_a)
+    drawn = aligned.pair_sample(found.change)
+    return PairLayoutsOut(
+        a=a,
+        b=b,
+        k=k,
+        shared=len(found.indices),
+        most_changed=min(aligned.PAIR_MOST_CHANGED, len(drawn)),
+        points=LayoutPoints(
+            index=found.indices[drawn].tolist(),
+            label=data_a.labels[found.rows_a[drawn]].tolist(),
+            change=np.round(found.change[drawn].astype(float), 4).tolist(),
+        ),
+        class_names=data_a.class_names,
+        layouts={"a": _xy(xy_a[drawn]), "b": _xy(turn.apply(xy_b[drawn]))},
+        alignment=Alignment(
+            rotation_degrees=round(turn.degrees, 2), mirrored=turn.mirrored, scale=turn.scale, residual=round(turn.residual, 4)
+        ),
     )

@@ -34,6 +34,11 @@ single-threaded):
   many jobs, and the page draws at most ~10,000 SVG points.
 - The fit runs in a child process: in a thread of the server, each epoch held the GIL for
   up to 0.23 s, stalling every other request for the length of a fit.
+
+Two embeddings of the same items (the neighbourhood comparison: two jobs, a job and a collection) each
+have their own stored layout already, of every point; there B's layout is turned onto A's by Procrustes
+(`procrustes`: rotation or mirror, uniform scale, shift, fitted on all shared items, a 2x2 SVD even at
+1,000,000 points) instead of a new AlignedUMAP fit, so the panels show the very layouts each explorer shows.
 """
 
 from __future__ import annotations
@@ -213,6 +218,65 @@ def main(argv: list[str]) -> int:
         print(e, file=sys.stderr)
         return NOT_COMPARABLE_EXIT
     return 0
+
+
+# -- two embeddings of the same items: B's stored layout turned onto A's -------------
+
+PAIR_POINTS = 4_000  # drawn per panel: two SVG panels hold what the sweep's TOTAL_POINTS do
+PAIR_MOST_CHANGED = 2_000  # of them, the most changed items (the comparison table's rows), so a row click finds its point
+
+
+@dataclass(frozen=True)
+class Turn:
+    """xy @ rotation * scale + shift takes B's layout closest to A's; `rotation` is orthogonal (a mirror when det < 0)."""
+
+    rotation: np.ndarray
+    scale: float
+    shift: np.ndarray
+    residual: (
+        float  # RMS distance of turned B from A over A's RMS spread about its centre: 0 aligned, ~1 unrelated (the best scale then ~0)
+    )
+
+    def apply(self, xy: np.ndarray) -> np.ndarray:
+        return ((xy.astype(np.float64) @ self.rotation) * self.scale + self.shift).astype(np.float32)
+
+    @property
+    def degrees(self) -> float:
+        return float(np.degrees(np.arctan2(self.rotation[0, 1], self.rotation[0, 0])))
+
+    @property
+    def mirrored(self) -> bool:
+        return bool(np.linalg.det(self.rotation) < 0)
+
+
+def procrustes(moving: np.ndarray, fixed: np.ndarray) -> Turn:
+    """The similarity transform taking `moving` onto `fixed` in least squares, row i the same item in both.
+
+    Two UMAP layouts of one space differ by about that (UMAP's axes, sign and scale are arbitrary); nothing
+    bends, so what still differs after it is what the embeddings changed.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    M, F = moving.astype(np.float64), fixed.astype(np.float64)
+    mc, fc = M.mean(axis=0), F.mean(axis=0)
+    M, F = M - mc, F - fc
+    norm = float((M**2).sum())
+    if norm == 0:  # every point of B at one place: nothing to turn
+        return Turn(np.eye(2), 1.0, fc - mc, 1.0)
+    rotation, singular_sum = orthogonal_procrustes(M, F)
+    scale = float(singular_sum) / norm
+    spread = float(np.sqrt((F**2).sum(axis=1).mean())) or 1.0
+    residual = float(np.sqrt((((M @ rotation) * scale - F) ** 2).sum(axis=1).mean())) / spread
+    return Turn(rotation, scale, fc - (mc @ rotation) * scale, residual)
+
+
+def pair_sample(change: np.ndarray, size: int = PAIR_POINTS, most: int = PAIR_MOST_CHANGED, seed: int = SEED) -> np.ndarray:
+    """Sorted positions of the shared items to draw: the `most` most changed, then a seeded sample of the rest up to `size`."""
+    if len(change) <= size:
+        return np.arange(len(change))
+    order = np.argsort(-change, kind="stable")  # the table's order: most changed first, ties by index
+    rest = np.random.default_rng(seed).choice(order[most:], size - most, replace=False)
+    return np.sort(np.concatenate([order[:most], rest]))
 
 
 # -- one fit per sweep at a time, in the background ------------------------------

@@ -111,6 +111,27 @@ def wait_js(page, expression: str, timeout: float = 30.0, interval: float = 0.1)
     return wait_for(lambda: page.evaluate(expression), timeout, interval, expression)
 
 
+def box_select_first_panel(page, plot_id: str, fraction: float) -> None:
+    """A box drag in the first panel of a static/linked_panels.js plot, around its points' median, `fraction` of each axis
+    to either side; returns once every panel shows the selection."""
+    page.locator(f"#{plot_id}").scroll_into_view_if_needed()
+    x0, y0, x1, y1 = page.evaluate(
+        """([id, f]) => {
+        const gd = document.getElementById(id), t = gd.data[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect(), median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
+        const cx = median(t.x), cy = median(t.y), wx = (xa.range[1] - xa.range[0]) * f, wy = (ya.range[1] - ya.range[0]) * f;
+        const px = (x) => box.left + xa._offset + xa.l2p(x), py = (y) => box.top + ya._offset + ya.l2p(y);
+        return [px(cx - wx), py(cy + wy), px(cx + wx), py(cy - wy)];
+    }""",
+        [plot_id, fraction],
+    )
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+    wait_js(page, f"document.getElementById('{plot_id}').data.every(t => Array.isArray(t.selectedpoints))")
+
+
 def screenshot(page, name: str) -> None:
     """Saved when EMBEDLAB_SCREENSHOTS names a folder: for looking at the pages by eye."""
     import os

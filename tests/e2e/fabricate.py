@@ -4,6 +4,7 @@ and distance histograms, so that browser tests of the evidence pages run in seco
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy import update
@@ -90,10 +91,19 @@ def finish_next(engine, home, level: float, *, baseline: float = 0.2, noise: flo
     return claim.job_id
 
 
-def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images: int = 40, seed: int = 7) -> tuple[int, int]:
+def fabricate_collection(
+    home,
+    n: int,
+    dim: int = 16,
+    classes: int = 20,
+    images: int = 40,
+    seed: int = 7,
+    xy_map: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[int, int]:
     """A ready collection of n points written straight to its files (no import, no UMAP): clustered embeddings, a layout
-    with a cluster per class, per-point AP, and an image folder of `images` PNGs that the points share in turn.
-    Its id, and the row nearest the middle of class 0's cluster on the layout."""
+    with a cluster per class (passed through `xy_map` when given: the same seed's layout turned, say), per-point AP, and
+    an image folder of `images` PNGs that the points share in turn. Its id, and the row nearest the middle of class 0's
+    cluster on the layout."""
     import json
     from pathlib import Path
 
@@ -113,6 +123,8 @@ def fabricate_collection(home, n: int, dim: int = 16, classes: int = 20, images:
     labels = rng.integers(0, classes, n)
     X = (rng.normal(size=(classes, dim))[labels] + rng.normal(scale=0.3, size=(n, dim))).astype(np.float32)
     xy = ((rng.normal(size=(classes, 2)) * 8)[labels] + rng.normal(size=(n, 2))).astype(np.float32)
+    if xy_map is not None:
+        xy = xy_map(xy).astype(np.float32)
     folder = datasets_dir(home) / "fabricated-images"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(images):

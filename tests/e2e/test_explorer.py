@@ -119,11 +119,11 @@ def test_lasso_selection_is_summarised_and_exported(live, page, finished_job):
 
 
 def test_binary_columns_decode_in_the_browser(live, page, finished_job):
-    """static/explore.js's decoder, run in Chromium, gives the values the JSON endpoint states."""
+    """static/columns.js's decoder (the explorer's), run in Chromium, gives the values the JSON endpoint states."""
     job_id = finished_job["id"]
     open_explorer(live, page, job_id)
     decoded = page.evaluate(f"""async () => {{
-        const {{ decodeColumns }} = await import("/static/explore.js");
+        const {{ decodeColumns }} = await import("/static/columns.js");
         const r = await fetch("/api/jobs/{job_id}/embedding/columns");
         const c = decodeColumns(await r.arrayBuffer());
         return {{ n: c.n, index: Array.from(c.index), x: Array.from(c.x), label: Array.from(c.label), split: Array.from(c.split),

@@ -56,20 +56,3 @@ def test_two_hundred_thousand_points_hover_and_lasso(live, page, fabricated):
     page.select_option("#color-by", "ap")
     wait_js(page, "/AP@R of 200,000 scored points/.test(document.getElementById('ex-status').textContent)", 60)
     assert not page.errors, page.errors
-
-
-def test_neighbourhood_changes_are_a_sortable_list_with_thumbnails(live, page):
-    home = live.procs.env["EMBEDLAB_HOME"]
-    a, _ = fabricate_collection(home, 600, seed=1)
-    b, _ = fabricate_collection(home, 600, seed=2)  # the same item ids, other vectors: other neighbourhoods
-    page.goto(f"{live.url}/compare/neighbourhoods?a=collection:{a}&b=collection:{b}")
-    wait_js(page, "document.getElementById('changed').dataset.ready === 'true'", 60)
-    assert page.locator("#nb-table tbody tr").count() == 600
-    changes = [float(t) for t in page.locator("#nb-table tbody td:nth-child(4)").all_inner_texts()]
-    assert changes == sorted(changes, reverse=True) and changes[0] > 0.5
-    page.click("[data-sort=index]")
-    indices = [int(t) for t in page.locator("#nb-table tbody td:nth-child(2)").all_inner_texts()]
-    assert indices == list(range(600))
-    wait_js(page, "(() => { const i = document.querySelector('#nb-table tbody img'); return i.complete && i.naturalWidth === 48; })()")
-    assert page.locator("#nb-table tbody tr").first.locator("a").first.get_attribute("href") == f"/collections/{a}/explore#index=0"
-    assert not page.errors, page.errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import screenshot, wait_js
+from tests.e2e.conftest import box_select_first_panel, screenshot, wait_js
 from trainer.worker import Worker
 
 # explorer off: these pages read the runs' metrics and stored validation embeddings, not the per-job UMAP layout.
@@ -67,19 +67,7 @@ def test_sweep_small_multiples_with_linked_selection(procs, settings, page):
     screenshot(page, "sweep-small-multiples")
 
     # A box drag in the first panel, around its middle.
-    page.locator("#layouts").scroll_into_view_if_needed()
-    x0, y0, x1, y1 = page.evaluate("""() => {
-        const gd = document.getElementById("layouts"), t = gd.data[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const box = gd.getBoundingClientRect(), median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
-        const cx = median(t.x), cy = median(t.y), wx = (xa.range[1] - xa.range[0]) / 6, wy = (ya.range[1] - ya.range[0]) / 6;
-        const px = (x) => box.left + xa._offset + xa.l2p(x), py = (y) => box.top + ya._offset + ya.l2p(y);
-        return [px(cx - wx), py(cy + wy), px(cx + wx), py(cy - wy)];
-    }""")
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x1, y1, steps=12)
-    page.mouse.up()
-    wait_js(page, "document.getElementById('layouts').data.every(t => Array.isArray(t.selectedpoints))")
+    box_select_first_panel(page, "layouts", 1 / 6)
     selected = page.evaluate(
         "document.getElementById('layouts').data.map(t => t.selectedpoints.map(r => t.customdata[r]).sort((a, b) => a - b))"
     )

@@ -233,6 +233,19 @@ def test_projector_export_imports_back_with_the_same_neighbours(api, finished, s
     same = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}", "k": 10}).json()
     assert same["shared"] == len(stored["indices"]) and same["mean_change"] < 0.01  # ties at the 10th neighbour may flip
     assert same["items"][0]["image_url"] == f"/api/jobs/{job_id}/images/{same['items'][0]['index']}"
+    # Side by side: the job's layout as stored, the collection's (laid out anew) turned onto it
+    pair = api.get("/api/neighbourhoods/layouts", params={"a": f"job:{job_id}", "b": f"collection:{cid}"}).json()
+    rows = [int(np.flatnonzero(stored["indices"] == i)[0]) for i in pair["points"]["index"]]
+    np.testing.assert_allclose(np.c_[pair["layouts"]["a"]["x"], pair["layouts"]["a"]["y"]], stored["xy"][rows], atol=1e-4)
+    theirs = columns.decode(api.get(f"/api/collections/{cid}/embedding/columns").content)[1]
+    A, B = stored["xy"].astype(np.float64), np.c_[theirs["x"], theirs["y"]].astype(np.float64)  # the same order (checked above)
+    u, _, vt = np.linalg.svd((B - B.mean(0)).T @ (A - A.mean(0)))  # Procrustes by hand: rotation u @ vt, then the scale
+    R = u @ vt
+    scale = np.trace(((B - B.mean(0)) @ R).T @ (A - A.mean(0))) / ((B - B.mean(0)) ** 2).sum()
+    want = ((B - B.mean(0)) @ R) * scale + A.mean(0)
+    np.testing.assert_allclose(np.c_[pair["layouts"]["b"]["x"], pair["layouts"]["b"]["y"]], want[rows], atol=1e-3)
+    itself = api.get("/api/neighbourhoods/layouts", params={"a": f"job:{job_id}", "b": f"job:{job_id}"}).json()
+    assert itself["alignment"]["residual"] < 1e-6 and itself["layouts"]["b"] == itself["layouts"]["a"]
     bad = api.get("/api/neighbourhoods", params={"a": f"job:{job_id}", "b": "sweep:1"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "b"
     page = api.get("/compare/neighbourhoods", params={"a": f"job:{job_id}", "b": f"collection:{cid}"})

@@ -123,3 +123,42 @@ def test_a_failed_fit_is_reported_once_then_tried_again(settings: Settings, seco
         time.sleep(0.2)
     assert failure is not None and failure.status == status and failure.args[0].startswith(reason)
     assert outcome() is None  # reported once: this call starts a new fit
+
+
+def turned(xy: np.ndarray, degrees: float, scale: float, shift: tuple[float, float], mirror: bool = False) -> np.ndarray:
+    t = np.radians(degrees)
+    rotation = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    if mirror:
+        rotation = rotation @ np.diag([1.0, -1.0])
+    return (xy @ rotation) * scale + np.array(shift)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_procrustes_turns_a_rotated_scaled_shifted_layout_back_onto_the_first(mirror):
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(500, 2)) * [5, 2]  # anisotropic: a rotation is identifiable
+    b = turned(a, 37, 2.5, (10, -3), mirror)
+    turn = aligned.procrustes(b, a)
+    np.testing.assert_allclose(turn.apply(b), a, atol=1e-4)
+    assert turn.scale == pytest.approx(1 / 2.5) and turn.mirrored == mirror and turn.residual < 1e-6
+    if not mirror:
+        assert turn.degrees == pytest.approx(-37)
+
+
+def test_procrustes_residual_says_how_far_apart_the_pictures_stay():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(2000, 2))
+    noisy = aligned.procrustes(turned(a, 80, 3, (1, 1)) + rng.normal(scale=0.3, size=a.shape), a)
+    unrelated = aligned.procrustes(rng.normal(size=a.shape), a)
+    assert 0.08 < noisy.residual < 0.12  # noise 0.3 in B is 0.1 a coordinate in A (scale 3): RMS 0.14 over a spread of 1.41
+    assert unrelated.residual > 0.95  # the best scale for unrelated points is about 0: B shrinks to A's centre
+    assert aligned.procrustes(np.zeros_like(a), a).residual == 1.0  # B all at one point: nothing to fit
+
+
+def test_pair_sample_holds_the_most_changed_and_a_seeded_rest():
+    change = np.random.default_rng(6).random(10_000).astype(np.float32)
+    drawn = aligned.pair_sample(change, size=300, most=100)
+    assert len(drawn) == 300 and drawn.tolist() == sorted(set(drawn.tolist()))
+    assert set(np.argsort(-change, kind="stable")[:100]) <= set(drawn.tolist())
+    assert drawn.tolist() == aligned.pair_sample(change, size=300, most=100).tolist()
+    assert aligned.pair_sample(change[:50], size=300, most=100).tolist() == list(range(50))
