@@ -42,7 +42,7 @@ def test_two_ranks_train_on_the_global_batch_as_one_process_does(settings, engin
     # Later steps differ only by the order the gradients were summed in.
     assert two_loss == pytest.approx(one_loss, rel=1e-3)
     assert two.summary["val/mean_average_precision_at_r"] == pytest.approx(one.summary["val/mean_average_precision_at_r"], abs=1e-3)
-    assert two.run_device == "cpu"
+    assert two.run_device == "cpu x2" and one.run_device == "cpu"
 
 
 def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(settings, engine, monkeypatch, tmp_path):
