@@ -67,6 +67,35 @@ def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(set
     assert steps[-1] == 10
 
 
+def test_a_rank_that_raises_is_reported_with_its_exception(settings, engine, monkeypatch):
+    def raise_at_6(self, step: int) -> None:  # rank 1's per-step check (QuietRun), patched before the worker forks
+        if step == 6:
+            raise ValueError("rank-side failure at step 6")
+
+    monkeypatch.setattr(ranks.QuietRun, "check", raise_at_6)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=10, devices=2), max_attempts=1)
+    Worker(settings, threads=2, devices=2).run(max_jobs=1)
+    done = jobs.get(engine, created.id)
+    assert done.status == "failed", done
+    assert "RankDied: rank 1 of 2 raised ValueError: rank-side failure at step 6; the attempt fails on every rank" in done.error
+
+
+def test_a_rank_out_of_memory_fails_the_job_with_the_reason_and_is_not_retried(settings, engine, monkeypatch):
+    def allocate_at_6(self, step: int) -> None:
+        self.step = step
+        if step == 6:
+            torch.empty(1 << 42, dtype=torch.uint8)  # 4 TiB: refused by the allocator, as a step too big for the memory ceiling is
+
+    monkeypatch.setattr(ranks.QuietRun, "check", allocate_at_6)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=10, devices=2), max_attempts=3)
+    Worker(settings, threads=2, devices=2).run(max_jobs=1)
+    done = jobs.get(engine, created.id)
+    assert done.status == "failed" and done.attempts == 1, done
+    assert done.error.startswith("rank 1 of 2 ran out of memory at step 7: training asked for 4096.0 GB at once"), done.error
+    assert "this job's memory limit" in done.error
+    assert done.error in [line["message"] for line in joblogs.lines(engine, created.id)]
+
+
 @pytest.mark.slow
 def test_a_rank_that_stops_answering_fails_the_attempt_after_the_collective_timeout(settings, engine, monkeypatch, tmp_path):
     """A hung rank (SIGSTOP: alive, silent) is given up on after collective_timeout_seconds, and the retry resumes."""
