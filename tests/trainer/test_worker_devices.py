@@ -87,3 +87,15 @@ def test_sigterm_requeues_every_running_attempt(procs):
     for created in (a, b):
         requeued = job(url, created["id"])
         assert requeued["status"] == "queued" and requeued["progress"]["step"] >= 3, requeued
+
+
+def test_an_attempt_is_shown_on_the_devices_it_holds(settings):
+    """The job's run_device (the job page's Device): one CPU process "cpu", N of them "cpu xN", GPUs by index."""
+    import torch
+
+    from trainer.worker import Worker
+
+    worker = Worker(settings, devices=2)
+    assert [worker.run_device(s) for s in ([0], [1], [0, 1])] == ["cpu", "cpu", "cpu x2"]
+    worker.device, worker.devices = torch.device("cuda:2"), [torch.device("cuda:2"), torch.device("cuda:3")]  # as on a GPU host
+    assert [worker.run_device(s) for s in ([0], [1], [0, 1])] == ["cuda:2", "cuda:3", "cuda:2,3"]
