@@ -227,6 +227,7 @@ class Worker:
         # with a lock of the database client that another thread of the worker held at that instant.
         self.fork_lock = threading.Lock()
         self._next_beat = 0.0
+        self.done = 0  # attempts that ended in this run()
         # Fixed threads split among the devices its attempts hold, or (None) a fair share of the host's cores
         # among the devices busy on it, revised at each heartbeat: one job alone gets every core, a packed sweep one each.
         self.fixed_threads = threads
@@ -276,26 +277,24 @@ class Worker:
             while True:
                 self.reap()
                 if self.stopping.is_set():
-                    for attempt in self.attempts:  # SIGTERM: each attempt checkpoints and requeues its job
-                        if attempt.run.stop_reason is None:
-                            attempt.run.stop_reason = "shutdown"
+                    self.shut_down()  # SIGTERM: each attempt checkpoints and requeues its job
                     if not self.attempts:
                         break
-                    time.sleep(0.2)
-                    continue
-                free = self.free_slots() if max_jobs is None or self.done + len(self.attempts) < max_jobs else []
-                if free and not self.disk.may_claim():
-                    continue  # it waited out a delay: the disk a job filled has no more room yet
-                if free and self.claim_and_start(free):
-                    continue  # at once: there may be devices left for another job
-                if not self.attempts and (exit_when_idle or (max_jobs is not None and self.done >= max_jobs)):
-                    break
+                else:
+                    free = self.free_slots() if max_jobs is None or self.done + len(self.attempts) < max_jobs else []
+                    if free and not self.disk.may_claim():
+                        continue  # it waited out a delay: the disk a job filled has no more room yet
+                    if free and self.claim_and_start(free):
+                        continue  # at once: there may be devices left for another job
+                    if not self.attempts and (exit_when_idle or (max_jobs is not None and self.done >= max_jobs)):
+                        break
                 self.beat()
-                self.stopping.wait(poll_seconds)
+                if self.stopping.is_set():
+                    time.sleep(0.2)  # the attempts are stopping: look again soon
+                else:
+                    self.stopping.wait(poll_seconds)
         finally:
-            for attempt in self.attempts:  # the loop raised: the attempts still running requeue their jobs
-                if attempt.run.stop_reason is None:
-                    attempt.run.stop_reason = "shutdown"
+            self.shut_down()  # the loop raised: the attempts still running requeue their jobs
             try:
                 workers.stopped(self.engine, self.id)
             except Exception as e:  # on a full disk the worker shows as lost once its heartbeat is old: true enough
@@ -303,6 +302,11 @@ class Worker:
                     raise
                 log.warning("could not record that the worker stopped: %s", reason)
         return self.done
+
+    def shut_down(self) -> None:
+        for attempt in self.attempts:
+            if attempt.run.stop_reason is None:
+                attempt.run.stop_reason = "shutdown"
 
     def free_slots(self) -> list[int]:
         held = {i for attempt in self.attempts for i in attempt.slots}
