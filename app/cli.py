@@ -221,14 +221,18 @@ def serve(
 def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "auto",
     threads: Annotated[
-        int, typer.Option(help="torch threads (0: a fair share of the cores among the busy workers of this host)", min=0)
+        int,
+        typer.Option(
+            help="torch threads, split among its running jobs' devices (0: a fair share of the cores per busy device of this host)", min=0
+        ),
     ] = 0,
     max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: never)", min=0)] = 0,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
     devices: Annotated[
         int,
         typer.Option(
-            help="Devices offered to one data-parallel job (`devices: N` in its spec): N GPUs from --device, or N CPU processes", min=1
+            help="Devices it offers: N GPUs from --device, or N CPU processes, shared among jobs whose `devices` add up to at most N",
+            min=1,
         ),
     ] = 1,
 ) -> None:

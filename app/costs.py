@@ -50,7 +50,7 @@ GB = 1 << 30
 MB = 1 << 20
 BASELINE = 1200 * MB  # data segment of an idle attempt process (VmData after the imports: 0.9-1.1 GB)
 EVALUATION = 300 * MB
-HOST_SHARE = 0.8  # of the host's memory, split among its workers, when EMBEDLAB_JOB_MEMORY_MB is 0
+HOST_SHARE = 0.8  # of the host's memory, split among its workers' devices, when EMBEDLAB_JOB_MEMORY_MB is 0
 TRIPLET_MINERS = {"semihard", "hard", "all"}
 # Bytes of saved activations + gradients per input pixel and image, by backbone (fp32, training).
 ACTIVATION_BYTES_PER_PIXEL = {"cnn": 700, "resnet18": 7600, "resnet18-pretrained": 700}
@@ -158,11 +158,12 @@ def host_memory() -> int:
     return total
 
 
-def ceiling(settings: Settings, workers_on_host: int = 1) -> int:
-    """Bytes one job attempt may use: the setting, or a fair share of the host among its workers."""
+def ceiling(settings: Settings, slots_on_host: int = 1) -> int:
+    """Bytes one attempt process (a job, or one rank of it) may use: the setting, or a fair share of the host
+    among the devices its workers offer (each is one such process at most)."""
     if settings.job_memory_mb:
         return settings.job_memory_mb * MB
-    return int(host_memory() * HOST_SHARE) // max(1, workers_on_host)
+    return int(host_memory() * HOST_SHARE) // max(1, slots_on_host)
 
 
 def refusal(spec: JobSpec, images: int, settings: Settings) -> tuple[str, str] | None:

@@ -22,6 +22,15 @@ function devicesText(w) {
   return w.device.startsWith("cuda") ? `${w.devices} GPUs from ${w.device}` : `${w.devices} CPU processes`;
 }
 
+/** The jobs a worker runs now, each with the devices it holds: "job 4 on cpu, job 5 on cpu", "job 6 on cuda:0,1". */
+function runningParts(running) {
+  return running.flatMap((r, i) => [
+    ...(i ? [", "] : []),
+    el("a", { href: `/jobs/${r.job_id}` }, `job ${r.job_id}`),
+    ` on ${r.run_device}`,
+  ]);
+}
+
 async function refresh() {
   const [workers, disk] = await Promise.all([api("/api/workers"), api("/api/workers/disk")]);
   showDisk(disk);
@@ -29,7 +38,7 @@ async function refresh() {
   body.replaceChildren(...workers.map((w) => el("tr", {},
     el("td", {}, w.id), el("td", {}, w.host), el("td", {}, w.device), el("td", {}, devicesText(w)), el("td", {}, w.version),
     el("td", {}, el("span", { class: `badge status-${w.alive ? "running" : "cancelled"}` }, w.alive ? "alive" : (w.stopped_at ? "stopped" : "lost"))),
-    el("td", {}, w.current_job_id ? el("a", { href: `/jobs/${w.current_job_id}` }, `job ${w.current_job_id}`) : "idle"),
+    el("td", {}, ...(w.running.length ? runningParts(w.running) : ["idle"])),
     el("td", {}, fmtAgo(w.last_heartbeat)), el("td", {}, fmtDateTime(w.started_at)))));
   if (!workers.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No worker has registered yet: start one with `embedlab worker` or `embedlab serve --workers N`.")));
   document.getElementById("live").textContent = `${workers.filter((w) => w.alive).length} alive`;

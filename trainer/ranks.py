@@ -11,16 +11,20 @@ The ranks agree through rank 0 at every step: it draws the global PK batch and b
 its 1/N of the classes, K images each), and after the step it broadcasts whether to stop (cancel, shutdown,
 lease lost, patience). A rank that dies breaks the next collective on the others (Gloo and NCCL report the
 closed peer); one that hangs is given up on after `collective_timeout_seconds` (init_process_group's
-`timeout`). Either way rank 0 raises, ends the other ranks, and the attempt fails naming the rank; the worker
-retries it, and the retry resumes from the last checkpoint.
+`timeout`). Either way rank 0 raises, ends the other ranks, and the attempt fails naming the rank and, when the
+rank raised, its reason (each rank writes it to a file of the attempt before it exits); the worker retries it, and
+the retry resumes from the last checkpoint. A rank out of memory fails the job at once, as rank 0 out of memory does:
+the same spec would run out again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -73,6 +77,7 @@ class QuietRun:
 
     def __init__(self, device: torch.device, job_dir: Path):
         self.device, self.job_dir = device, job_dir
+        self.step = 0  # for the reason this rank reports if it fails
 
     def log(self, level: str, message: str) -> None:
         return None  # rank 0 writes it
@@ -81,7 +86,7 @@ class QuietRun:
         return None  # rank 0 writes it
 
     def check(self, step: int) -> None:
-        return None  # rank 0 checks, and broadcasts the stop
+        self.step = step  # rank 0 checks, and broadcasts the stop
 
     def still_owner(self) -> bool:
         return False
@@ -212,8 +217,9 @@ def _rank_main(
     parent: int,
     threads: int,
     ceiling: int,
+    reports: Path,
 ) -> None:
-    """Rank i + 1: train with the others, write nothing; a stop agreed with rank 0 ends it cleanly."""
+    """Rank i + 1: train with the others, write nothing but why it failed; a stop agreed with rank 0 ends it cleanly."""
     from trainer.train import train
 
     die_with_parent(signal.SIGKILL, parent)
@@ -223,11 +229,24 @@ def _rank_main(
     memory.limit(ceiling)
     torch.set_num_threads(threads)
     _join(i + 1, len(devices), port, device, settings.collective_timeout_seconds)
+    run = QuietRun(device, job_dir)
     try:
         with contextlib.suppress(StopRequested):  # the stop rank 0 agreed: a clean end
-            train(spec, QuietRun(device, job_dir), settings)
+            train(spec, run, settings)
+    except Exception as e:
+        oom = memory.is_out_of_memory(e)
+        why = f"ran {memory.out_of_memory_reason(e, spec, run.step, ceiling)}" if oom else f"raised {type(e).__name__}: {e}"
+        _report(reports, i + 1, oom, why)
+        raise
     finally:
         dist.destroy_process_group()
+
+
+def _report(reports: Path, rank_: int, out_of_memory: bool, why: str) -> None:
+    """A rank's reason for rank 0, written whole (renamed into place) before the rank exits."""
+    part = reports / f"{rank_}.part"
+    part.write_text(f"{int(out_of_memory)}{why}")
+    part.rename(reports / str(rank_))
 
 
 class Ranks:
@@ -236,9 +255,11 @@ class Ranks:
     def __init__(self, spec: JobSpec, settings: Settings, devices: list[torch.device], job_dir: Path, threads: int, ceiling: int):
         self.spec, self.settings, self.devices = spec, settings, devices
         self.port = free_port()
+        self.reports = Path(tempfile.mkdtemp(prefix="embedlab-ranks-"))  # why a rank failed, one file each
+        self.out_of_memory = False
         self.context = mp.start_processes(
             _rank_main,
-            args=(spec, settings, devices, self.port, job_dir, os.getpid(), threads, ceiling),
+            args=(spec, settings, devices, self.port, job_dir, os.getpid(), threads, ceiling, self.reports),
             nprocs=len(devices) - 1,
             join=False,
             start_method="fork",
@@ -249,11 +270,17 @@ class Ranks:
         return self
 
     def ended(self) -> str | None:
-        """How the first rank that ended abnormally ended ("rank 1 was killed by SIGKILL"), if one did."""
+        """How the first rank that ended abnormally ended, if one did: "rank 1 of 2 was killed by SIGKILL",
+        "rank 1 of 2 raised ValueError: ...", "rank 1 of 2 ran out of memory at step 7: ..."."""
         for i, process in enumerate(self.context.processes):
             code = process.exitcode
             if code:
-                cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                report = self.reports / str(i + 1)
+                if report.is_file():
+                    text = report.read_text()
+                    self.out_of_memory, cause = text[0] == "1", text[1:]
+                else:
+                    cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 return f"rank {i + 1} of {len(self.devices)} {cause}"
         return None
 
@@ -270,6 +297,8 @@ class Ranks:
             died = self.ended()
             own = isinstance(error, (JobFailed, StopRequested)) or memory.is_out_of_memory(error)  # rank 0's reason stands
             if died and not own:  # rank 0's error is the collective the dead rank broke
+                if self.out_of_memory:  # not retried: it would run out again
+                    raise JobFailed(died) from error
                 raise RankDied(f"{died}; the attempt fails on every rank") from error
             if isinstance(error, RuntimeError) and "timed out" in str(error).lower():
                 raise RankDied(
@@ -283,3 +312,4 @@ class Ranks:
                     process.kill()
                 process.join()
             dist.destroy_process_group()
+            shutil.rmtree(self.reports, ignore_errors=True)

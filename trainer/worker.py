@@ -1,12 +1,13 @@
-"""The worker: claim a job, train it, report; again.
+"""The worker: claim jobs for its free devices, train them, report; again.
 
-One job at a time. Each attempt trains in a process the worker forks, under a memory ceiling
-(trainer.memory): a job that needs more fails with the reason instead of taking the worker down,
-and the worker goes on. The worker keeps the lease: its heartbeat thread renews it and brings back
-cancel requests, passed to the attempt through shared memory with the step and the thread count;
-the training loop checks them between steps, so cancel and SIGTERM act within a step. Every
-database write goes through app.store, carrying the lease token, and is refused once the lease
-was taken over.
+A worker offers N devices (`--devices N`: N GPUs, or N CPU processes) and runs attempts whose device counts sum
+to at most N: two 1-device jobs at once on 2 devices, or one 2-device job. Each attempt trains in a process the
+worker forks, under a memory ceiling (trainer.memory): a job that needs more fails with the reason instead of
+taking the worker down, and the other attempts and the worker go on. The worker keeps each attempt's lease: the
+attempt's heartbeat thread renews it and brings back cancel requests, passed to the attempt through shared memory
+with the step and the thread count; the training loop checks them between steps, so cancel and SIGTERM act
+within a step. Every database write goes through app.store, carrying the lease token, and is refused once the
+lease was taken over.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def resolve_device(requested: str) -> torch.device:
 class JobRun:
     """What the training loop sees of the outside world, for one attempt of one job."""
 
-    def __init__(self, worker: Worker, claim: jobs.Claim):
+    def __init__(self, worker: Worker, claim: jobs.Claim, devices: list[torch.device]):
         self.worker, self.claim = worker, claim
         self.engine = worker.engine
-        self.device = worker.device
+        self.devices = devices  # this attempt's, one per rank, none shared with another attempt of the worker
+        self.device = devices[0]
         self.job_dir = worker.settings.job_dir(claim.job_id)
         # Seen by the worker and the attempt process it forks: step, stop reason, threads.
         self._shared = multiprocessing.RawArray("q", 3)
@@ -71,7 +73,7 @@ class JobRun:
         self._points: list[metrics.Point] = []
         self._last_flush = time.monotonic()
         self._rate: tuple[float, int] | None = None  # (time, step) at the previous heartbeat
-        self.ranks = int(claim.spec.get("devices", 1))  # the attempt's processes share its cores
+        self.ranks = len(devices)  # the attempt's processes share its cores
 
     @property
     def step(self) -> int:
@@ -161,6 +163,55 @@ class JobRun:
             self.stop_reason = "lost" if answer == "lost" else "cancel"
 
 
+class Attempt:
+    """One job's attempt on some of the worker's devices: its process, forked from its own thread, and its own
+    heartbeat thread renewing its lease. Attempts share nothing else, so one that fails, runs out of memory or is
+    cancelled leaves the others running."""
+
+    def __init__(self, worker: Worker, claim: jobs.Claim, slots: list[int]):
+        self.worker, self.claim, self.slots = worker, claim, slots  # slots: indices into worker.devices
+        self.run = JobRun(worker, claim, [worker.devices[i] for i in slots])
+        self.exitcode: list[int | None] = []  # empty: the process never started
+        self._beating = threading.Event()
+        self._runner = threading.Thread(target=self._fork_and_wait, name=f"attempt-{claim.job_id}")
+        self._beater = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{claim.job_id}", daemon=True)
+        self.ceiling = 0
+
+    def start(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self._runner.start()
+        self._beater.start()
+
+    def alive(self) -> bool:
+        return self._runner.is_alive()
+
+    def stop_beating(self) -> None:
+        self._beating.set()
+        self._beater.join()
+
+    def _fork_and_wait(self) -> None:
+        # fork: the attempt starts at once, with what the worker holds (settings; patched functions in tests).
+        # From a fresh thread: OpenMP's thread pool belongs to the thread that ran parallel regions, and an
+        # attempt forked from that one (a process that trained before: a test) hangs at its first; this
+        # thread also outlives the attempt, as the kernel sends the parent-death signal when it ends.
+        with self.worker.fork_lock:  # no other thread of the worker is inside the database client meanwhile
+            process = multiprocessing.get_context("fork").Process(
+                target=self.worker.attempt, args=(self.run, self.ceiling, os.getpid()), name=f"job-{self.claim.job_id}"
+            )
+            process.start()
+        process.join()
+        self.exitcode.append(process.exitcode)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._beating.wait(self.worker.settings.heartbeat_seconds):
+            try:
+                with self.worker.fork_lock:
+                    self.run.heartbeat()
+                    self.run.threads = self.worker.threads_for(self.run)
+            except Exception:  # a missed beat is retried; the lease has slack for it
+                log.exception("heartbeat of job %d failed", self.claim.job_id)
+
+
 class Worker:
     def __init__(
         self, settings: Settings, device: str = "auto", threads: int | None = None, worker_id: str | None = None, devices: int = 1
@@ -169,10 +220,16 @@ class Worker:
         self.engine = get_engine(settings.db_url)
         init_db(self.engine)
         self.device = resolve_device(device)
-        # The ranks a job with `devices: N` (N <= len) runs on: N CPU processes, or N consecutive GPUs from `device`.
+        # What this worker's attempts share out: N CPU processes, or N consecutive GPUs from `device`.
         self.devices = ranks.rank_devices(self.device, devices)
-        # Fixed threads, or (None) a fair share of the host's cores among the workers busy on it,
-        # revised at each heartbeat: one job alone gets every core, a packed sweep one each.
+        self.attempts: list[Attempt] = []  # running now, each holding its own of the devices
+        # Held while an attempt forks and around the worker's own database calls, so that no attempt starts
+        # with a lock of the database client that another thread of the worker held at that instant.
+        self.fork_lock = threading.Lock()
+        self._next_beat = 0.0
+        self.done = 0  # attempts that ended in this run()
+        # Fixed threads split among the devices its attempts hold, or (None) a fair share of the host's cores
+        # among the devices busy on it, revised at each heartbeat: one job alone gets every core, a packed sweep one each.
         self.fixed_threads = threads
         if threads:
             torch.set_num_threads(threads)
@@ -215,107 +272,137 @@ class Worker:
             ),
             "register the worker",
         )
-        done = 0
+        self.done = 0
         try:
-            while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
-                if not self.disk.may_claim():
-                    continue
-                claim = self.disk.retrying(self.poll, "poll the queue")
-                if claim is None:
-                    if exit_when_idle:
+            while True:
+                self.reap()
+                if self.stopping.is_set():
+                    self.shut_down()  # SIGTERM: each attempt checkpoints and requeues its job
+                    if not self.attempts:
                         break
+                else:
+                    free = self.free_slots() if max_jobs is None or self.done + len(self.attempts) < max_jobs else []
+                    if free and not self.disk.may_claim():
+                        continue  # it waited out a delay: the disk a job filled has no more room yet
+                    if free and self.claim_and_start(free):
+                        continue  # at once: there may be devices left for another job
+                    if not self.attempts and (exit_when_idle or (max_jobs is not None and self.done >= max_jobs)):
+                        break
+                self.beat()
+                if self.stopping.is_set():
+                    time.sleep(0.2)  # the attempts are stopping: look again soon
+                else:
                     self.stopping.wait(poll_seconds)
-                    continue
-                try:
-                    self.run_one(claim)
-                except Exception as e:  # the database is full: the outcome waits until it can be stored
-                    if (reason := self.disk.reason(e)) is None:
-                        raise
-                    self.disk.retrying(lambda c=claim, r=reason: self.record_failure(c, r), f"record that job {claim.job_id} failed")
-                done += 1
         finally:
+            self.shut_down()  # the loop raised: the attempts still running requeue their jobs
             try:
                 workers.stopped(self.engine, self.id)
             except Exception as e:  # on a full disk the worker shows as lost once its heartbeat is old: true enough
                 if (reason := self.disk.reason(e)) is None:
                     raise
                 log.warning("could not record that the worker stopped: %s", reason)
-        return done
+        return self.done
 
-    def record_failure(self, claim: jobs.Claim, reason: str) -> None:
-        joblogs.add(self.engine, claim.job_id, claim.attempt, claim.token, "error", reason)
-        jobs.finish(self.engine, claim.job_id, claim.token, "failed", error=reason)
+    def shut_down(self) -> None:
+        for attempt in self.attempts:
+            if attempt.run.stop_reason is None:
+                attempt.run.stop_reason = "shutdown"
 
-    def poll(self) -> jobs.Claim | None:
-        jobs.requeue_expired(self.engine)
-        claim = jobs.claim(
-            self.engine,
-            self.id,
-            devices=self.accepts,
-            lease_seconds=self.settings.lease_seconds,
-            run_device=str(self.device),
-            max_running_per_user=self.settings.max_running_per_user,
-            free_devices=len(self.devices),  # one job at a time: all of them are free when it polls
-        )
+    def free_slots(self) -> list[int]:
+        held = {i for attempt in self.attempts for i in attempt.slots}
+        return [i for i in range(len(self.devices)) if i not in held]
+
+    def claim_and_start(self, free: list[int]) -> bool:
+        """Claim a job for the free devices and start it on the first of them; whether one started."""
+        claim = self.disk.retrying(lambda: self.poll(free), "poll the queue")
         if claim is None:
-            workers.beat(self.engine, self.id, None)
-        return claim
+            return False
+        self.start(claim, free[: int(claim.spec.get("devices", 1))])  # as poll named them
+        return True
 
-    def share_of_cores(self) -> int:
-        if self.fixed_threads:
-            return self.fixed_threads
-        busy = workers.busy_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds)
-        return max(1, (os.cpu_count() or 1) // max(1, busy))
+    def start(self, claim: jobs.Claim, slots: list[int]) -> None:
+        with self.fork_lock:
+            attempt = Attempt(self, claim, slots)
+            self.attempts.append(attempt)
+            attempt.run.threads = self.threads_for(attempt.run)
+            # Per process: each device an idle or busy worker on the host offers is one attempt process at most.
+            ceiling = costs.ceiling(self.settings, workers.slots_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds))
+        attempt.start(ceiling)
+        self._next_beat = 0.0
 
-    def run_one(self, claim: jobs.Claim) -> None:
-        run = JobRun(self, claim)
-        beating = threading.Event()
+    def reap(self) -> None:
+        """The attempts whose process ended: what their ending says, and their devices are free again."""
+        for attempt in [a for a in self.attempts if not a.alive()]:
+            attempt.stop_beating()
+            self.attempts.remove(attempt)
+            try:
+                with self.fork_lock:
+                    self.ended(attempt)
+            except Exception as e:  # the database is full: the outcome waits until it can be stored
+                if (reason := self.disk.reason(e)) is None:
+                    raise
+                self.disk.retrying(
+                    lambda c=attempt.claim, r=reason: self.record_failure(c, r), f"record that job {attempt.claim.job_id} failed"
+                )
+            self.done += 1
+            self._next_beat = 0.0
 
-        workers.beat(self.engine, self.id, claim.job_id)
-        run.threads = self.share_of_cores()
-        ceiling = costs.ceiling(self.settings, workers.alive_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds))
-        ended: list[int | None] = []
-
-        def fork_and_wait() -> None:
-            # fork: the attempt starts at once, with what the worker holds (settings; patched functions in tests).
-            # From a fresh thread: OpenMP's thread pool belongs to the thread that ran parallel regions, and an
-            # attempt forked from that one (a process that trained before: a test) hangs at its first; this
-            # thread also outlives the attempt, as the kernel sends the parent-death signal when it ends.
-            attempt = multiprocessing.get_context("fork").Process(
-                target=self.attempt, args=(run, ceiling, os.getpid()), name=f"job-{claim.job_id}"
-            )
-            attempt.start()
-            attempt.join()
-            ended.append(attempt.exitcode)
-
-        runner = threading.Thread(target=fork_and_wait, name=f"attempt-{claim.job_id}")
-        runner.start()
-
-        def heartbeat_loop() -> None:
-            while not beating.wait(self.settings.heartbeat_seconds):
-                try:
-                    run.heartbeat()
-                    workers.beat(self.engine, self.id, claim.job_id)
-                    run.threads = self.share_of_cores()
-                except Exception:  # a missed beat is retried; the lease has slack for it
-                    log.exception("heartbeat failed")
-
-        beater = threading.Thread(target=heartbeat_loop, name=f"heartbeat-{claim.job_id}", daemon=True)
-        beater.start()
-        try:
-            while runner.is_alive():
-                runner.join(0.2)
-                if self.stopping.is_set() and run.stop_reason is None:
-                    run.stop_reason = "shutdown"  # SIGTERM: the attempt checkpoints and requeues the job
-        finally:
-            beating.set()
-            beater.join()
-        if ended != [0]:
-            self.attempt_died(run, ended[0] if ended else None)
-        elif (row := jobs.get(self.engine, claim.job_id)) is not None and row.status == "failed":
+    def ended(self, attempt: Attempt) -> None:
+        run = attempt.run
+        if attempt.exitcode != [0]:
+            self.attempt_died(run, attempt.exitcode[0] if attempt.exitcode else None)
+        elif (row := jobs.get(self.engine, run.claim.job_id)) is not None and row.status == "failed":
             self.disk.job_ended(row.error)  # the attempt's process filled the disk: this worker waits for room
         if run.trial:
             run.trial.ended(self.settings)  # the study hears how the trial ended; the search may ask for the next
+
+    def beat(self) -> None:
+        """The worker is alive (every heartbeat, and when its attempts change), with the first job it runs."""
+        if time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self.settings.heartbeat_seconds
+        try:
+            with self.fork_lock:
+                workers.beat(self.engine, self.id, min((a.claim.job_id for a in self.attempts), default=None))
+        except Exception:  # a missed beat is retried; the lease has slack for it
+            log.exception("worker heartbeat failed")
+
+    def record_failure(self, claim: jobs.Claim, reason: str) -> None:
+        with self.fork_lock:
+            joblogs.add(self.engine, claim.job_id, claim.attempt, claim.token, "error", reason)
+            jobs.finish(self.engine, claim.job_id, claim.token, "failed", error=reason)
+
+    def poll(self, free: list[int]) -> jobs.Claim | None:
+        """Requeue expired leases, then claim a job that fits the free devices (named by the job's device count)."""
+        with self.fork_lock:
+            jobs.requeue_expired(self.engine)
+            return jobs.claim(
+                self.engine,
+                self.id,
+                devices=self.accepts,
+                lease_seconds=self.settings.lease_seconds,
+                run_device={n: self.run_device(free[:n]) for n in range(1, len(free) + 1)},
+                max_running_per_user=self.settings.max_running_per_user,
+                free_devices=len(free),
+                all_devices=len(self.devices),
+            )
+
+    def run_device(self, slots: list[int]) -> str:
+        """What an attempt on these of the worker's devices runs on: "cpu", "cpu x2", "cuda:1", "cuda:0,1"."""
+        if self.device.type != "cuda":
+            return str(self.device) + (f" x{len(slots)}" if len(slots) > 1 else "")
+        return "cuda:" + ",".join(str(self.devices[i].index) for i in slots)
+
+    def threads_for(self, run: JobRun) -> int:
+        return self.share_per_device() * run.ranks
+
+    def share_per_device(self) -> int:
+        """Threads per device an attempt holds (one per rank): the worker's fixed threads among the devices its
+        attempts hold, or the host's cores among the devices that running jobs hold on it."""
+        if self.fixed_threads:
+            return max(1, self.fixed_threads // max(1, sum(len(a.slots) for a in list(self.attempts))))
+        busy = workers.devices_busy_on_host(self.engine, socket.gethostname(), self.settings.lease_seconds)
+        return max(1, (os.cpu_count() or 1) // max(1, busy))
 
     def attempt(self, run: JobRun, ceiling: int, worker_pid: int) -> None:
         """One attempt of one job, in the forked process: train, then write how it ended."""
@@ -326,7 +413,7 @@ class Worker:
         spec = JobSpec.model_validate(claim.spec)
         threads = run.share()
         # The other ranks are forked first: before CUDA is initialised here, which a fork would not survive.
-        group = ranks.Ranks(spec, self.settings, self.devices[: spec.devices], run.job_dir, threads, ceiling) if spec.devices > 1 else None
+        group = ranks.Ranks(spec, self.settings, run.devices, run.job_dir, threads, ceiling) if spec.devices > 1 else None
         if run.device.type == "cuda":
             torch.cuda.init()  # the driver's own reservations come before the cap
         memory.limit(ceiling)

@@ -13,6 +13,7 @@ from app import search
 from app.api.deps import EngineDep, IdentityDep, SettingsDep, may_change
 from app.api.schemas import BODY_ERRORS, ErrorOut
 from app.api.sweeps import recommendations
+from app.devices import check_device_count, check_devices
 from app.search_spec import SearchSpec, check_search
 from app.store import searches
 from app.store.rows import JobStatus, SearchRow
@@ -113,7 +114,10 @@ def _search_or_404(engine, search_id: int) -> SearchRow:
 
 @router.post("", status_code=201, response_model=SearchCreated, responses=BODY_ERRORS)
 async def create_search(spec: SearchSpec, settings: SettingsDep, engine: EngineDep, identity: IdentityDep) -> SearchCreated:
-    await run_in_threadpool(check_search, spec, settings)
+    corners = await run_in_threadpool(check_search, spec, settings)  # every trial lies between them
+    axis = lambda name: f"space.{name}" if name in spec.space else f"base.{name}"  # noqa: E731
+    await run_in_threadpool(check_devices, engine, {s.device for s in corners}, axis("device"))
+    await run_in_threadpool(check_device_count, engine, max(s.devices for s in corners), axis("devices"))
     row = await run_in_threadpool(search.create, engine, spec, owner=identity.name, settings=settings)
     job_ids = [j.id for j in await run_in_threadpool(searches.trial_jobs, engine, row.id)]
     return SearchCreated(id=row.id, name=row.name, job_ids=job_ids)

@@ -8,11 +8,12 @@ partitioned worker can never overwrite the outcome of the attempt that replaced 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Float, and_, cast, func, or_, select, update
+from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, select, update
 
 from app.spec import JobSpec
 from app.store.db import reading, writing
@@ -169,11 +170,17 @@ def claim(
     *,
     devices: tuple[str, ...],
     lease_seconds: float,
-    run_device: str,
+    run_device: str | Mapping[int, str],
     max_running_per_user: int = 0,
     free_devices: int = 1,
+    all_devices: int | None = None,
 ) -> Claim | None:
     """Take the next queued job (priority, then age) that needs at most `free_devices` ranks, in one atomic statement.
+
+    `run_device` is what the job runs on, or by the job's device count ({1: "cuda:1", 2: "cuda:1,2"}).
+    A worker with `all_devices` and some of them busy takes nothing while the next job it could run with
+    all of them needs more than are free: it waits for its attempts to end, so a many-device job is not
+    passed over for ever by the one-device jobs queued after it.
 
     On PostgreSQL the subquery locks with FOR UPDATE SKIP LOCKED so concurrent claims
     pick different rows; SQLite drops FOR UPDATE, and there the single UPDATE runs under
@@ -184,7 +191,7 @@ def claim(
     eligible = [
         Job.status == "queued",
         Job.device.in_(devices),
-        Job.devices <= free_devices,
+        Job.devices <= (free_devices if all_devices is None else all_devices),
         or_(Job.not_before.is_(None), Job.not_before <= now),
     ]
     if max_running_per_user > 0:  # owners already at their limit wait
@@ -200,14 +207,14 @@ def claim(
     )
     stmt = (
         update(Job)
-        .where(Job.id == next_id, Job.status == "queued")
+        .where(Job.id == next_id, Job.status == "queued", Job.devices <= free_devices)
         .values(
             status="running",
             attempts=Job.attempts + 1,
             lease_token=token,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             worker_id=worker_id,
-            run_device=run_device,
+            run_device=run_device if isinstance(run_device, str) else case(dict(run_device), value=Job.devices),
             started_at=func.coalesce(Job.started_at, now),
             updated_at=now,
             not_before=None,

@@ -105,6 +105,15 @@ class WorkerRow(Row):
     stopped_at: datetime | None
 
 
+@dataclass(frozen=True)
+class RunningJob(Row):
+    """A job a worker runs now, and on what ("cuda:0,1", "cpu x2")."""
+
+    job_id: int
+    devices: int
+    run_device: str | None
+
+
 CollectionStatus = Literal["laying out", "ready", "failed"]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, delete, insert, select, update
 
 from app.store.db import reading, writing
-from app.store.models import Worker, utcnow
-from app.store.rows import WorkerRow
+from app.store.models import Job, Worker, utcnow
+from app.store.rows import RunningJob, WorkerRow
 
 
 def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str, version: str, devices: int = 1) -> None:
@@ -21,6 +21,7 @@ def register(engine: Engine, worker_id: str, *, host: str, pid: int, device: str
 
 
 def beat(engine: Engine, worker_id: str, current_job_id: int | None) -> None:
+    """Alive; `current_job_id`: the first of the jobs it runs (all of them: `running_jobs`)."""
     with writing(engine) as conn:
         conn.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat=utcnow(), current_job_id=current_job_id))
 
@@ -45,20 +46,32 @@ def other_hosts_alive(engine: Engine, host: str, within_seconds: float) -> list[
         return list(conn.execute(stmt).scalars())
 
 
-def busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
-    """Workers on `host` running a job now: they share its cores."""
+def devices_busy_on_host(engine: Engine, host: str, within_seconds: float) -> int:
+    """Devices (one per rank) that running jobs of live workers on `host` hold: they share its cores."""
     from datetime import timedelta
 
     from sqlalchemy import func
 
     since = utcnow() - timedelta(seconds=within_seconds)
     stmt = (
-        select(func.count())
-        .select_from(Worker)
-        .where(Worker.host == host, Worker.current_job_id.is_not(None), Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
+        select(func.coalesce(func.sum(Job.devices), 0))
+        .select_from(Job)
+        .join(Worker, Worker.id == Job.worker_id)
+        .where(Job.status == "running", Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
     )
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
+
+
+def running_jobs(engine: Engine) -> dict[str, list[RunningJob]]:
+    """Worker id -> the jobs it runs now and what each runs on ("cuda:0,1", "cpu x2"): a worker with several
+    devices runs several jobs at once."""
+    stmt = select(Job.worker_id, Job.id, Job.devices, Job.run_device).where(Job.status == "running").order_by(Job.id)
+    out: dict[str, list[RunningJob]] = {}
+    with reading(engine) as conn:
+        for r in conn.execute(stmt):
+            out.setdefault(r.worker_id, []).append(RunningJob(job_id=r.id, devices=r.devices, run_device=r.run_device))
+    return out
 
 
 def devices_seen(engine: Engine, within_seconds: float) -> list[str]:
@@ -70,14 +83,17 @@ def devices_seen(engine: Engine, within_seconds: float) -> list[str]:
         return list(conn.execute(select(Worker.device).where(Worker.last_heartbeat > since).distinct()).scalars())
 
 
-def alive_on_host(engine: Engine, host: str, within_seconds: float) -> int:
-    """Live workers on `host`, busy or idle: they share its memory (app.costs.ceiling)."""
+def slots_on_host(engine: Engine, host: str, within_seconds: float) -> int:
+    """Devices the live workers on `host` offer, busy or idle: each is one attempt process at most, and they share
+    its memory (app.costs.ceiling)."""
     from datetime import timedelta
 
     from sqlalchemy import func
 
     since = utcnow() - timedelta(seconds=within_seconds)
-    stmt = select(func.count()).select_from(Worker).where(Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since)
+    stmt = select(func.coalesce(func.sum(Worker.devices), 0)).where(
+        Worker.host == host, Worker.stopped_at.is_(None), Worker.last_heartbeat > since
+    )
     with reading(engine) as conn:
         return conn.execute(stmt).scalar_one()
 

@@ -42,7 +42,7 @@ def test_two_ranks_train_on_the_global_batch_as_one_process_does(settings, engin
     # Later steps differ only by the order the gradients were summed in.
     assert two_loss == pytest.approx(one_loss, rel=1e-3)
     assert two.summary["val/mean_average_precision_at_r"] == pytest.approx(one.summary["val/mean_average_precision_at_r"], abs=1e-3)
-    assert two.run_device == "cpu"
+    assert two.run_device == "cpu x2" and one.run_device == "cpu"
 
 
 def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(settings, engine, monkeypatch, tmp_path):
@@ -65,6 +65,35 @@ def test_a_killed_rank_fails_the_attempt_on_every_rank_and_the_retry_resumes(set
     assert "resumed from the checkpoint at step 4" in log
     steps = metrics.series(engine, created.id, ["train/loss"])["train/loss"]["step"]
     assert steps[-1] == 10
+
+
+def test_a_rank_that_raises_is_reported_with_its_exception(settings, engine, monkeypatch):
+    def raise_at_6(self, step: int) -> None:  # rank 1's per-step check (QuietRun), patched before the worker forks
+        if step == 6:
+            raise ValueError("rank-side failure at step 6")
+
+    monkeypatch.setattr(ranks.QuietRun, "check", raise_at_6)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=10, devices=2), max_attempts=1)
+    Worker(settings, threads=2, devices=2).run(max_jobs=1)
+    done = jobs.get(engine, created.id)
+    assert done.status == "failed", done
+    assert "RankDied: rank 1 of 2 raised ValueError: rank-side failure at step 6; the attempt fails on every rank" in done.error
+
+
+def test_a_rank_out_of_memory_fails_the_job_with_the_reason_and_is_not_retried(settings, engine, monkeypatch):
+    def allocate_at_6(self, step: int) -> None:
+        self.step = step
+        if step == 6:
+            torch.empty(1 << 42, dtype=torch.uint8)  # 4 TiB: refused by the allocator, as a step too big for the memory ceiling is
+
+    monkeypatch.setattr(ranks.QuietRun, "check", allocate_at_6)
+    created = jobs.submit(engine, JobSpec(**SMALL, steps=10, eval_every=10, devices=2), max_attempts=3)
+    Worker(settings, threads=2, devices=2).run(max_jobs=1)
+    done = jobs.get(engine, created.id)
+    assert done.status == "failed" and done.attempts == 1, done
+    assert done.error.startswith("rank 1 of 2 ran out of memory at step 7: training asked for 4096.0 GB at once"), done.error
+    assert "this job's memory limit" in done.error
+    assert done.error in [line["message"] for line in joblogs.lines(engine, created.id)]
 
 
 @pytest.mark.slow

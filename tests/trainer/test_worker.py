@@ -164,24 +164,28 @@ def test_submit_cli_waits_and_exits_by_outcome(procs, tmp_path):
     assert job(url, job_id)["status"] == "succeeded" and "succeeded" in ok.stderr
 
 
-def test_busy_workers_on_a_host_share_its_cores(settings, engine, monkeypatch):
+def test_the_devices_busy_on_a_host_share_its_cores(settings, engine, monkeypatch):
+    """Threads per device: the host's cores among the devices that running jobs hold on it (a 2-rank job holds two)."""
     import socket
 
-    from app.store import workers
+    from app.spec import JobSpec
+    from app.store import jobs, workers
     from trainer.worker import Worker
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     worker = Worker(settings)
     host = socket.gethostname()
-    assert worker.share_of_cores() == 8  # alone: every core
-    for i in range(3):
-        workers.register(engine, f"{host}:{i}", host=host, pid=i, device="cpu", version="0")
-        workers.beat(engine, f"{host}:{i}", current_job_id=i + 1)
+    assert worker.share_per_device() == 8  # alone: every core
+    for i, devices in enumerate((1, 2)):
+        workers.register(engine, f"{host}:{i}", host=host, pid=i, device="cpu", version="0", devices=2)
+        jobs.submit(engine, JobSpec(devices=devices, classes_per_batch=4))
+        jobs.claim(engine, f"{host}:{i}", devices=("auto",), lease_seconds=30, run_device="cpu", free_devices=2)
     workers.register(engine, "idle", host=host, pid=9, device="cpu", version="0")
     workers.register(engine, "far:1", host="far", pid=1, device="cpu", version="0")
-    workers.beat(engine, "far:1", current_job_id=7)
-    assert worker.share_of_cores() == 2  # 8 cores, 3 busy here (the idle one and the other host don't count)
-    assert Worker(settings, threads=3).share_of_cores() == 3
+    jobs.submit(engine, JobSpec())
+    jobs.claim(engine, "far:1", devices=("auto",), lease_seconds=30, run_device="cpu")
+    assert worker.share_per_device() == 2  # 8 cores, 3 devices busy here (the idle worker and the other host don't count)
+    assert Worker(settings, threads=3).share_per_device() == 3
 
 
 def test_bf16_autocast_path_trains_on_cpu(settings, engine):

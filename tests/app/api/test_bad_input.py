@@ -242,6 +242,19 @@ def test_more_devices_than_any_worker_offers_is_refused(client, settings):
     )
     refused(client.post("/api/sweeps", json={"grid": {"devices": [1, 4]}, "base": {"classes_per_batch": 4}}), "grid.devices", "--devices 4")
     refused(client.post("/api/jobs", json={"devices": 0}), "devices")
+    search = {"space": {"margin": {"low": 0.1, "high": 0.4}}, "pruner": "none", "trials": 2}
+    refused(
+        client.post("/api/searches", json={**search, "base": {"devices": 4, "classes_per_batch": 4}}),
+        "base.devices",
+        "the most one worker of the last day offers is 2",
+    )
+    refused(
+        client.post("/api/searches", json={**search, "space": {"devices": [1, 4]}, "base": {"classes_per_batch": 4}}),
+        "space.devices",
+        "start one with `embedlab worker --devices 4` first",
+    )
+    refused(client.post("/api/searches", json={**search, "base": {"device": "cuda:1"}}), "base.device", "no worker can run device 'cuda:1'")
+    assert client.post("/api/searches", json={**search, "base": {"devices": 2, "classes_per_batch": 4}}).status_code == 201
 
 
 def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(client):

@@ -78,6 +78,18 @@ def test_a_job_on_n_devices_waits_for_a_worker_with_n_free(engine):
     assert taken.job_id == wide and jobs.get(engine, wide).devices == 2
 
 
+def test_a_worker_with_busy_devices_holds_back_for_the_wide_job_first_in_line(engine):
+    """A 2-device worker with one device busy does not pass over the 2-device job for the 1-device job behind it;
+    once both are free it takes the wide job, named by its device count."""
+    labels = {1: "cuda:0", 2: "cuda:0,1"}
+    wide, narrow = submit(engine, devices=2, classes_per_batch=4)[0], submit(engine)[0]
+    take = lambda free: jobs.claim(engine, "w2", devices=CPU, lease_seconds=30, run_device=labels, free_devices=free, all_devices=2)  # noqa: E731
+    assert take(1) is None
+    assert take(2).job_id == wide and jobs.get(engine, wide).run_device == "cuda:0,1"
+    assert take(0) is None
+    assert take(1).job_id == narrow and jobs.get(engine, narrow).run_device == "cuda:0"
+
+
 def test_expired_lease_is_requeued_and_the_stale_worker_cannot_finish(engine):
     [job_id] = submit(engine)
     stale = claim(engine, "stale", lease=0.2)
