@@ -24,7 +24,9 @@
    does not draw within --plotly-timeout, or crashes, is the result). --performance-mode on|off
    forces regl-scatterplot's performanceMode (squares, no blending; the page turns it on past
    500,000 points); --skip-index holds the summary back, so the 1,000,000-point HNSW build (minutes)
-   neither runs nor is waited for.
+   neither runs nor is waited for. From 100,000 points (--composite-from N moves that line) a pan or zoom moves
+   the drawn picture and draws the points once the gesture settles (static/explore_gesture.js): the frames of the drag
+   alone are reported too, and each settle's redraw, the last one waited for after the script.
 
 The data are embedding-like: unit vectors in clusters (one per class) that vary along a few
 directions each, so neighbourhoods have structure for a layout to keep.
@@ -213,37 +215,52 @@ document.body.dataset.ready = "true";
 
 
 PAN_LIMIT_S = 60  # a page slower than this gets its pan and zoom cut short, and says at which step
+# The explorer's composited gestures (static/explore_gesture.js): the wait for the last one's points to be drawn, and the
+# time from each settle to its draw; other pages (the live-redraw mode, Plotly) have none.
+SETTLED_JS = """() => { const e = document.getElementById('plot').explorer;
+    return e && e.composited ? e.settled().then(() => e.settles()) : null; }"""
 
 
 def pan_and_zoom(page, box: dict) -> dict:
-    """A scripted drag-pan there and back (40 moves) and a wheel zoom in and out (20 steps) over `box`, with every frame timed."""
+    """A scripted drag-pan there and back (40 moves) and a wheel zoom in and out (20 steps) over `box`, with every frame timed:
+    all of them, those of the drag alone (what the user sees while moving), and then the wait for the settled redraw."""
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     moves = [(cx + 200 * np.sin(i / 40 * 2 * np.pi), cy + 100 * np.sin(i / 20 * np.pi)) for i in range(40)]
     page.evaluate(FRAMES_JS)
     page.mouse.move(cx, cy)
     t = time.perf_counter()
     steps = 0
+    drag_start = page.evaluate("performance.now()")
     page.mouse.down()
     for x, y in moves:
         if time.perf_counter() - t > PAN_LIMIT_S:
             break
         page.mouse.move(x, y)
         steps += 1
+    drag_end = page.evaluate("performance.now()")
     page.mouse.up()
     for i in range(20):
         if time.perf_counter() - t > PAN_LIMIT_S:
             break
         page.mouse.wheel(0, -120 if i < 10 else 120)
         steps += 1
-    page.evaluate("window.__stop = true")
     scripted = time.perf_counter() - t
-    frames = np.diff(page.evaluate("window.__frames"))
+    t = time.perf_counter()
+    settles = page.evaluate(SETTLED_JS)
+    settle_wait = time.perf_counter() - t
+    page.evaluate("window.__stop = true")
+    stamps = np.array(page.evaluate("window.__frames"))
+    frames = np.diff(stamps)
+    drag = np.diff(stamps[(stamps >= drag_start) & (stamps <= drag_end)])
     return {
         "step_ms": scripted / steps * 1000,
         "steps": steps,
         "frames": len(frames),
         "median": float(np.median(frames)),
         "p95": float(np.percentile(frames, 95)),
+        "drag": (len(drag), float(np.median(drag)), float(np.percentile(drag, 95))) if len(drag) else None,
+        "settles": settles,
+        "settle_wait_ms": settle_wait * 1000,
         "heap": page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20,
         "rss": _chromium_rss_mb(os.getpid()),
     }
@@ -293,13 +310,28 @@ def _said(n: int, name: str, m: dict) -> str:
             f"; scripted pan (40 moves) + zoom (20 wheel steps) {m['step_ms']:.0f} ms a step"
             + (f" (cut short at {PAN_LIMIT_S} s: {m['steps']} of 60 steps)" if m["steps"] < 60 else "")
             + f", {m['frames']} frames: "
-            f"median {m['median']:.0f} ms, p95 {m['p95']:.0f} ms; JS heap {m['heap']:.0f} MiB; Chromium processes RSS {m['rss']:.0f} MiB"
+            f"median {m['median']:.0f} ms, p95 {m['p95']:.0f} ms"
         )
+        if m["drag"]:
+            line += f"; during the drag {m['drag'][0]} frames: median {m['drag'][1]:.0f} ms, p95 {m['drag'][2]:.0f} ms"
+        if m["settles"] is not None:  # composited gestures: each settle's redraw, the last one waited for after the script
+            line += (
+                f"; settle redraws {', '.join(f'{d:.0f}' for d in m['settles'])} ms "
+                f"(the last drawn {m['settle_wait_ms']:.0f} ms after the script's last wheel step)"
+            )
+        line += f"; JS heap {m['heap']:.0f} MiB; Chromium processes RSS {m['rss']:.0f} MiB"
     return line
 
 
 def bench_browser(
-    n: int, interact: bool, plotly: bool, performance_mode: str, skip_index: bool, plotly_timeout: float, shots: Path | None
+    n: int,
+    interact: bool,
+    plotly: bool,
+    performance_mode: str,
+    skip_index: bool,
+    plotly_timeout: float,
+    shots: Path | None,
+    composite_from: int | None = None,
 ) -> None:
     """The explorer on n points in headless Chromium (software GL): time to all points drawn, then a scripted pan and zoom;
     then the same columns through Plotly scattergl in a fresh browser, and the ratios."""
@@ -335,7 +367,7 @@ def bench_browser(
             ours = measure_page(
                 p,
                 url,
-                f"/jobs/{job_id}/explore",
+                f"/jobs/{job_id}/explore" + (f"?composite-from={composite_from}" if composite_from else ""),
                 ready,
                 "explorer-drawn",
                 "#plot-canvas",
@@ -565,6 +597,9 @@ def main() -> None:
     parser.add_argument("--no-plotly", action="store_true", help="skip the same data through Plotly scattergl")
     parser.add_argument("--plotly-timeout", type=float, default=240, help="seconds Plotly may take to draw (a failure is a result)")
     parser.add_argument("--performance-mode", choices=["auto", "on", "off"], default="auto", help="regl-scatterplot's, forced")
+    parser.add_argument(
+        "--composite-from", type=int, help="the explorer's ?composite-from: points from which a gesture moves the drawn picture"
+    )
     parser.add_argument("--skip-index", action="store_true", help="hold the summary back: no neighbour index built (minutes at 1,000,000)")
     parser.add_argument("--screenshots", type=Path, help="a folder for a screenshot of each page once drawn")
     parser.add_argument("--lookup-size", type=int, default=100_000)
@@ -589,7 +624,14 @@ def main() -> None:
         sizes = [int(s) for s in args.browser_sizes.split(",")]
         for n in sizes:
             bench_browser(
-                n, n == max(sizes), not args.no_plotly, args.performance_mode, args.skip_index, args.plotly_timeout, args.screenshots
+                n,
+                n == max(sizes),
+                not args.no_plotly,
+                args.performance_mode,
+                args.skip_index,
+                args.plotly_timeout,
+                args.screenshots,
+                args.composite_from,
             )
     if args.only in (None, "import"):
         bench_import(args.import_size)

@@ -4,6 +4,7 @@
 import createScatterplot from "/static/vendor/regl-scatterplot/regl-scatterplot.esm.js";
 import { decodeColumns } from "/static/columns.js";
 import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
+import { compositeGestures } from "/static/explore_gesture.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,9 @@ const hasImages = root.dataset.images !== "false"; // a collection imported with
 const RIGHT = "#9aa5b1";
 const WRONG = "#d62728";
 const SPLIT_COLORS = ["#1f77b4", "#ff7f0e"]; // validation, training sample
+// From this many points a pan or zoom moves the drawn picture and draws the points once it settles
+// (static/explore_gesture.js): software GL takes ~0.3 s to draw 200,000 points. ?composite-from=N sets it (tests).
+const COMPOSITE_FROM = Number(new URLSearchParams(location.search).get("composite-from")) || 100000;
 
 let pts = null; // {n, index, x, y, label, split, nn_same_label (typed arrays), splits, class_names}
 let byIndex = null; // dataset index -> row
@@ -230,7 +234,8 @@ function screenOf(px, py) {
   return [box.left + axis(refs.minX, refs.maxX, nx, 0), box.top + axis(refs.minY, refs.maxY, ny, 1)];
 }
 
-function placeUploadMarker() {
+/** The upload's marker over the drawn point; `t`: the picture moved by a gesture not yet settled (explore_gesture.js). */
+function placeUploadMarker(t = { x: 0, y: 0, s: 1 }) {
   const marker = $("upload-marker");
   if (!selected || selected.kind !== "upload") {
     marker.hidden = true;
@@ -238,8 +243,8 @@ function placeUploadMarker() {
   }
   const [sx, sy] = screenOf(selected.x, selected.y);
   const box = $("plot").getBoundingClientRect();
-  marker.style.left = `${sx - box.left}px`;
-  marker.style.top = `${sy - box.top}px`;
+  marker.style.left = `${t.x + t.s * (sx - box.left)}px`;
+  marker.style.top = `${t.y + t.s * (sy - box.top)}px`;
   marker.hidden = false;
 }
 
@@ -453,7 +458,7 @@ function wire() {
     if (points.length === 1) selectRow(points[0]); // a click on a point
     else if (points.length > 1) summarise(Array.from(points)); // a class picked in the table
   });
-  plot.subscribe("view", placeUploadMarker);
+  plot.subscribe("view", () => placeUploadMarker());
   $("color-by").addEventListener("change", applyColors);
   $("lasso").addEventListener("click", () => setLasso($("lasso").getAttribute("aria-pressed") !== "true"));
   $("sel-export").addEventListener("click", exportSelection);
@@ -571,11 +576,17 @@ async function main() {
   });
   await plot.draw(channels());
   performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
+  const gestures = n >= COMPOSITE_FROM ? compositeGestures(plot, $("plot-canvas"), (e) => plot.get("mouseMode") === "lasso" || e.shiftKey,
+    (t) => {
+      if (t.s !== 1 || t.x || t.y) $("hover").hidden = true; // the library's hover waits for the settled view
+      placeUploadMarker(t);
+    }) : null;
   wire();
   // For tests and benchmarks: where a row is drawn, in page pixels.
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
     screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
-    selectedRows: () => Array.from(plot.get("selectedPoints")) };
+    selectedRows: () => Array.from(plot.get("selectedPoints")),
+    composited: !!gestures, settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;

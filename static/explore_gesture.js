@@ -1,0 +1,111 @@
+// Pan and zoom for plots too big to redraw at frame rate (software GL draws a million points in about a second): while
+// the user drags or wheels, the drawn picture moves (a CSS translate and scale of the canvas, composited by the browser
+// at full frame rate); once the gesture settles the scatterplot's camera is set to exactly the view the transform
+// showed, the points are drawn once, and the transform is dropped in the same task as that draw (one frame: no jump).
+// regl-scatterplot's own camera is fixed in this mode; its lasso (lasso mode, shift-drag), clicks and hover stay its own.
+
+const SETTLE_MS = 150; // after the last wheel step; a drag settles on its release
+const CLICK_PX = 3; // a press that moves less is a click on a point (the library's lassoMinDist)
+
+/** Take over pan and zoom of `plot` (drawn into `canvas`). `isLasso(event)`: whether a press there starts a lasso;
+ * `onMove(t)`: the picture now shows at {x, y} + s * p (page pixels, p a canvas pixel), for what is placed over it. Returns {settled(): a promise of the next settled draw (resolved at once when nothing is pending), settles: the
+ * durations (ms) from each settle to its draw}. */
+export function compositeGestures(plot, canvas, isLasso, onMove) {
+  plot.set({ cameraIsFixed: true });
+  canvas.style.transformOrigin = "0 0";
+  let t = { x: 0, y: 0, s: 1 }; // page pixels: a canvas pixel p shows at (x, y) + s * p
+  let press = null; // a left press on the canvas that is not a lasso: where, the transform then, whether it moved
+  let panned = false; // the press just released moved: its click is no click on a point
+  let timer = null;
+  let pending = null; // a settle whose draw has not happened yet: {start, waiters}
+  const settles = [];
+
+  const moved = () => t.x !== 0 || t.y !== 0 || t.s !== 1;
+  const show = () => {
+    canvas.style.transform = moved() ? `translate(${t.x}px, ${t.y}px) scale(${t.s})` : "";
+    onMove(t);
+  };
+
+  function settle() {
+    clearTimeout(timer);
+    timer = null;
+    if (!moved()) return;
+    // The transform in clip space: x' = s x + ax, y' = s y + ay; left of the projection (1 / aspect on x) it is the
+    // same scale with ax * aspect, so the new view is that affine map times the current view.
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    const ax = (t.s - 1 + (2 * t.x) / w) * (w / h), ay = 1 - t.s - (2 * t.y) / h;
+    const v = plot.get("cameraView"), next = new Float32Array(v);
+    for (let c = 0; c < 4; c++) {
+      next[4 * c] = t.s * v[4 * c] + ax * v[4 * c + 3];
+      next[4 * c + 1] = t.s * v[4 * c + 1] + ay * v[4 * c + 3];
+    }
+    pending = { start: performance.now(), waiters: pending ? pending.waiters : [] };
+    plot.view(next);
+  }
+
+  // Synchronous with the draw: the new picture and the dropped transform reach the screen in the same frame.
+  plot.subscribe("drawing", ({ isViewChanged }) => {
+    if (!pending || !isViewChanged) return;
+    t = { x: 0, y: 0, s: 1 };
+    show();
+    settles.push(performance.now() - pending.start);
+    for (const done of pending.waiters) done();
+    pending = null;
+  });
+
+  const later = () => { clearTimeout(timer); timer = setTimeout(settle, SETTLE_MS); };
+
+  // Window listeners in the capture phase run before the library's (window and canvas, bubbling): its camera must not
+  // see the drag (it would redraw every point on every move), nor the wheel (a redraw per step, and the page scrolling).
+  window.addEventListener("mousedown", (e) => {
+    if (e.target !== canvas || e.button !== 0 || isLasso(e)) return;
+    if (timer) settle(); // a wheel zoom still showing as a transform: its view first, the drag then moves from there
+    press = { x: e.clientX, y: e.clientY, tx: t.x, ty: t.y, moved: false };
+  }, { capture: true });
+  window.addEventListener("mousemove", (e) => {
+    if (press) {
+      const dx = e.clientX - press.x, dy = e.clientY - press.y;
+      press.moved = press.moved || Math.hypot(dx, dy) >= CLICK_PX;
+      if (press.moved) {
+        t.x = press.tx + dx;
+        t.y = press.ty + dy;
+        show();
+      }
+      e.stopPropagation();
+    } else if (moved()) e.stopPropagation(); // hover waits for the settled view (the library maps it with the old one)
+  }, { capture: true });
+  window.addEventListener("mouseup", () => {
+    if (!press) return;
+    panned = press.moved;
+    press = null;
+    if (panned) settle();
+  }, { capture: true });
+  window.addEventListener("click", (e) => {
+    if (panned && e.target === canvas) e.stopPropagation();
+    panned = false;
+  }, { capture: true });
+  window.addEventListener("wheel", (e) => {
+    if (e.target !== canvas) return;
+    e.preventDefault();
+    e.stopPropagation();
+    // The library's speed: a factor of e per canvas height of wheel, about the cursor.
+    const delta = (e.deltaMode === 1 ? 12 : 1) * (e.deltaY || e.deltaX || 0);
+    const f = Math.exp(-delta / canvas.clientHeight);
+    const box = canvas.parentElement.getBoundingClientRect(); // untransformed, unlike the canvas's own box
+    const cx = e.clientX - box.left, cy = e.clientY - box.top;
+    t = { x: f * (t.x - cx) + cx, y: f * (t.y - cy) + cy, s: f * t.s };
+    show();
+    if (!press) later();
+  }, { capture: true, passive: false });
+
+  return {
+    settles,
+    settled: () => new Promise((done) => {
+      if (!pending && !timer && !moved()) done();
+      else {
+        if (!pending) pending = { start: 0, waiters: [] }; // filled in by the settle the timer (or the release) makes
+        pending.waiters.push(done);
+      }
+    }),
+  };
+}
