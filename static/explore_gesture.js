@@ -8,19 +8,25 @@ const SETTLE_MS = 150; // after the last wheel step; a drag settles on its relea
 const CLICK_PX = 3; // a press that moves less is a click on a point (the library's lassoMinDist)
 
 /** Take over pan and zoom of `plot` (drawn into `canvas`). `isLasso(event)`: whether a press there starts a lasso;
- * `onMove(t)`: the picture now shows at {x, y} + s * p (page pixels, p a canvas pixel), for what is placed over it. Returns {settled(): a promise of the next settled draw (resolved at once when nothing is pending), settles: the
- * durations (ms) from each settle to its draw}. */
+ * `onMove(t)`: the picture now shows at {x, y} + s * p (page pixels, p a canvas pixel), for what is placed over it.
+ * Returns {settled(): a promise of the next settled draw (at once when nothing is pending), settles: the durations (ms)
+ * from each settle to its draw}. */
 export function compositeGestures(plot, canvas, isLasso, onMove) {
   plot.set({ cameraIsFixed: true });
   canvas.style.transformOrigin = "0 0";
-  let t = { x: 0, y: 0, s: 1 }; // page pixels: a canvas pixel p shows at (x, y) + s * p
-  let press = null; // a left press on the canvas that is not a lasso: where, the transform then, whether it moved
+  const IDENTITY = { x: 0, y: 0, s: 1 };
+  let t = IDENTITY; // page pixels: a canvas pixel p shows at (x, y) + s * p
+  let folded = IDENTITY; // the part of t already in the camera's view, not yet drawn
+  let press = null; // a left press on the canvas that is not a lasso: where, the last move, whether it moved
   let panned = false; // the press just released moved: its click is no click on a point
   let timer = null;
   let pending = null; // a settle whose draw has not happened yet: {start, waiters}
   const settles = [];
 
-  const moved = () => t.x !== 0 || t.y !== 0 || t.s !== 1;
+  const isIdentity = (a) => a.x === 0 && a.y === 0 && a.s === 1;
+  const moved = () => !isIdentity(t);
+  /** a after the inverse of b: what is left of a once b is drawn. */
+  const unfold = (a, b) => ({ s: a.s / b.s, x: a.x - (a.s / b.s) * b.x, y: a.y - (a.s / b.s) * b.y });
   const show = () => {
     canvas.style.transform = moved() ? `translate(${t.x}px, ${t.y}px) scale(${t.s})` : "";
     onMove(t);
@@ -29,24 +35,29 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
   function settle() {
     clearTimeout(timer);
     timer = null;
-    if (!moved()) return;
+    const d = unfold(t, folded); // a settle still waiting for its draw has its part in the view already
+    if (isIdentity(d)) return;
     // The transform in clip space: x' = s x + ax, y' = s y + ay; left of the projection (1 / aspect on x) it is the
     // same scale with ax * aspect, so the new view is that affine map times the current view.
     const w = canvas.clientWidth, h = canvas.clientHeight;
-    const ax = (t.s - 1 + (2 * t.x) / w) * (w / h), ay = 1 - t.s - (2 * t.y) / h;
+    const ax = (d.s - 1 + (2 * d.x) / w) * (w / h), ay = 1 - d.s - (2 * d.y) / h;
     const v = plot.get("cameraView"), next = new Float32Array(v);
     for (let c = 0; c < 4; c++) {
-      next[4 * c] = t.s * v[4 * c] + ax * v[4 * c + 3];
-      next[4 * c + 1] = t.s * v[4 * c + 1] + ay * v[4 * c + 3];
+      next[4 * c] = d.s * v[4 * c] + ax * v[4 * c + 3];
+      next[4 * c + 1] = d.s * v[4 * c + 1] + ay * v[4 * c + 3];
     }
-    pending = { start: performance.now(), waiters: pending ? pending.waiters : [] };
+    folded = { ...t };
+    pending = { start: pending && pending.start ? pending.start : performance.now(), waiters: pending ? pending.waiters : [] };
     plot.view(next);
   }
 
-  // Synchronous with the draw: the new picture and the dropped transform reach the screen in the same frame.
+  // Synchronous with the draw: the new picture and the dropped transform reach the screen in the same frame (what moved
+  // since the settle, a drag or wheel meanwhile, stays as the transform).
   plot.subscribe("drawing", ({ isViewChanged }) => {
-    if (!pending || !isViewChanged) return;
-    t = { x: 0, y: 0, s: 1 };
+    if (!pending || !pending.start || !isViewChanged) return;
+    t = unfold(t, folded);
+    if (Math.abs(t.x) < 1e-6 && Math.abs(t.y) < 1e-6 && Math.abs(t.s - 1) < 1e-9) t = IDENTITY;
+    folded = IDENTITY;
     show();
     settles.push(performance.now() - pending.start);
     for (const done of pending.waiters) done();
@@ -60,15 +71,15 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
   window.addEventListener("mousedown", (e) => {
     if (e.target !== canvas || e.button !== 0 || isLasso(e)) return;
     if (timer) settle(); // a wheel zoom still showing as a transform: its view first, the drag then moves from there
-    press = { x: e.clientX, y: e.clientY, tx: t.x, ty: t.y, moved: false };
+    press = { x: e.clientX, y: e.clientY, lx: e.clientX, ly: e.clientY, moved: false };
   }, { capture: true });
   window.addEventListener("mousemove", (e) => {
     if (press) {
-      const dx = e.clientX - press.x, dy = e.clientY - press.y;
-      press.moved = press.moved || Math.hypot(dx, dy) >= CLICK_PX;
+      press.moved = press.moved || Math.hypot(e.clientX - press.x, e.clientY - press.y) >= CLICK_PX;
       if (press.moved) {
-        t.x = press.tx + dx;
-        t.y = press.ty + dy;
+        t = { ...t, x: t.x + e.clientX - press.lx, y: t.y + e.clientY - press.ly };
+        press.lx = e.clientX;
+        press.ly = e.clientY;
         show();
       }
       e.stopPropagation();
@@ -101,9 +112,9 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
   return {
     settles,
     settled: () => new Promise((done) => {
-      if (!pending && !timer && !moved()) done();
+      if (!pending && !moved()) done();
       else {
-        if (!pending) pending = { start: 0, waiters: [] }; // filled in by the settle the timer (or the release) makes
+        if (!pending) pending = { start: 0, waiters: [] }; // started by the settle the timer (or the release) makes
         pending.waiters.push(done);
       }
     }),

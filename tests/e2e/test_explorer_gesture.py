@@ -79,7 +79,21 @@ def test_a_drag_moves_the_picture_then_draws_the_points_where_it_showed_them(liv
     assert hovered(page, *q) == before
     assert page.evaluate(f"{PLOT}.settles().length") == 2
 
+    # A drag pressed while a wheel zoom still shows as a transform (its settle drawn mid-drag): both land, once each.
+    r, o = at(page, centre_row), at(page, 0)
+    page.mouse.move(*r)
+    page.mouse.wheel(0, 100)
+    page.mouse.down()
+    page.mouse.move(r[0] + 40, r[1] + 30, steps=8)
+    page.mouse.up()
+    page.evaluate(f"{PLOT}.settled()")
+    f = math.exp(-100 / height)
+    assert close(at(page, centre_row), (r[0] + 40, r[1] + 30))
+    assert close(at(page, 0), (r[0] + f * (o[0] - r[0]) + 40, r[1] + f * (o[1] - r[1]) + 30))
+    assert page.evaluate("document.getElementById('plot-canvas').style.transform") == ""
+
     # A click (no drag) on the point still selects it.
+    q = at(page, centre_row)
     page.mouse.click(*q)
     wait_js(page, "!document.getElementById('panel').hidden", 30)
     assert not page.errors, page.errors
