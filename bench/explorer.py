@@ -258,6 +258,7 @@ def pan_and_zoom(page, box: dict) -> dict:
         "frames": len(frames),
         "median": float(np.median(frames)),
         "p95": float(np.percentile(frames, 95)),
+        "max": float(frames.max()),
         "drag": (len(drag), float(np.median(drag)), float(np.percentile(drag, 95))) if len(drag) else None,
         "settles": settles,
         "settle_wait_ms": settle_wait * 1000,
@@ -310,7 +311,7 @@ def _said(n: int, name: str, m: dict) -> str:
             f"; scripted pan (40 moves) + zoom (20 wheel steps) {m['step_ms']:.0f} ms a step"
             + (f" (cut short at {PAN_LIMIT_S} s: {m['steps']} of 60 steps)" if m["steps"] < 60 else "")
             + f", {m['frames']} frames: "
-            f"median {m['median']:.0f} ms, p95 {m['p95']:.0f} ms"
+            f"median {m['median']:.0f} ms, p95 {m['p95']:.0f} ms, max {m['max']:.0f} ms"
         )
         if m["drag"]:
             line += f"; during the drag {m['drag'][0]} frames: median {m['drag'][1]:.0f} ms, p95 {m['drag'][2]:.0f} ms"
