@@ -67,7 +67,7 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
   const later = () => { clearTimeout(timer); timer = setTimeout(settle, SETTLE_MS); };
 
   // Window listeners in the capture phase run before the library's (window and canvas, bubbling): its camera must not
-  // see the drag (it would redraw every point on every move), nor the wheel (a redraw per step, and the page scrolling).
+  // see the drag (it would redraw every point on every move), nor the wheel (a redraw per step).
   window.addEventListener("mousedown", (e) => {
     if (e.target !== canvas || e.button !== 0 || isLasso(e)) return;
     if (timer) settle(); // a wheel zoom still showing as a transform: its view first, the drag then moves from there
@@ -95,10 +95,11 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
     if (panned && e.target === canvas) e.stopPropagation();
     panned = false;
   }, { capture: true });
-  window.addEventListener("wheel", (e) => {
-    if (e.target !== canvas) return;
+  // On the canvas, not the window: a non-passive wheel listener there would hold every scroll of the page for the main
+  // thread. Capture listeners at the target run before the library's, and stopImmediatePropagation skips those.
+  canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    e.stopPropagation();
+    e.stopImmediatePropagation();
     // The library's speed: a factor of e per canvas height of wheel, about the cursor.
     const delta = (e.deltaMode === 1 ? 12 : 1) * (e.deltaY || e.deltaX || 0);
     const f = Math.exp(-delta / canvas.clientHeight);
