@@ -5,6 +5,7 @@
     .venv/bin/python bench/explorer.py --only projection     # lookup | ann | projection | browser | import
     .venv/bin/python bench/explorer.py --only browser --browser-sizes 100000,1000000
     .venv/bin/python bench/explorer.py --only browser --browser-sizes 200000 --skip-index --performance-mode on
+    .venv/bin/python bench/explorer.py --only hover --hover-sizes 200000,1000000
 
 1. lookup: a job whose projection.npz holds 100,000 128-d embeddings, served by a real
    `embedlab serve` process; GET /api/jobs/{id}/neighbors?index=i&k=10 for random i,
@@ -34,6 +35,10 @@ directions each, so neighbourhoods have structure for a layout to keep.
 5. import: 1,000,000 x 128 float32 embeddings with labels imported by path into a real server (as
    `embedlab import --server-paths` does): time to checked, to laid out, to the explorer's columns and
    its neighbour index; the peak memory of the server and of the layout's child process.
+6. hover: a fabricated N-point collection (tests/e2e/fabricate.py, no import) whose points share a few thousand image
+   files (two of 4000 x 4000, the rest 64-640 px), its explorer in headless Chromium: on-screen points hovered one after
+   another, from the mousemove to the hover card's thumbnail loaded (median, p95), split by what the image met: a decode
+   (its file's first thumbnail), the server's thumbnail cache (another point on the same file), the browser's cache.
 """
 
 from __future__ import annotations
@@ -589,9 +594,151 @@ def bench_import(n: int, dim: int = 128) -> None:
             )
 
 
+# -- 6. hover to thumbnail ------------------------------------------------------
+
+# In the page: when the last mousemove reached it, when the hover card showed, when its <img> fired `load` (and with what).
+HOVER_SETUP_JS = """() => {
+  performance.setResourceTimingBufferSize(100000);
+  const box = document.getElementById('hover'), img = box.querySelector('img');
+  const h = window.__hover = { move: null, shown: null, loaded: null, src: null };
+  window.addEventListener('mousemove', (e) => { h.move = e.timeStamp; h.shown = h.loaded = h.src = null; }, true);
+  new MutationObserver(() => { if (!box.hidden && h.shown === null) h.shown = performance.now(); })
+    .observe(box, { attributes: true, attributeFilter: ['hidden'] });
+  img.addEventListener('load', () => { h.loaded = performance.now(); h.src = img.src; });
+}"""
+HOVER_DONE_JS = """() => { const h = window.__hover, b = document.getElementById('hover'), i = b.querySelector('img');
+  return h.loaded !== null && !b.hidden && i.complete && i.naturalWidth > 0; }"""
+NEXT_FRAMES_JS = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+# The request behind this load, if it made one (a browser-cached image has no new resource entry): time to first byte.
+HOVER_RESULT_JS = """() => { const h = window.__hover;
+  const e = performance.getEntriesByName(h.src).filter((r) => r.startTime >= h.move).pop();
+  return { ...h, ttfb: e ? e.responseStart - e.requestStart : null }; }"""
+
+
+def hover_images(folder: Path, files: int, big: int, seed: int = 0) -> dict[str, int]:
+    """Overwrite the fabricated collection's `files` PNGs: the first `big` at 4000 x 4000, the rest photo-sized to small
+    (64-640 px, smooth content with noise); how many files of each side class."""
+    from PIL import Image
+
+    from bench.thumbnails import big_image
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 48, (640, 640, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 200, 640, dtype=np.float32)
+    sides: dict[str, int] = {}
+    for i in range(files):
+        path = folder / f"img{i:02d}.png"
+        if i < big:
+            big_image(4000, i).save(path, compress_level=1)
+            sides["4000 px"] = sides.get("4000 px", 0) + 1
+            continue
+        side = int(rng.integers(64, 641))
+        base = np.add.outer(ramp[:side] * rng.uniform(0.2, 1), ramp[:side] * rng.uniform(0.2, 1))[..., None] + rng.uniform(0, 50, 3)
+        Image.fromarray((base + noise[:side, :side]).astype(np.uint8), "RGB").save(path, compress_level=1)
+        key = "64-255 px" if side < 256 else "256-640 px"
+        sides[key] = sides.get(key, 0) + 1
+    return sides
+
+
+def hover_once(page, x: float, y: float, timeout_ms: float) -> dict | None:
+    """Move off the points (the card hides), then onto (x, y) in one mousemove; the page's timings, None without a thumbnail."""
+    page.mouse.move(5, 5)
+    page.wait_for_function("document.getElementById('hover').hidden", timeout=timeout_ms)
+    page.evaluate(NEXT_FRAMES_JS)  # the redraw that un-highlights the last point done: not counted in the next hover
+    page.mouse.move(x, y)
+    try:
+        page.wait_for_function(HOVER_DONE_JS, timeout=timeout_ms)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError: no card or no thumbnail there, counted as such
+        return None
+    return page.evaluate(HOVER_RESULT_JS)
+
+
+def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
+    """A fabricated n-point collection whose points share `files` image files (`big` of them 4000 x 4000), its explorer in
+    headless Chromium: `hovers` on-screen points hovered one after another, three rounds (first time: each point's file not
+    yet thumbnailed; again: the same points, the browser's cache; other points on the same files: the server's cache),
+    each timed from the mousemove to the card's thumbnail loaded, classified by what the shown point's image actually met."""
+    from playwright.sync_api import sync_playwright
+
+    from app.files import datasets_dir
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.fabricate import fabricate_collection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        t = time.perf_counter()
+        cid, _ = fabricate_collection(home, n, images=files)
+        sides = hover_images(datasets_dir(home) / "fabricated-images", files, big)
+        print(
+            f"hover: {n:,} points fabricated, {files:,} image files ({', '.join(f'{v:,} of {k}' for k, v in sides.items())}; "
+            f"point i shows file i mod {files}) in {time.perf_counter() - t:.0f} s"
+        )
+        with served(home) as (url, _), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # The summary builds the neighbour index (minutes at 1,000,000 points: an imported collection has it already);
+            # held back, so that the build does not share the cores with the hovers. The hover card does not need it.
+            page.route("**/embedding/summary", lambda route: route.abort())
+            page.goto(f"{url}/collections/{cid}/explore")
+            page.wait_for_function("document.getElementById('explorer').dataset.ready === 'true'", timeout=300_000)
+            drawn = page.evaluate("performance.getEntriesByName('explorer-drawn')[0].startTime") / 1000
+            page.evaluate(HOVER_SETUP_JS)
+            box = page.locator("#plot-canvas").bounding_box()
+            rng = np.random.default_rng(3)
+            # Points on distinct files (the big ones among them), then on screen away from the canvas's edges.
+            first = np.concatenate([np.arange(big), rng.permutation(np.arange(big, files))])
+            rows = first + files * rng.integers(0, n // files, len(first))
+            xy = page.evaluate("(rows) => rows.map((r) => document.getElementById('plot').explorer.screenOfRow(r))", rows.tolist())
+            inside = [
+                i
+                for i, (x, y) in enumerate(xy)
+                if box["x"] + 30 < x < box["x"] + box["width"] - 30 and box["y"] + 30 < y < box["y"] + box["height"] - 30
+            ][:hovers]
+            targets = rows[inside]
+            others = targets + files * np.where(targets + files < n, 1, -1)  # the same file, another point (URL)
+            other_xy = page.evaluate("(rows) => rows.map((r) => document.getElementById('plot').explorer.screenOfRow(r))", others.tolist())
+            rounds = {"first time": [xy[i] for i in inside], "again": [xy[i] for i in inside], "other points, same files": other_xy}
+            seen_files, seen_urls, results, missed = set(), set(), {}, 0
+            for points in rounds.values():
+                for x, y in points:
+                    r = hover_once(page, x, y, 20_000)
+                    if r is None:
+                        missed += 1
+                        continue
+                    index = int(r["src"].rsplit("/", 1)[1])
+                    met = "browser cache" if r["src"] in seen_urls else "server cache" if index % files in seen_files else "decode"
+                    seen_urls.add(r["src"])
+                    seen_files.add(index % files)
+                    r["big"] = index % files < big
+                    results.setdefault(met, []).append(r)
+            gl = page.evaluate(GL_JS)
+            browser.close()
+    print(
+        f"hover: {n:,} points drawn in {drawn:.2f} s (GL: {gl}); {len(targets)} on-screen points x 3 rounds "
+        f"({', '.join(rounds)}), {missed} hovers without a thumbnail; load average {os.getloadavg()[0]:.1f}"
+    )
+    for met in ("decode", "server cache", "browser cache"):
+        got = results.get(met, [])
+        if not got:
+            continue
+        total = [r["loaded"] - r["move"] for r in got]
+        card = [r["shown"] - r["move"] for r in got if r["shown"] is not None]
+        ttfb = [r["ttfb"] for r in got if r["ttfb"] is not None]
+        line = (
+            f"hover: {met:13s} {len(got):3d} hovers, mousemove to thumbnail loaded: median {np.median(total):.0f} ms, "
+            f"p95 {np.percentile(total, 95):.0f} ms, max {max(total):.0f} ms; to the card shown: median {np.median(card):.0f} ms, "
+            f"p95 {np.percentile(card, 95):.0f} ms"
+        )
+        if ttfb:
+            line += f"; server (request to first byte): median {np.median(ttfb):.0f} ms, p95 {np.percentile(ttfb, 95):.0f} ms"
+        if bigs := [f"{r['loaded'] - r['move']:.0f}" for r in got if r["big"]]:
+            line += f"; the 4000 x 4000 files: {', '.join(bigs)} ms"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser", "import"])
+    parser.add_argument("--only", choices=["lookup", "ann", "projection", "browser", "import", "hover"])
     parser.add_argument(
         "--browser-sizes", default="100000,1000000", help="points for the page in Chromium; pan/zoom and memory at the largest"
     )
@@ -609,6 +756,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--projection-size", type=int, default=10_000)
     parser.add_argument("--import-size", type=int, default=1_000_000)
+    parser.add_argument("--hover-sizes", default="1000000", help="points of the fabricated collections hovered")
+    parser.add_argument("--hovers", type=int, default=200, help="on-screen points hovered a round")
+    parser.add_argument("--hover-files", type=int, default=3000, help="image files the points share")
+    parser.add_argument("--hover-big", type=int, default=2, help="of them 4000 x 4000")
     parser.add_argument("--projection-child", choices=["explorer", "default"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.projection_child:
@@ -636,6 +787,9 @@ def main() -> None:
             )
     if args.only in (None, "import"):
         bench_import(args.import_size)
+    if args.only in (None, "hover"):
+        for n in [int(s) for s in args.hover_sizes.split(",")]:
+            bench_hover(n, args.hovers, args.hover_files, args.hover_big)
 
 
 if __name__ == "__main__":
