@@ -608,6 +608,7 @@ HOVER_SETUP_JS = """() => {
 }"""
 HOVER_DONE_JS = """() => { const h = window.__hover, b = document.getElementById('hover'), i = b.querySelector('img');
   return h.loaded !== null && !b.hidden && i.complete && i.naturalWidth > 0; }"""
+HOVER_LIMIT_S = 240  # the rounds are cut short past this, and say so
 NEXT_FRAMES_JS = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 # The request behind this load, if it made one (a browser-cached image has no new resource entry): time to first byte.
 HOVER_RESULT_JS = """() => { const h = window.__hover;
@@ -616,32 +617,35 @@ HOVER_RESULT_JS = """() => { const h = window.__hover;
 
 
 def hover_images(folder: Path, files: int, big: int, seed: int = 0) -> dict[str, int]:
-    """Overwrite the fabricated collection's `files` PNGs: the first `big` at 4000 x 4000, the rest photo-sized to small
-    (64-640 px, smooth content with noise); how many files of each side class."""
+    """Replace the fabricated collection's `files` PNGs: the first `big` at 4000 x 4000, the rest photo-sized to small
+    (64-640 px, smooth content with noise), written once to a kept folder (a second run copies them); files per side."""
+    import shutil
+
     from PIL import Image
 
     from bench.thumbnails import big_image
 
+    kept = Path(tempfile.gettempdir()) / "embedlab-bench-hover-images" / f"{files}-{big}-{seed}"
     rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 48, (640, 640, 3), dtype=np.uint8)
-    ramp = np.linspace(0, 200, 640, dtype=np.float32)
-    sides: dict[str, int] = {}
-    for i in range(files):
-        path = folder / f"img{i:02d}.png"
-        if i < big:
-            big_image(4000, i).save(path, compress_level=1)
-            sides["4000 px"] = sides.get("4000 px", 0) + 1
-            continue
-        side = int(rng.integers(64, 641))
-        base = np.add.outer(ramp[:side] * rng.uniform(0.2, 1), ramp[:side] * rng.uniform(0.2, 1))[..., None] + rng.uniform(0, 50, 3)
-        Image.fromarray((base + noise[:side, :side]).astype(np.uint8), "RGB").save(path, compress_level=1)
-        key = "64-255 px" if side < 256 else "256-640 px"
-        sides[key] = sides.get(key, 0) + 1
-    return sides
+    sides = [4000] * big + rng.integers(64, 641, files - big).tolist()
+    if len(list(kept.glob("*.png"))) != files:
+        kept.mkdir(parents=True, exist_ok=True)
+        noise = rng.integers(0, 48, (640, 640, 3), dtype=np.uint8)
+        ramp = np.linspace(0, 200, 640, dtype=np.float32)
+        for i, side in enumerate(sides):
+            path = kept / f"img{i:02d}.png"
+            if side == 4000:
+                big_image(4000, i).save(path, compress_level=1)
+                continue
+            tint = np.add.outer(ramp[:side] * rng.uniform(0.2, 1), ramp[:side] * rng.uniform(0.2, 1))[..., None] + rng.uniform(0, 50, 3)
+            Image.fromarray((tint + noise[:side, :side]).astype(np.uint8), "RGB").save(path, compress_level=1)
+    shutil.copytree(kept, folder, dirs_exist_ok=True)
+    return {"4000 px": big, "256-640 px": sum(256 <= s < 4000 for s in sides), "64-255 px": sum(s < 256 for s in sides)}
 
 
 def hover_once(page, x: float, y: float, timeout_ms: float) -> dict | None:
-    """Move off the points (the card hides), then onto (x, y) in one mousemove; the page's timings, None without a thumbnail."""
+    """Move off the points (the card hides), then onto (x, y) in one mousemove; the page's timings, None without a thumbnail
+    within `timeout_ms`."""
     page.mouse.move(5, 5)
     page.wait_for_function("document.getElementById('hover').hidden", timeout=timeout_ms)
     page.evaluate(NEXT_FRAMES_JS)  # the redraw that un-highlights the last point done: not counted in the next hover
@@ -651,6 +655,11 @@ def hover_once(page, x: float, y: float, timeout_ms: float) -> dict | None:
     except Exception:  # noqa: BLE001 - playwright's TimeoutError: no card or no thumbnail there, counted as such
         return None
     return page.evaluate(HOVER_RESULT_JS)
+
+
+# What a hover that timed out left: the card hidden (no point picked there), or shown with its image not loaded.
+HOVER_MISSED_JS = """() => { const b = document.getElementById('hover'), i = b.querySelector('img');
+  return b.hidden ? 'no card' : `card shown, image ${i.complete ? 'failed' : 'not loaded'}`; }"""
 
 
 def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
@@ -698,12 +707,17 @@ def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
             others = targets + files * np.where(targets + files < n, 1, -1)  # the same file, another point (URL)
             other_xy = page.evaluate("(rows) => rows.map((r) => document.getElementById('plot').explorer.screenOfRow(r))", others.tolist())
             rounds = {"first time": [xy[i] for i in inside], "again": [xy[i] for i in inside], "other points, same files": other_xy}
-            seen_files, seen_urls, results, missed = set(), set(), {}, 0
-            for points in rounds.values():
+            seen_files, seen_urls, results, missed = set(), set(), {}, []
+            deadline = time.perf_counter() + HOVER_LIMIT_S
+            for name, points in rounds.items():
+                started, done = time.perf_counter(), 0
                 for x, y in points:
-                    r = hover_once(page, x, y, 20_000)
+                    if time.perf_counter() > deadline:
+                        break
+                    done += 1
+                    r = hover_once(page, x, y, 10_000)
                     if r is None:
-                        missed += 1
+                        missed.append(f"{name} #{done}: {page.evaluate(HOVER_MISSED_JS)}")
                         continue
                     index = int(r["src"].rsplit("/", 1)[1])
                     met = "browser cache" if r["src"] in seen_urls else "server cache" if index % files in seen_files else "decode"
@@ -711,11 +725,12 @@ def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
                     seen_files.add(index % files)
                     r["big"] = index % files < big
                     results.setdefault(met, []).append(r)
+                print(f"hover: round '{name}': {done} of {len(points)} hovers in {time.perf_counter() - started:.0f} s", flush=True)
             gl = page.evaluate(GL_JS)
             browser.close()
     print(
         f"hover: {n:,} points drawn in {drawn:.2f} s (GL: {gl}); {len(targets)} on-screen points x 3 rounds "
-        f"({', '.join(rounds)}), {missed} hovers without a thumbnail; load average {os.getloadavg()[0]:.1f}"
+        f"({', '.join(rounds)}), {len(missed)} without a thumbnail within 10 s ({'; '.join(missed) or 'none'}); load average {os.getloadavg()[0]:.1f}"
     )
     for met in ("decode", "server cache", "browser cache"):
         got = results.get(met, [])
