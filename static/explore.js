@@ -507,10 +507,13 @@ const TINY_LASSO_PX = 6;
 let pressed = null; // a lasso press on the canvas: where, how far it went, and the selection then
 let released = null; // that press once released, until the library's events of the release are through
 
+/** A press that draws a lasso (lasso mode, or shift held), not a pan. */
+const lassoPress = (e) => plot.get("mouseMode") === "lasso" || e.shiftKey;
+
 function wireLassoRelease() {
   const canvas = $("plot-canvas");
   window.addEventListener("mousedown", (e) => {
-    const lasso = e.target === canvas && (plot.get("mouseMode") === "lasso" || e.shiftKey);
+    const lasso = e.target === canvas && lassoPress(e);
     pressed = lasso ? { x: e.clientX, y: e.clientY, far: 0, rows: Array.from(plot.get("selectedPoints")) } : null;
     released = null;
   }, { capture: true });
@@ -576,7 +579,7 @@ async function main() {
   });
   await plot.draw(channels());
   performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
-  const gestures = n >= COMPOSITE_FROM ? compositeGestures(plot, $("plot-canvas"), (e) => plot.get("mouseMode") === "lasso" || e.shiftKey,
+  const gestures = n >= COMPOSITE_FROM ? compositeGestures(plot, $("plot-canvas"), lassoPress,
     (t) => {
       if (t.s !== 1 || t.x || t.y) $("hover").hidden = true; // the library's hover waits for the settled view
       placeUploadMarker(t);

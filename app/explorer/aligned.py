@@ -233,9 +233,8 @@ class Turn:
     rotation: np.ndarray
     scale: float
     shift: np.ndarray
-    residual: (
-        float  # RMS distance of turned B from A over A's RMS spread about its centre: 0 aligned, ~1 unrelated (the best scale then ~0)
-    )
+    # RMS distance of turned B from A over A's RMS spread about its centre: 0 aligned, ~1 unrelated (the best scale then ~0)
+    residual: float
 
     def apply(self, xy: np.ndarray) -> np.ndarray:
         return ((xy.astype(np.float64) @ self.rotation) * self.scale + self.shift).astype(np.float32)
