@@ -601,11 +601,13 @@ HOVER_SETUP_JS = """() => {
   performance.setResourceTimingBufferSize(100000);
   const box = document.getElementById('hover'), img = box.querySelector('img');
   const h = window.__hover = { move: null, shown: null, loaded: null, src: null };
-  window.addEventListener('mousemove', (e) => { h.move = e.timeStamp; h.shown = h.loaded = h.src = null; }, true);
+  // The event's own time: the page's hover may handle the move (and show the card) before this listener runs.
+  window.addEventListener('mousemove', (e) => { h.move = e.timeStamp; }, true);
   new MutationObserver(() => { if (!box.hidden && h.shown === null) h.shown = performance.now(); })
     .observe(box, { attributes: true, attributeFilter: ['hidden'] });
   img.addEventListener('load', () => { h.loaded = performance.now(); h.src = img.src; });
 }"""
+HOVER_RESET_JS = "() => { const h = window.__hover; h.move = h.shown = h.loaded = h.src = null; }"
 HOVER_DONE_JS = """() => { const h = window.__hover, b = document.getElementById('hover'), i = b.querySelector('img');
   return h.loaded !== null && !b.hidden && i.complete && i.naturalWidth > 0; }"""
 HOVER_LIMIT_S = 240  # the rounds are cut short past this, and say so
@@ -649,6 +651,7 @@ def hover_once(page, x: float, y: float, timeout_ms: float) -> dict | None:
     page.mouse.move(5, 5)
     page.wait_for_function("document.getElementById('hover').hidden", timeout=timeout_ms)
     page.evaluate(NEXT_FRAMES_JS)  # the redraw that un-highlights the last point done: not counted in the next hover
+    page.evaluate(HOVER_RESET_JS)
     page.mouse.move(x, y)
     try:
         page.wait_for_function(HOVER_DONE_JS, timeout=timeout_ms)

@@ -5,6 +5,7 @@ import createScatterplot from "/static/vendor/regl-scatterplot/regl-scatterplot.
 import { decodeColumns } from "/static/columns.js";
 import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 import { compositeGestures } from "/static/explore_gesture.js";
+import { pickedHover } from "/static/explore_hover.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
@@ -222,16 +223,22 @@ async function applyColors() {
   }
 }
 
-/** Screen position (page pixels) of a layout position: the camera is a scale and a shift, read off two points per axis. */
-function screenOf(px, py) {
-  const [nx, ny] = toNdc(px, py);
+/** The camera in page pixels per axis of the [-1, 1] layout (page = a + b * ndc), read off two drawn points per axis. */
+function ndcAxes() {
   const box = $("plot").getBoundingClientRect();
-  const axis = (a, b, value, coord) => {
-    const sa = plot.getScreenPosition(a), sb = plot.getScreenPosition(b);
-    const va = coord === 0 ? ndc.x[a] : ndc.y[a], vb = coord === 0 ? ndc.x[b] : ndc.y[b];
-    return vb === va ? sa[coord] : sa[coord] + ((value - va) * (sb[coord] - sa[coord])) / (vb - va);
-  };
-  return [box.left + axis(refs.minX, refs.maxX, nx, 0), box.top + axis(refs.minY, refs.maxY, ny, 1)];
+  const at = (row) => plot.getScreenPosition(row);
+  const slope = (i, j, vs, c) => (vs[j] === vs[i] ? null : (at(j)[c] - at(i)[c]) / (vs[j] - vs[i]));
+  let bx = slope(refs.minX, refs.maxX, ndc.x, 0), by = slope(refs.minY, refs.maxY, ndc.y, 1);
+  // One scale on both axes, y downwards on the page: a layout flat along one axis takes the other's.
+  if (bx === null) bx = by === null ? 1 : -by;
+  if (by === null) by = -bx;
+  return { x: [box.left + at(refs.minX)[0] - bx * ndc.x[refs.minX], bx], y: [box.top + at(refs.minY)[1] - by * ndc.y[refs.minY], by] };
+}
+
+/** Screen position (page pixels) of a layout position. */
+function screenOf(px, py) {
+  const [nx, ny] = toNdc(px, py), a = ndcAxes();
+  return [a.x[0] + a.x[1] * nx, a.y[0] + a.y[1] * ny];
 }
 
 /** The upload's marker over the drawn point; `t`: the picture moved by a gesture not yet settled (explore_gesture.js). */
@@ -563,10 +570,11 @@ async function main() {
   for (const name of pts.class_names) list.append(el("option", { value: name }));
   normalise();
   const n = pts.n;
+  const pointSize = n > 300000 ? 2 : n > 20000 ? 3 : n > 5000 ? 4 : 6;
   plot = createScatterplot({
     canvas: $("plot-canvas"),
     backgroundColor: "#ffffff",
-    pointSize: n > 300000 ? 2 : n > 20000 ? 3 : n > 5000 ? 4 : 6,
+    pointSize,
     pointSizeSelected: 4,
     pointOutlineWidth: 2,
     pointColorActive: "#111111",
@@ -577,11 +585,19 @@ async function main() {
     lassoColor: "#0b62c4",
     ...colorSettings($("color-by").value),
   });
+  let draws = 0; // every point drawn this many times (tests: a hover draws none)
+  plot.subscribe("drawing", () => { draws += 1; });
   await plot.draw(channels());
   performance.mark("explorer-drawn"); // every point is on the canvas (bench/explorer.py reads this)
-  const gestures = n >= COMPOSITE_FROM ? compositeGestures(plot, $("plot-canvas"), lassoPress,
+  // Past COMPOSITE_FROM points nothing redraws them but a settled view or a new selection: gestures move the drawn
+  // picture, and hover is picked and marked over it.
+  const big = n >= COMPOSITE_FROM;
+  const hovers = big ? pickedHover(plot, $("plot-canvas"), ndc.x, ndc.y, pointSize, {
+    axes: ndcAxes, paused: () => gestures.moving(), ring: $("hover-ring"),
+    over: (row, x, y) => { mouse = { x, y }; showHover(row); }, out: () => { $("hover").hidden = true; } }) : null;
+  const gestures = big ? compositeGestures(plot, $("plot-canvas"), lassoPress,
     (t) => {
-      if (t.s !== 1 || t.x || t.y) $("hover").hidden = true; // the library's hover waits for the settled view
+      if (t.s !== 1 || t.x || t.y) { $("hover").hidden = true; hovers.hide(); } // hover waits for the settled view
       placeUploadMarker(t);
     }) : null;
   wire();
@@ -589,7 +605,7 @@ async function main() {
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
     screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
     selectedRows: () => Array.from(plot.get("selectedPoints")),
-    composited: !!gestures, settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
+    composited: !!gestures, pickedHover: !!hovers, draws: () => draws, hoverRowAt: (x, y) => (hovers ? hovers.rowAt(x, y) : null), settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;

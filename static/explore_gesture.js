@@ -10,7 +10,7 @@ const CLICK_PX = 3; // a press that moves less is a click on a point (the librar
 /** Take over pan and zoom of `plot` (drawn into `canvas`). `isLasso(event)`: whether a press there starts a lasso;
  * `onMove(t)`: the picture now shows at {x, y} + s * p (page pixels, p a canvas pixel), for what is placed over it.
  * Returns {settled(): a promise of the next settled draw (at once when nothing is pending), settles: the durations (ms)
- * from each settle to its draw}. */
+ * from each settle to its draw, moving(): whether the picture is held or moved by a gesture}. */
 export function compositeGestures(plot, canvas, isLasso, onMove) {
   plot.set({ cameraIsFixed: true });
   canvas.style.transformOrigin = "0 0";
@@ -112,6 +112,7 @@ export function compositeGestures(plot, canvas, isLasso, onMove) {
 
   return {
     settles,
+    moving: () => !!press || moved(), // a press that may drag, or a picture not yet drawn where it shows
     settled: () => new Promise((done) => {
       if (!pending && !moved()) done();
       else {
