@@ -466,6 +466,9 @@ function wire() {
     else if (points.length > 1) summarise(Array.from(points)); // a class picked in the table
   });
   plot.subscribe("view", () => placeUploadMarker());
+  // The plot narrows when the neighbour panel opens (the library publishes no view for a resize): the marker follows,
+  // a frame later, once the library has its new size.
+  new ResizeObserver(() => requestAnimationFrame(() => placeUploadMarker())).observe($("plot"));
   $("color-by").addEventListener("change", applyColors);
   $("lasso").addEventListener("click", () => setLasso($("lasso").getAttribute("aria-pressed") !== "true"));
   $("sel-export").addEventListener("click", exportSelection);
@@ -605,7 +608,8 @@ async function main() {
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
     screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
     selectedRows: () => Array.from(plot.get("selectedPoints")),
-    composited: !!gestures, pickedHover: !!hovers, draws: () => draws, hoverRowAt: (x, y) => (hovers ? hovers.rowAt(x, y) : null), settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
+    composited: !!gestures, pickedHover: !!hovers, draws: () => draws,
+    uploadScreen: () => (selected && selected.kind === "upload" ? screenOf(selected.x, selected.y) : null), hoverRowAt: (x, y) => (hovers ? hovers.rowAt(x, y) : null), settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;

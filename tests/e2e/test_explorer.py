@@ -15,6 +15,7 @@ from tests.e2e.conftest import screenshot, wait_js
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "embedlab-tests" / "numba"))
 
 pytestmark = pytest.mark.e2e
+PLOT = "document.getElementById('plot').explorer"
 
 
 @pytest.fixture(scope="module")
@@ -134,4 +135,50 @@ def test_binary_columns_decode_in_the_browser(live, page, finished_job):
     assert decoded["index"] == cols["index"] and decoded["label"] == cols["label"] and decoded["split"] == cols["split"]
     assert decoded["nn"] == cols["nn_same_label"] and decoded["class_names"] == cols["class_names"]
     assert decoded["x"] == pytest.approx(cols["x"], abs=1e-4)  # the JSON rounds to 4 decimals; the binary column is the float32
+    assert not page.errors, page.errors
+
+
+def test_the_upload_marker_moves_with_a_composited_drag(live, page, finished_job, tmp_path):
+    """An uploaded image's marker stays on its place in the layout when the neighbour panel narrows the plot, while a drag moves the picture (?composite-from=1:
+    the drawn canvas moves, the points are drawn once it settles) and after the points are drawn again."""
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    image = tmp_path / "seven.png"
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[1, 1:7] = 255
+    pixels[2:7, 5] = 255
+    Image.fromarray(pixels).save(image)
+    page.goto(f"{live.url}/jobs/{finished_job['id']}/explore?composite-from=1")
+    wait_js(page, "document.getElementById('explorer').dataset.ready === 'true'")
+    page.set_input_files("#upload", str(image))
+    wait_js(page, "!document.getElementById('upload-marker').hidden", 60)
+    wait_js(page, "!document.getElementById('panel').hidden", 60)
+
+    def marker() -> tuple[float, float]:
+        b = page.locator("#upload-marker").bounding_box()
+        return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+
+    # The panel opening narrowed the plot: the marker is where the layout now draws the upload, not where it first was.
+    wait_js(
+        page,
+        f"(() => {{ const p = {PLOT}.uploadScreen(); const b = document.getElementById('upload-marker').getBoundingClientRect();"
+        " return Math.hypot(b.x + b.width / 2 - p[0], b.y + b.height / 2 - p[1]) < 1; })()",
+        10,
+    )
+    m = marker()
+    box = page.locator("#plot-canvas").bounding_box()
+    start = (box["x"] + 40, box["y"] + box["height"] - 40)  # a corner, away from the marker
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + 30, start[1] - 20, steps=4)
+    assert math.dist(marker(), (m[0] + 30, m[1] - 20)) < 1.5  # mid-drag: with the moved picture
+    page.mouse.move(start[0] + 60, start[1] - 40, steps=4)
+    page.mouse.up()
+    page.evaluate("document.getElementById('plot').explorer.settled()")
+    assert page.evaluate("document.getElementById('plot-canvas').style.transform") == ""
+    assert math.dist(marker(), (m[0] + 60, m[1] - 40)) < 1.5  # drawn again: where the drag left it
+    assert page.locator("#panel").is_visible()  # the drag was no click: the upload's neighbours stay
     assert not page.errors, page.errors
