@@ -452,7 +452,7 @@ function wire() {
   canvas.addEventListener("mouseleave", () => { $("hover").hidden = true; });
   plot.subscribe("pointover", showHover);
   plot.subscribe("pointout", () => { $("hover").hidden = true; });
-  plot.subscribe("lassoStart", () => { lassoing = true; });
+  plot.subscribe("lassoStart", () => { lassoing = true; $("hover").hidden = true; }); // the library hovers no more till its end
   plot.subscribe("lassoEnd", () => {
     lassoing = false;
     if (released && released.tiny) { plot.select(released.rows, { preventEvent: true }); return; } // the selection as it was

@@ -65,3 +65,22 @@ def test_a_lasso_released_where_it_was_pressed_is_no_click(live, page):
     wait_js(page, "!document.getElementById('panel').hidden")  # the clicked point's neighbours
     assert sorted(page.evaluate(f"{PLOT}.selectedRows()")) != chosen
     assert not page.errors, page.errors
+
+
+def test_the_hover_card_goes_when_a_lasso_starts(live, page):
+    """The library hovers nothing while a lasso is drawn: the card of the point where it was pressed must not stay."""
+    collection_id, centre_row = fabricate_collection(live.procs.env["EMBEDLAB_HOME"], 2000, seed=6)
+    page.goto(f"{live.url}/collections/{collection_id}/explore")
+    wait_js(page, "document.getElementById('explorer').dataset.ready === 'true'", 60)
+    cx, cy = page.evaluate(f"{PLOT}.screenOfRow({centre_row})")
+    page.click("#lasso")
+    page.mouse.move(cx - 20, cy - 20)
+    page.mouse.move(cx, cy, steps=3)
+    wait_js(page, "!document.getElementById('hover').hidden")
+    page.mouse.down()
+    page.mouse.move(cx + 40, cy, steps=6)
+    wait_js(page, "document.getElementById('hover').hidden", 5)
+    page.mouse.move(cx + 40, cy + 40, steps=6)
+    assert page.locator("#hover").is_hidden()
+    page.mouse.up()
+    assert not page.errors, page.errors
