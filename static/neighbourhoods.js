@@ -6,31 +6,59 @@ import { clearSelection, drawPanels, selectRows } from "/static/linked_panels.js
 const root = document.getElementById("changed");
 const $ = (id) => document.getElementById(id);
 const LIMIT = 2000; // the most changed items fetched; sorting other ways is over these
+const PAGE = 50; // rows in the DOM at once: only their thumbnails are requested
 let items = [];
 let sortKey = "change", descending = true;
 const gd = $("pair");
 let pair = null; // the drawn layouts: row of each item index, for the table's clicks
 let picked = new Set(); // item indices selected in the panels
+// A box or lasso in a panel lists its items alone (they are scattered over up to 40 pages otherwise, a highlight on
+// one page would show few of them); a table row's click keeps the list it was clicked in. Clearing returns to the page
+// the full list was left at.
+let only = null; // item indices the table is narrowed to (null: every listed item)
+let page = 0, pageBefore = 0;
+let picking = false; // a table row's item being selected in the panels
 
-function render() {
+function ordered() {
   const sign = descending ? -1 : 1;
   const rows = [...items].sort((p, q) => {
     const a = p[sortKey], b = q[sortKey];
     return (a < b ? -1 : a > b ? 1 : 0) * sign || p.index - q.index;
   });
-  const body = $("nb-table").querySelector("tbody");
-  body.replaceChildren();
-  for (const it of rows) {
-    const img = el("img", { class: "ex-thumb", alt: `image ${it.index}`, loading: "lazy" });
-    img.src = it.image_url;
-    img.addEventListener("error", () => { img.hidden = true; }, { once: true }); // a collection without images
-    const open = el("td", {},
-      el("a", { href: `${root.dataset.aExplore}#index=${it.index}` }, root.dataset.a), " · ",
-      el("a", { href: `${root.dataset.bExplore}#index=${it.index}` }, root.dataset.b));
-    const tr = el("tr", { "data-index": String(it.index), class: picked.has(it.index) ? "picked" : "" }, el("td", {}, img),
-      el("td", {}, String(it.index)), el("td", {}, it.class_name), el("td", {}, it.change.toFixed(3)), open);
-    tr.addEventListener("click", (event) => { if (!event.target.closest("a")) pick(it.index); });
-    body.append(tr);
+  return only ? rows.filter((it) => only.has(it.index)) : rows;
+}
+
+function row(it) {
+  const img = el("img", { class: "ex-thumb", alt: `image ${it.index}`, loading: "lazy" });
+  img.src = it.image_url;
+  img.addEventListener("error", () => { img.hidden = true; }, { once: true }); // a collection without images
+  const open = el("td", {},
+    el("a", { href: `${root.dataset.aExplore}#index=${it.index}` }, root.dataset.a), " · ",
+    el("a", { href: `${root.dataset.bExplore}#index=${it.index}` }, root.dataset.b));
+  const tr = el("tr", { "data-index": String(it.index), class: picked.has(it.index) ? "picked" : "" }, el("td", {}, img),
+    el("td", {}, String(it.index)), el("td", {}, it.class_name), el("td", {}, it.change.toFixed(3)), open);
+  tr.addEventListener("click", (event) => { if (!event.target.closest("a")) pick(it.index); });
+  return tr;
+}
+
+function range(total) {
+  const n = (v) => v.toLocaleString();
+  const rows = total ? `Rows ${n(page * PAGE + 1)}–${n(Math.min(total, (page + 1) * PAGE))} of ${n(total)}` : "No rows";
+  if (!only) return rows;
+  const away = only.size - total; // selected in the panels' sample, but not among the most changed listed
+  return `${rows}: the panel selection's items` +
+    (away ? `; ${n(away)} of the ${n(only.size)} selected are not among the ${n(items.length)} listed` : "");
+}
+
+function render() {
+  const rows = ordered();
+  page = Math.min(page, Math.max(0, Math.ceil(rows.length / PAGE) - 1));
+  $("nb-table").querySelector("tbody").replaceChildren(...rows.slice(page * PAGE, (page + 1) * PAGE).map(row));
+  for (const nav of document.querySelectorAll(".nb-pager")) {
+    nav.querySelector(".nb-range").textContent = range(rows.length);
+    nav.querySelector("[data-step='-1']").disabled = page === 0;
+    nav.querySelector("[data-step='1']").disabled = (page + 1) * PAGE >= rows.length;
+    nav.querySelector(".nb-all").hidden = !only;
   }
   for (const b of document.querySelectorAll("[data-sort]")) {
     const on = b.dataset.sort === sortKey;
@@ -40,6 +68,13 @@ function render() {
   }
 }
 
+/** The table narrowed to `indices` (a Set), or back to every row (null) at the page it was left at. */
+function narrow(indices) {
+  if (indices && !only) pageBefore = page;
+  page = indices ? 0 : pageBefore;
+  only = indices;
+}
+
 async function load() {
   const k = Math.min(100, Math.max(1, Math.round(Number($("k").value)) || 10));
   $("nb-summary").textContent = "Searching both embeddings…";
@@ -47,6 +82,8 @@ async function load() {
     const q = new URLSearchParams({ a: root.dataset.a, b: root.dataset.b, k: String(k), limit: String(LIMIT) });
     const r = await api(`/api/neighbourhoods?${q}`);
     items = r.items;
+    only = null;
+    page = pageBefore = 0;
     $("nb-summary").textContent = `${r.shared.toLocaleString()} shared items; mean change ${r.mean_change.toFixed(3)}; ` +
       `${r.unchanged.toLocaleString()} with the same ${k} neighbours` + (r.shared > LIMIT ? `; the ${LIMIT.toLocaleString()} most changed listed.` : ".");
     render();
@@ -68,7 +105,7 @@ async function layouts(k) {
       points: data.points, classNames: data.class_names, legend: $("pair-legend"), columns: 2, height: 420,
       panels: [{ title: `${data.a}`, ...data.layouts.a }, { title: turned, ...data.layouts.b }],
       describe: (row, className) => `item ${data.points.index[row]} · class ${className} · change ${data.points.change[row].toFixed(2)}`,
-      onSelect: selected,
+      onSelect: (rows) => { if (!picking) selected(rows, true); },
     });
     selected(null); // a redraw (another k) starts without a selection
     const shown = data.points.index.length;
@@ -89,26 +126,45 @@ function pick(index) {
     $("pair-selection").textContent = pair ? `Item ${index} is not among the drawn sample.` : "";
     return;
   }
-  Plotly.relayout(gd, { selections: [] });
+  picking = true; // removing the box or lasso outline reports a deselection: not the user's, the table keeps its list
+  try {
+    Plotly.relayout(gd, { selections: [] });
+  } finally {
+    picking = false;
+  }
   selected(selectRows(gd, [row]));
 }
 
-function selected(rows) {
+/** `rows` of the panels selected (null: none); `inPanel`: by a box or lasso there, which narrows the table to them. */
+function selected(rows, inPanel = false) {
   $("pair-clear").disabled = !rows;
   const { index, change } = pair.data.points;
   picked = new Set(rows ? rows.map((r) => index[r]) : []);
+  if (rows ? inPanel : only) narrow(rows && new Set(picked)); // a box or lasso narrows the table, any clearing widens it
   const mean = rows ? rows.reduce((s, r) => s + change[r], 0) / rows.length : 0;
-  $("pair-selection").textContent = rows ? `${rows.length.toLocaleString()} items selected, highlighted in both panels; ` +
-    `mean change ${mean.toFixed(3)}.` : "";
+  const count = rows && `${rows.length.toLocaleString()} item${rows.length === 1 ? "" : "s"}`;
+  $("pair-selection").textContent = rows ? `${count} selected, highlighted in both panels; mean change ${mean.toFixed(3)}.` : "";
   render();
 }
 
 $("pair-clear").addEventListener("click", () => selected(clearSelection(gd)));
+for (const nav of document.querySelectorAll(".nb-pager")) {
+  nav.querySelector(".nb-all").addEventListener("click", () => { narrow(null); render(); });
+  for (const b of nav.querySelectorAll("[data-step]")) {
+    b.addEventListener("click", () => {
+      page += Number(b.dataset.step);
+      render();
+      // From the pager under the table: the new page from its first row, not from its last.
+      if ($("nb-table").getBoundingClientRect().top < 0) $("nb-table").scrollIntoView({ block: "start" });
+    });
+  }
+}
 
 for (const b of document.querySelectorAll("[data-sort]")) {
   b.addEventListener("click", () => {
     if (sortKey === b.dataset.sort) descending = !descending;
     else { sortKey = b.dataset.sort; descending = sortKey === "change"; }
+    page = 0; // the top of the new order
     render();
   });
 }

@@ -52,11 +52,17 @@ def _explore_url(source: str) -> str:
     return f"/jobs/{number}/explore" if kind == "job" else f"/collections/{number}/explore"
 
 
+def _nav(a: str, b: str) -> str:
+    """The nav item a page belongs to follows what it shows, as the explorers' do: two jobs are a comparison of jobs (like
+    /compare); with a collection on either side it is the Collections page's, whose form is where such a pair is named."""
+    return "jobs" if a.startswith("job:") and b.startswith("job:") else "collections"
+
+
 @router.get("/compare/neighbourhoods", response_class=HTMLResponse)
 def neighbourhoods_page(request: Request, a: Source, b: Source) -> HTMLResponse:
     """Two embeddings of the same items (job:<id> or collection:<id> each): the items whose neighbours changed most."""
     for value in (a, b):
         if not SOURCE.match(value):
             raise HTTPException(404, f"{value!r} names no embedding: write job:<id> or collection:<id>")
-    context = {"a": a, "b": b, "a_explore": _explore_url(a), "b_explore": _explore_url(b), "nav": "collections"}
+    context = {"a": a, "b": b, "a_explore": _explore_url(a), "b_explore": _explore_url(b), "nav": _nav(a, b)}
     return render(request, "neighbourhoods.html", context)
