@@ -228,12 +228,12 @@ PAIR_MOST_CHANGED = 2_000  # of them, the most changed items (the comparison tab
 
 @dataclass(frozen=True)
 class Turn:
-    """xy @ rotation * scale + shift takes B's layout closest to A's; `rotation` is orthogonal (a mirror when det < 0)."""
+    """xy @ rotation * scale + shift turns B's layout onto A's (rotation orthogonal: a mirror when det < 0) at A's spread."""
 
     rotation: np.ndarray
     scale: float
     shift: np.ndarray
-    # RMS distance of turned B from A over A's RMS spread about its centre: 0 aligned, ~1 unrelated (the best scale then ~0)
+    # RMS distance of best-fit B (the least-squares scale) from A over A's RMS spread: 0 aligned, ~1 unrelated
     residual: float
 
     def apply(self, xy: np.ndarray) -> np.ndarray:
@@ -263,9 +263,11 @@ def procrustes(moving: np.ndarray, fixed: np.ndarray) -> Turn:
     if norm == 0:  # every point of B at one place: nothing to turn
         return Turn(np.eye(2), 1.0, fc - mc, 1.0)
     rotation, singular_sum = orthogonal_procrustes(M, F)
-    scale = float(singular_sum) / norm
+    best = float(singular_sum) / norm  # the least-squares scale: it shrinks B towards a dot as the layouts become unrelated
     spread = float(np.sqrt((F**2).sum(axis=1).mean())) or 1.0
-    residual = float(np.sqrt((((M @ rotation) * scale - F) ** 2).sum(axis=1).mean())) / spread
+    residual = float(np.sqrt((((M @ rotation) * best - F) ** 2).sum(axis=1).mean())) / spread
+    # B is drawn at A's spread: the same scale as `best` for layouts that agree, and still a picture for ones that do not.
+    scale = float(np.sqrt((F**2).sum() / norm))
     return Turn(rotation, scale, fc - (mc @ rotation) * scale, residual)
 
 

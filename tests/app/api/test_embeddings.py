@@ -239,9 +239,9 @@ def test_projector_export_imports_back_with_the_same_neighbours(api, finished, s
     np.testing.assert_allclose(np.c_[pair["layouts"]["a"]["x"], pair["layouts"]["a"]["y"]], stored["xy"][rows], atol=1e-4)
     theirs = columns.decode(api.get(f"/api/collections/{cid}/embedding/columns").content)[1]
     A, B = stored["xy"].astype(np.float64), np.c_[theirs["x"], theirs["y"]].astype(np.float64)  # the same order (checked above)
-    u, _, vt = np.linalg.svd((B - B.mean(0)).T @ (A - A.mean(0)))  # Procrustes by hand: rotation u @ vt, then the scale
+    u, _, vt = np.linalg.svd((B - B.mean(0)).T @ (A - A.mean(0)))  # Procrustes by hand: rotation u @ vt, then A's spread
     R = u @ vt
-    scale = np.trace(((B - B.mean(0)) @ R).T @ (A - A.mean(0))) / ((B - B.mean(0)) ** 2).sum()
+    scale = np.sqrt(((A - A.mean(0)) ** 2).sum() / ((B - B.mean(0)) ** 2).sum())
     want = ((B - B.mean(0)) @ R) * scale + A.mean(0)
     np.testing.assert_allclose(np.c_[pair["layouts"]["b"]["x"], pair["layouts"]["b"]["y"]], want[rows], atol=1e-3)
     itself = api.get("/api/neighbourhoods/layouts", params={"a": f"job:{job_id}", "b": f"job:{job_id}"}).json()

@@ -152,6 +152,12 @@ def test_procrustes_residual_says_how_far_apart_the_pictures_stay():
     unrelated = aligned.procrustes(rng.normal(size=a.shape), a)
     assert 0.08 < noisy.residual < 0.12  # noise 0.3 in B is 0.1 a coordinate in A (scale 3): RMS 0.14 over a spread of 1.41
     assert unrelated.residual > 0.95  # the best scale for unrelated points is about 0: B shrinks to A's centre
+    # ... but B is drawn at A's spread, a picture beside A's rather than a dot at its centre.
+    b = rng.normal(size=a.shape) * 7
+    drawn = aligned.procrustes(b, a).apply(b)
+    assert np.sqrt(((drawn - drawn.mean(axis=0)) ** 2).sum(axis=1).mean()) == pytest.approx(
+        np.sqrt(((a - a.mean(axis=0)) ** 2).sum(axis=1).mean())
+    )
     assert aligned.procrustes(np.zeros_like(a), a).residual == 1.0  # B all at one point: nothing to fit
 
 
