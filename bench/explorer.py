@@ -34,7 +34,8 @@ directions each, so neighbourhoods have structure for a layout to keep.
 
 5. import: 1,000,000 x 128 float32 embeddings with labels imported by path into a real server (as
    `embedlab import --server-paths` does): time to checked, to laid out, to the explorer's columns and
-   its neighbour index; the peak memory of the server and of the layout's child process.
+   its neighbour index; the layout child's own phase times (UMAP, neighbour index, the nearest-same-label
+   searches, the quality measures); the peak memory of the server and of the layout's child process.
 6. hover: a fabricated N-point collection (tests/e2e/fabricate.py, no import) whose points share a few thousand image
    files (two of 4000 x 4000, the rest 64-640 px), its explorer in headless Chromium: on-screen points hovered one after
    another, from the mousemove to the hover card's thumbnail loaded (median, p95), split by what the image met: a decode
@@ -589,6 +590,7 @@ def bench_import(n: int, dim: int = 128) -> None:
                 f"import {n:,} x {dim} float32 + labels (.npy by path): checked and stored in {checked:.1f} s; "
                 f"laid out in {laid_out:.0f} s ({'; '.join(phases)}); columns ({len(body.content) / 2**20:.0f} MiB) at {drawable:.0f} s; "
                 f"neighbours/summary usable at {usable:.0f} s (index {summary['index']['kind']}, recall@10 {summary['index']['recall_at_10']}); "
+                f"the layout child's phases: {', '.join(f'{k} {v:.1f} s' for k, v in summary['seconds'].items())}; "
                 f"peak memory: server {_status_kb(server_pid, 'VmHWM') / 1024:.0f} MiB, layout child {child_peak / 1024:.0f} MiB; "
                 f"load average {os.getloadavg()[0]:.1f}"
             )
@@ -689,8 +691,8 @@ def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
         with served(home) as (url, _), sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # The thumbnail route reads the collection through the same cache as the neighbours, so its first request
-            # waits for the neighbour index (built here, minutes at 1,000,000 points; an import saves one): timed apart.
+            # The first thumbnail request reads projection.npz into the explorer's cache (the neighbour index waits for the
+            # first search: the page's summary): timed apart.
             t = time.perf_counter()
             assert httpx.get(f"{url}/api/collections/{cid}/images/2", timeout=1200).status_code == 200
             first_request = time.perf_counter() - t
@@ -735,7 +737,7 @@ def bench_hover(n: int, hovers: int, files: int, big: int) -> None:
             gl = page.evaluate(GL_JS)
             browser.close()
     print(
-        f"hover: first thumbnail request (with the neighbour index build) {first_request:.1f} s; "
+        f"hover: first thumbnail request (reads the collection) {first_request:.2f} s; "
         f"{n:,} points drawn in {drawn:.2f} s (GL: {gl}); {len(targets)} on-screen points x 3 rounds "
         f"({', '.join(rounds)}), {len(missed)} without a thumbnail within 10 s ({'; '.join(missed) or 'none'}); load average {os.getloadavg()[0]:.1f}"
     )

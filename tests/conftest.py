@@ -224,3 +224,20 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield SmallDisk(mount)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[int]:
+    """Each NeighborIndex.build's point count; each build takes 0.2 s longer, so that concurrent callers overlap."""
+    from app.explorer.neighbors import NeighborIndex
+
+    calls: list[int] = []
+    real = NeighborIndex.build.__func__
+
+    def counted(cls, vectors, *args, **kwargs):
+        calls.append(len(vectors))
+        time.sleep(0.2)
+        return real(cls, vectors, *args, **kwargs)
+
+    monkeypatch.setattr(NeighborIndex, "build", classmethod(counted))
+    return calls

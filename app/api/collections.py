@@ -104,7 +104,8 @@ def collection_or_404(engine: Engine, collection_id: int) -> CollectionRow:
     return row
 
 
-def _embedding(engine: Engine, settings: Settings, collection_id: int) -> stored.JobEmbedding:
+def _embedding(engine: Engine, settings: Settings, collection_id: int, *, indexed: bool = False) -> stored.JobEmbedding:
+    """The collection's explorer data (`indexed`: with its neighbour index, for a route that searches); 404 or 409 saying why not."""
     row = collection_or_404(engine, collection_id)
     folder = collection_dir(settings.home_path, collection_id)
     if row.status == "laying out":
@@ -113,7 +114,7 @@ def _embedding(engine: Engine, settings: Settings, collection_id: int) -> stored
     if row.status == "failed":
         raise HTTPException(409, f"collection {collection_id} could not be laid out: {row.error}; delete it and import it again")
     try:
-        return stored.job_embedding(folder)
+        return stored.job_embedding(folder, indexed=indexed)
     except stored.NoProjection:
         raise HTTPException(409, f"collection {collection_id}'s files are gone from {folder}; delete it and import it again") from None
     except stored.CorruptProjection as e:
@@ -269,7 +270,7 @@ def get_points(
 @router.get("/api/collections/{collection_id}/embedding/summary", response_model=CollectionSummary, responses=ERRORS)
 def get_summary(collection_id: CollectionId, engine: EngineDep, settings: SettingsDep) -> CollectionSummary:
     """Layout settings, neighbour preservation, per-class retrieval quality (on a sample) and the index kind."""
-    data = _embedding(engine, settings, collection_id)
+    data = _embedding(engine, settings, collection_id, indexed=True)
     return CollectionSummary(collection_id=collection_id, per_class_points=data.meta.get("per_class_points", 0), **layout_summary(data))
 
 
@@ -282,7 +283,7 @@ def get_neighbors(
     k: K = 10,
 ) -> NeighborsOut:
     """The k nearest points of a point in the full embedding space, nearest first."""
-    data = _embedding(engine, settings, collection_id)
+    data = _embedding(engine, settings, collection_id, indexed=True)
     return neighbors_of_index(data, base_of(collection_id), index, k, f"collection {collection_id}'s {len(data)} points")
 
 

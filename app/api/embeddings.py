@@ -152,10 +152,11 @@ def image_url(base: str, index: int) -> str:
     return f"{base}/images/{index}"
 
 
-def _embedding(engine: Any, settings: Settings, job_id: int) -> stored.JobEmbedding:
+def _embedding(engine: Any, settings: Settings, job_id: int, *, indexed: bool = False) -> stored.JobEmbedding:
+    """The job's explorer data (`indexed`: with its neighbour index, for a route that searches); 404 or 409 saying why not."""
     job = job_or_404(engine, job_id)
     try:
-        return stored.job_embedding(settings.job_dir(job_id))
+        return stored.job_embedding(settings.job_dir(job_id), indexed=indexed)
     except stored.NoProjection:
         if not job.spec.get("explorer", True):
             reason = f"job {job_id} was run with explorer: false, so it has no layout to explore (its embeddings are in its downloads)"
@@ -241,7 +242,7 @@ def points_response(data: stored.JobEmbedding, format: Literal["points", "column
 @router.get("/api/jobs/{job_id}/embedding/summary", response_model=EmbeddingSummary, responses=ERRORS)
 def get_embedding_summary(job_id: JobId, engine: EngineDep, settings: SettingsDep) -> EmbeddingSummary:
     """Layout settings, neighbour preservation, per-class retrieval quality (validation split) and the index kind."""
-    return EmbeddingSummary(job_id=job_id, **layout_summary(_embedding(engine, settings, job_id)))
+    return EmbeddingSummary(job_id=job_id, **layout_summary(_embedding(engine, settings, job_id, indexed=True)))
 
 
 def layout_summary(data: stored.JobEmbedding) -> dict[str, Any]:
@@ -271,7 +272,7 @@ def get_neighbors(
     k: K = 10,
 ) -> NeighborsOut:
     """The k nearest points of a shown point in the full embedding space (not the 2-D layout), nearest first."""
-    data = _embedding(engine, settings, job_id)
+    data = _embedding(engine, settings, job_id, indexed=True)
     what = f"job {job_id}'s {len(data)} explorer points (its validation split and a training sample)"
     return neighbors_of_index(data, job_base(job_id), index, k, what)
 
@@ -361,7 +362,7 @@ def query_neighbors(
     k: K = 10,
 ) -> NeighborsOut:
     """Embed an uploaded image with the job's checkpoint, return its k nearest points and its place on the layout (UMAP's transform)."""
-    data = _embedding(engine, settings, job_id)
+    data = _embedding(engine, settings, job_id, indexed=True)
     vector = _embed_upload(settings, job_id, data, file)
     rows, dist = data.neighbors(vector[None], k)
     state, fit_X, fit_xy = data.layout

@@ -106,7 +106,8 @@ def post_selection(
     format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json",
 ) -> Response | SelectionOut:
     """Summarise a selection of explorer points (a lasso on the page), or export it as CSV."""
-    return selection_response(_embedding(engine, settings, job_id), body, format, job_base(job_id), f"job{job_id}")
+    data = _embedding(engine, settings, job_id, indexed=format == "json")  # P@1 searches each point's nearest
+    return selection_response(data, body, format, job_base(job_id), f"job{job_id}")
 
 
 def selection_response(

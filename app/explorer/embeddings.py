@@ -1,9 +1,11 @@
 """A finished job's explorer in the API process: its points, the neighbour index, thumbnails, exports.
 
 The worker writes everything into projection.npz (trainer/project.py). Here it is read
-with allow_pickle=False, its neighbour index is built once, and both are kept per job in
-a small LRU cache keyed by the file's modification time, so a job that ran again is read
-again. Torch-free.
+with allow_pickle=False and kept per job in a small LRU cache keyed by the file's
+modification time, so a job that ran again is read again. Its neighbour index is built (or
+read from the saved file) on the first request that searches, once, and kept with it: a
+thumbnail, the columns or an export never wait for it (minutes past a million points).
+Torch-free.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class CorruptProjection(ValueError):
     """projection.npz exists but cannot be read (a truncated or overwritten file): only a new run rewrites it."""
 
 
+# What a damaged file raises while it is read or indexed (faiss: RuntimeError).
+READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError)
 PROJECTION_ARRAYS = ("embeddings", "labels", "indices", "split", "xy", "fitted", "nn_same_label")
 PROJECTION_META = {"space", "class_names", "layout", "per_class", "splits", "fitted_points", "umap", "preservation"}
 
@@ -64,17 +68,46 @@ class JobEmbedding:
     fitted: np.ndarray  # bool (N,): the points UMAP was fitted on
     nn_same_label: np.ndarray  # bool (N,): nearest other point of the same split has the same label
     meta: dict[str, Any]
-    index: NeighborIndex = field(repr=False)
     ap: np.ndarray | None = None  # float32 (N,): AP@R of each scored point (NaN: not scored); None in files from before it
+    source: Path | None = None  # the projection file read: a saved neighbour index may lie beside it
+    _index: NeighborIndex | None = field(default=None, init=False, repr=False)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def ap_column(self) -> np.ndarray:
         return self.ap if self.ap is not None else np.full(len(self), np.nan, dtype=np.float32)
 
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        """The embeddings prepared for the job's space (see `prepare`); the neighbour index searches these same vectors."""
+        return prepare(self.embeddings, self.meta["space"])
+
+    @property
+    def index(self) -> NeighborIndex:
+        """The neighbour index: the saved one beside the file, else built, on first use and once (concurrent callers wait).
+
+        A failure is a CorruptProjection, as when the file is read; nothing is kept, so the next use tries again.
+        """
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> NeighborIndex:
+        space = self.meta["space"]
+        try:
+            saved = NeighborIndex.saved(self.source.parent, self.vectors, space, prepared=True) if self.source else None
+            return saved or NeighborIndex.build(self.vectors, space, prepared=True)
+        except READ_ERRORS as e:
+            name = self.source.name if self.source else "the embeddings"
+            raise CorruptProjection(f"{name} cannot be indexed ({type(e).__name__}: {e})") from None
+
     def distances_to(self, vector: np.ndarray) -> np.ndarray:
-        """Every point's distance to `vector` in the job's space, in row order (a scan: ~30 ms at 1,000,000 x 128)."""
-        q = prepare(np.atleast_2d(vector), self.index.space)[0]
-        v = self.index.vectors
-        if self.index.space == "cosine":
+        """Every point's distance to `vector` in the job's space, in row order (a scan: ~30 ms at 1,000,000 x 128; no index)."""
+        space = self.meta["space"]
+        q = prepare(np.atleast_2d(vector), space)[0]
+        v = self.vectors
+        if space == "cosine":
             return np.clip(1.0 - v @ q, 0.0, 2.0).astype(np.float32)
         return np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v) - 2 * (v @ q) + q @ q, 0.0)).astype(np.float32)
 
@@ -95,10 +128,8 @@ class JobEmbedding:
             ap = arrays.get("ap")
             if ap is not None and ap.shape != (n,):
                 raise ValueError("its arrays disagree in length")
-            X, space = arrays["embeddings"], meta["space"]
-            index = NeighborIndex.saved(path.parent, X, space) or NeighborIndex.build(X, space)
-            return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, index=index, ap=ap)
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, RuntimeError) as e:
+            return cls(**{k: arrays[k] for k in PROJECTION_ARRAYS}, meta=meta, ap=ap, source=path)
+        except READ_ERRORS as e:
             raise CorruptProjection(f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
 
     def __len__(self) -> int:
@@ -161,8 +192,18 @@ def projection_version(job_dir: Path) -> tuple[Path, tuple[int, int]]:
     return path, (st.st_mtime_ns, st.st_size)
 
 
-def job_embedding(job_dir: Path) -> JobEmbedding:
-    """The job's explorer data, read and indexed once per version of its projection file (LRU over jobs)."""
+def job_embedding(job_dir: Path, *, indexed: bool = False) -> JobEmbedding:
+    """The job's explorer data, read once per version of its projection file (LRU over jobs); indexed on first search.
+
+    `indexed`: its neighbour index made ready too, so that a route which searches meets a failure where it reads the file.
+    """
+    data = _read(job_dir)
+    if indexed:
+        data.index  # noqa: B018 - built or read here, once
+    return data
+
+
+def _read(job_dir: Path) -> JobEmbedding:
     path, signature = projection_version(job_dir)
     with _cache_lock:
         hit = _cache.get(path)

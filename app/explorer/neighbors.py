@@ -117,8 +117,9 @@ class NeighborIndex:
     recall_at_10: float | None = None  # of the HNSW index vs exact; None when exact
 
     @classmethod
-    def build(cls, vectors: np.ndarray, space: Space, exact_max: int = EXACT_MAX) -> NeighborIndex:
-        v = prepare(vectors, space)
+    def build(cls, vectors: np.ndarray, space: Space, exact_max: int = EXACT_MAX, *, prepared: bool = False) -> NeighborIndex:
+        """An index over `vectors` (kept as given when `prepared`: already what `prepare` returns, not copied again)."""
+        v = vectors if prepared else prepare(vectors, space)
         if len(v) <= exact_max:
             return cls(v, space, flat_index(v, space), exact=True)
         index = hnsw_index(v, space)
@@ -134,19 +135,20 @@ class NeighborIndex:
         (folder / INDEX_INFO_FILE).write_text(json.dumps({**info, "ef_search": int(self.index.hnsw.efSearch)}))
 
     @classmethod
-    def saved(cls, folder: Path, vectors: np.ndarray, space: Space) -> NeighborIndex | None:
-        """The index `save` kept in `folder` for these vectors (same count, dimensions and space), else None."""
+    def saved(cls, folder: Path, vectors: np.ndarray, space: Space, *, prepared: bool = False) -> NeighborIndex | None:
+        """The index `save` kept in `folder` for these vectors (same count, dimensions and space), else None (`prepared`: see build)."""
         try:
             info = json.loads((folder / INDEX_INFO_FILE).read_text())
             if (info["n"], info["dims"], info["space"]) != (len(vectors), vectors.shape[1], space):
                 return None
+            ef_search, recall = int(info["ef_search"]), info["recall_at_10"]
             index = faiss.read_index(str(folder / INDEX_FILE))
-        except (OSError, ValueError, KeyError, RuntimeError):
-            return None
-        if index.ntotal != len(vectors):
-            return None
-        index.hnsw.efSearch = info["ef_search"]
-        return cls(prepare(vectors, space), space, index, exact=False, recall_at_10=info["recall_at_10"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            return None  # missing or damaged: built again
+        if not isinstance(index, faiss.IndexHNSW) or (index.ntotal, index.d) != (len(vectors), vectors.shape[1]):
+            return None  # another kind of index, or over other points: built again
+        index.hnsw.efSearch = ef_search
+        return cls(vectors if prepared else prepare(vectors, space), space, index, exact=False, recall_at_10=recall)
 
     def __len__(self) -> int:
         return len(self.vectors)

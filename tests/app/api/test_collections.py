@@ -222,3 +222,40 @@ def test_a_stopping_server_ends_its_layouts_and_the_next_resumes_them(tmp_path, 
     with TestClient(create_app(settings)) as c:
         assert c.get(f"/api/collections/{cid}").json()["status"] == "laying out"
         ready(c, cid)  # the next server laid it out
+
+
+def test_thumbnails_and_arrays_of_a_collection_without_a_saved_index_do_not_wait_for_one(tmp_path, builds, monkeypatch):
+    """The index is built on the first search only, once for two requests at the same time; a failed build is a 409 there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.explorer.neighbors import INDEX_FILE, NeighborIndex
+    from app.files import PROJECTION_FILE, collection_dir
+    from tests.e2e.fabricate import fabricate_collection
+
+    home = tmp_path / "home"
+    cid, _ = fabricate_collection(home, 400)
+    broken, _ = fabricate_collection(home, 300)
+    assert not (collection_dir(home, cid) / INDEX_FILE).exists()
+    base = f"/api/collections/{cid}"
+    with TestClient(create_app(Settings(home=home, demo=False))) as c:
+        png = c.get(f"{base}/images/2")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        for path in ["/embedding/columns", "/embedding?format=columns", "/embedding/distances?index=2", "/embedding/export?format=npy"]:
+            assert c.get(base + path).status_code == 200, path
+        assert c.post(f"{base}/embedding/selection", json={"indices": [1, 2, 3]}).status_code == 200
+        assert builds == []
+
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda i: c.get(f"{base}/neighbors", params={"index": i, "k": 5}), [2, 3]))
+        assert [r.status_code for r in got] == [200, 200] and builds == [400]
+        assert c.get(f"{base}/embedding/summary").json()["index"]["kind"] == "exact"
+        assert c.get(f"{base}/neighbors", params={"index": 4, "k": 5}).status_code == 200 and builds == [400]
+
+        def fails(*args, **kwargs):
+            raise RuntimeError("Error in faiss: out of range")
+
+        monkeypatch.setattr(NeighborIndex, "build", fails)
+        assert c.get(f"/api/collections/{broken}/images/2").status_code == 200  # no index needed
+        for path in ["/neighbors?index=2", "/embedding/summary"]:
+            r = c.get(f"/api/collections/{broken}{path}")
+            assert r.status_code == 409 and PROJECTION_FILE in r.json()["detail"] and "import it again" in r.json()["detail"], r.text

@@ -7,7 +7,6 @@ import pytest
 
 from app.explorer import changed
 from app.explorer.embeddings import JobEmbedding
-from app.explorer.neighbors import NeighborIndex
 
 
 def embedding(X: np.ndarray, indices: np.ndarray, space: str = "euclidean") -> JobEmbedding:
@@ -21,7 +20,6 @@ def embedding(X: np.ndarray, indices: np.ndarray, space: str = "euclidean") -> J
         fitted=np.ones(n, bool),
         nn_same_label=np.ones(n, bool),
         meta={"space": space, "class_names": ["all"]},
-        index=NeighborIndex.build(X, space),
     )
 
 

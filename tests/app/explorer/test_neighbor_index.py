@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 
-from app.explorer.neighbors import INDEX_FILE, NeighborIndex
+from app.explorer.neighbors import INDEX_FILE, INDEX_INFO_FILE, NeighborIndex, flat_index
 
 
 def test_a_saved_hnsw_index_answers_as_the_built_one(tmp_path):
@@ -18,6 +19,11 @@ def test_a_saved_hnsw_index_answers_as_the_built_one(tmp_path):
     assert NeighborIndex.saved(tmp_path, X[:2999], "cosine") is None  # other points
     assert NeighborIndex.saved(tmp_path, X, "euclidean") is None  # another space
     (tmp_path / INDEX_FILE).write_bytes(b"truncated")
+    assert NeighborIndex.saved(tmp_path, X, "cosine") is None
+    faiss.write_index(flat_index(X, "cosine"), str(tmp_path / INDEX_FILE))  # a readable index of another kind
+    assert NeighborIndex.saved(tmp_path, X, "cosine") is None
+    built.save(tmp_path)
+    (tmp_path / INDEX_INFO_FILE).write_text('{"n": 3000, "dims": 16, "space": "cosine"}')  # its search settings lost
     assert NeighborIndex.saved(tmp_path, X, "cosine") is None
 
 
