@@ -595,8 +595,9 @@ async function main() {
   // Past COMPOSITE_FROM points nothing redraws them but a settled view or a new selection: gestures move the drawn
   // picture, and hover is picked and marked over it.
   const big = n >= COMPOSITE_FROM;
+  // Each refers to the other, only once events arrive (both are set by then).
   const hovers = big ? pickedHover(plot, $("plot-canvas"), ndc.x, ndc.y, pointSize, {
-    axes: ndcAxes, paused: () => gestures.moving(), ring: $("hover-ring"),
+    axes: ndcAxes, paused: () => gestures.moving(), isLasso: lassoPress, ring: $("hover-ring"),
     over: (row, x, y) => { mouse = { x, y }; showHover(row); }, out: () => { $("hover").hidden = true; } }) : null;
   const gestures = big ? compositeGestures(plot, $("plot-canvas"), lassoPress,
     (t) => {
@@ -604,12 +605,19 @@ async function main() {
       placeUploadMarker(t);
     }) : null;
   wire();
+  if (hovers) {
+    // The ring and the card mark where the point was: a new view or a resized plot (the neighbour panel opening) moves it.
+    plot.subscribe("view", () => hovers.hide());
+    new ResizeObserver(() => hovers.hide()).observe($("plot"));
+  }
   // For tests and benchmarks: where a row is drawn, in page pixels.
   $("plot").explorer = { rows: n, indexOf: (row) => pts.index[row], screenOfRow: (row) => screenOf(pts.x[row], pts.y[row]),
     screenOfIndex: (index) => { const row = byIndex.get(index); return screenOf(pts.x[row], pts.y[row]); },
     selectedRows: () => Array.from(plot.get("selectedPoints")),
     composited: !!gestures, pickedHover: !!hovers, draws: () => draws,
-    uploadScreen: () => (selected && selected.kind === "upload" ? screenOf(selected.x, selected.y) : null), hoverRowAt: (x, y) => (hovers ? hovers.rowAt(x, y) : null), settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
+    uploadScreen: () => (selected && selected.kind === "upload" ? screenOf(selected.x, selected.y) : null),
+    hoverRowAt: (x, y) => (hovers ? hovers.rowAt(x, y) : null), hoverRadius: () => (hovers ? hovers.radiusPx() : null),
+    settled: () => (gestures ? gestures.settled() : Promise.resolve()), settles: () => (gestures ? gestures.settles : []) };
   root.dataset.ready = "true";
   let val = 0;
   for (let i = 0; i < n; i++) val += pts.split[i] === 0 ? 1 : 0;

@@ -2,7 +2,8 @@
 // the user drags or wheels, the drawn picture moves (a CSS translate and scale of the canvas, composited by the browser
 // at full frame rate); once the gesture settles the scatterplot's camera is set to exactly the view the transform
 // showed, the points are drawn once, and the transform is dropped in the same task as that draw (one frame: no jump).
-// regl-scatterplot's own camera is fixed in this mode; its lasso (lasso mode, shift-drag), clicks and hover stay its own.
+// regl-scatterplot's own camera is fixed in this mode; its lasso (lasso mode, shift-drag) and clicks stay its own, and
+// hover is picked over the drawn picture (explore_hover.js).
 
 const SETTLE_MS = 150; // after the last wheel step; a drag settles on its release
 const CLICK_PX = 3; // a press that moves less is a click on a point (the library's lassoMinDist)

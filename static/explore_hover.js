@@ -2,8 +2,8 @@
 // regl-scatterplot's hover redraws every point to highlight the hovered one, and only then publishes `pointover`: about
 // half a second at 1,000,000 points in software GL, which the hover card and its thumbnail wait for. Here the point
 // under the cursor is found in a grid over the layout and marked by a ring laid over the canvas, so a hover draws no
-// point at all. The library never sees a move without a button pressed: its clicks and its lasso read the positions of
-// their own events, and its camera (which would track the cursor) is fixed in this mode.
+// point at all. The library sees no mouse move but those of a lasso pressed on its canvas: its clicks read the positions
+// of their own events, and its camera (which would track the cursor) is fixed in this mode.
 
 const MIN_POINT_SIZE = 1; // the library's floor on a zoomed-out point (px)
 
@@ -42,11 +42,14 @@ function gridOf(xs, ys) {
 
 /** Hover over `plot` (drawn into `canvas`, its points at `xs`, `ys` in [-1, 1], `pointSize` px): `axes()` maps the layout
  * to page pixels ({x: [a, b], y: [a, b]}: page = a + b * layout), `paused()` says a gesture is moving the picture,
- * `over(row, x, y)` and `out()` show and hide the hover card, `ring` is the element laid over the hovered point. Returns
- * {hide(): forget the hovered point (the view changed), rowAt(x, y): the row a hover at page (x, y) finds, or -1}. */
-export function pickedHover(plot, canvas, xs, ys, pointSize, { axes, paused, over, out, ring }) {
+ * `isLasso(event)` says a press draws a lasso, `over(row, x, y)` and `out()` show and hide the hover card, `ring` is the
+ * element laid over the hovered point. Returns
+ * {hide(): forget the hovered point (the view changed), rowAt(x, y): the row a hover at page (x, y) finds, or -1,
+ * radiusPx(): how near (page pixels) a point must be to be hovered}. */
+export function pickedHover(plot, canvas, xs, ys, pointSize, { axes, paused, isLasso, over, out, ring }) {
   const grid = gridOf(xs, ys);
   let current = -1;
+  let lassoing = false; // a lasso pressed on the canvas is held: its moves are the library's
 
   // The library's picking radius, so that what is hovered is what a click there selects: the drawn point's size at
   // this zoom (asinh-scaled past 1) plus 4 device pixels, in page pixels.
@@ -77,13 +80,19 @@ export function pickedHover(plot, canvas, xs, ys, pointSize, { axes, paused, ove
     ring.hidden = false;
   }
 
-  // Window listeners in the capture phase run before the library's (window, bubbling).
+  // Window listeners in the capture phase run before the library's (window, bubbling). Every move it saw would hover
+  // (and redraw every point) wherever its canvas last had the cursor: off the canvas too, since it is kept from leaving.
+  window.addEventListener("mousedown", (e) => {
+    lassoing = e.target === canvas && e.button === 0 && isLasso(e);
+  }, { capture: true });
+  window.addEventListener("mouseup", () => { lassoing = false; }, { capture: true });
   window.addEventListener("mousemove", (e) => {
+    if (lassoing) return; // the library draws the lasso (it hovers nothing meanwhile)
+    e.stopPropagation();
     if (e.target !== canvas || e.buttons !== 0 || paused()) {
-      if (current >= 0) hide(); // off the canvas, or a drag or lasso (the gesture module's, the library's)
+      if (current >= 0) hide(); // off the canvas, or a drag (the gesture module's)
       return;
     }
-    e.stopPropagation();
     const row = rowAt(e.clientX, e.clientY);
     if (row === current) return;
     current = row;
@@ -101,6 +110,9 @@ export function pickedHover(plot, canvas, xs, ys, pointSize, { axes, paused, ove
     e.stopPropagation();
     hide();
   }, { capture: true });
+  // The hovered point moves under a still cursor when the page scrolls, and a card left up when the window loses focus.
+  window.addEventListener("scroll", hide, { capture: true, passive: true });
+  window.addEventListener("blur", hide);
 
-  return { hide, rowAt };
+  return { hide, rowAt, radiusPx };
 }

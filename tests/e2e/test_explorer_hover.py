@@ -1,6 +1,7 @@
 """The explorer's hover on plots too big to redraw (static/explore_hover.js) in Chromium, forced on a small fabricated
 collection with ?composite-from=1: the card names the point under the cursor and a ring marks it, without drawing a single
-point; what is hovered is what a click there selects; the card goes when the cursor leaves the point or the canvas."""
+point; what is hovered is what a click there selects, as far out as a click picks; the card goes when the cursor leaves the
+point or the canvas, and nothing is hovered off the canvas."""
 
 from __future__ import annotations
 
@@ -55,6 +56,50 @@ def test_a_hover_names_the_point_and_rings_it_without_drawing(live, page, collec
     page.mouse.click(x, y)
     wait_js(page, "!document.getElementById('panel').hidden", 30)
     assert page.locator("#query .ex-query-label").inner_text().startswith(f"#{shown} ")
+    # The panel narrows the plot and its points move: the ring does not stay where the point was.
+    assert page.locator("#hover-ring").is_hidden() or math.dist(ring_centre(page), page.evaluate(f"{PLOT}.screenOfRow({row})")) < 1.0
+    assert not page.errors, page.errors
+
+
+ISOLATED_JS = """(r) => {
+  // The row farthest from every other (page pixels), and a direction from it with nothing else near a probe at r + 1.
+  const p = document.getElementById('plot').explorer, n = p.rows, at = [];
+  for (let i = 0; i < n; i++) at.push(p.screenOfRow(i));
+  let best = null;
+  for (let i = 0; i < n; i++) {
+    let near = Infinity;
+    for (let j = 0; j < n; j++) if (j !== i) near = Math.min(near, Math.hypot(at[j][0] - at[i][0], at[j][1] - at[i][1]));
+    if (!best || near > best.near) best = { row: i, near };
+  }
+  for (let k = 0; k < 8; k++) {
+    const a = (k * Math.PI) / 4, dx = Math.cos(a), dy = Math.sin(a);
+    const px = at[best.row][0] + (r + 1) * dx, py = at[best.row][1] + (r + 1) * dy;
+    let clear = true;
+    for (let j = 0; j < n; j++) if (j !== best.row && Math.hypot(at[j][0] - px, at[j][1] - py) < r + 2) clear = false;
+    if (clear) return { row: best.row, x: at[best.row][0], y: at[best.row][1], dx, dy };
+  }
+  return null;
+}"""
+
+
+def test_the_hover_reaches_as_far_as_a_click_picks(live, page, collection):
+    collection_id, _ = collection
+    open_big(page, live, collection_id)
+    r = page.evaluate(f"{PLOT}.hoverRadius()")
+    assert r > 1
+    p = page.evaluate(ISOLATED_JS, r)
+    assert p, "no point stands apart from the others"
+    inside = (p["x"] + (r - 1) * p["dx"], p["y"] + (r - 1) * p["dy"])
+    outside = (p["x"] + (r + 1) * p["dx"], p["y"] + (r + 1) * p["dy"])
+    assert page.evaluate(f"{PLOT}.hoverRowAt({inside[0]}, {inside[1]})") == p["row"]
+    assert page.evaluate(f"{PLOT}.hoverRowAt({outside[0]}, {outside[1]})") == -1
+    # The library's own pick agrees: a click a pixel outside selects nothing, one a pixel inside selects the point.
+    page.mouse.click(*outside)
+    page.wait_for_timeout(400)
+    assert page.evaluate(f"{PLOT}.selectedRows()") == []
+    page.mouse.click(*inside)
+    wait_js(page, f"{PLOT}.selectedRows().length === 1")
+    assert page.evaluate(f"{PLOT}.selectedRows()") == [p["row"]]
     assert not page.errors, page.errors
 
 
@@ -73,8 +118,10 @@ def test_the_card_goes_off_a_point_and_off_the_canvas(live, page, collection):
 
     page.mouse.move(x, y, steps=3)
     wait_js(page, "!document.getElementById('hover').hidden")
+    draws = page.evaluate(f"{PLOT}.draws()")
     page.mouse.move(box["x"] - 20, box["y"] + 40)  # off the canvas
     wait_js(page, "document.getElementById('hover').hidden && document.getElementById('hover-ring').hidden")
+    assert page.evaluate(f"{PLOT}.draws()") == draws  # leaving draws nothing either
 
     # During a drag the hover waits: the picture moves, and the card and ring are not left behind on it.
     page.mouse.move(x, y, steps=3)
@@ -84,4 +131,26 @@ def test_the_card_goes_off_a_point_and_off_the_canvas(live, page, collection):
     assert page.locator("#hover").is_hidden() and page.locator("#hover-ring").is_hidden()
     page.mouse.up()
     page.evaluate(f"{PLOT}.settled()")
+    assert not page.errors, page.errors
+
+
+def test_moves_off_the_canvas_hover_nothing_over_a_zoomed_plot(live, page, collection):
+    # Zoomed in, the layout runs on past the canvas's edges, under the toolbar: a move there is no hover of the point
+    # the library would find under it.
+    collection_id, centre_row = collection
+    open_big(page, live, collection_id)
+    x, y = page.evaluate(f"{PLOT}.screenOfRow({centre_row})")
+    page.mouse.move(x, y)
+    for _ in range(6):
+        page.mouse.wheel(0, -200)
+    page.evaluate(f"{PLOT}.settled()")
+    draws = page.evaluate(f"{PLOT}.draws()")
+    box = page.locator("#plot-canvas").bounding_box()
+    top = page.locator("header").bounding_box()
+    page.mouse.move(x, box["y"] + 5, steps=5)  # up to the canvas's top edge, then out over the page header
+    page.mouse.move(box["x"] + 10, top["y"] + top["height"] / 2, steps=20)
+    page.mouse.move(box["x"] + box["width"] - 10, top["y"] + top["height"] / 2, steps=20)
+    page.wait_for_timeout(300)
+    assert page.locator("#hover").is_hidden() and page.locator("#hover-ring").is_hidden()
+    assert page.evaluate(f"{PLOT}.draws()") == draws
     assert not page.errors, page.errors
