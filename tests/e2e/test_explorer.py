@@ -53,6 +53,14 @@ def test_click_a_point_shows_its_neighbours(live, page, finished_job):
     open_explorer(live, page, finished_job["id"])
     assert page.locator(".name").first.inner_text() == "explorer <b>e2e</b>"  # shown as text
     assert "recall@10" in page.locator("#preservation").inner_text()
+    # What the layout cost is stated with it, phase by phase (the job's own stored timings).
+    cost = live.get(f"/api/jobs/{finished_job['id']}/embedding/summary")["seconds"]
+    assert set(cost) == {"embed_train_sample", "umap", "quality"}
+    info = page.locator("#layout-info").inner_text()
+    secs = lambda v: f"{v:.1f} s" if v < 10 else f"{round(v):,} s"  # noqa: E731 - the page's rounding
+    assert (
+        f"Laid out in {secs(sum(cost.values()))}: embed train sample {secs(cost['embed_train_sample'])}, umap {secs(cost['umap'])}" in info
+    )
     # Hover: the thumbnail and label of the point under the cursor (row 0's, or one drawn on the same spot)
     x, y, index = point_on_screen(page)
     page.mouse.move(x - 30, y - 30)

@@ -97,6 +97,9 @@ def test_an_import_is_explored_like_a_job(api, imported, points):
     summary = api.get(f"/api/collections/{cid}/embedding/summary").json()
     assert summary["space"] == "euclidean" and summary["per_class_points"] == N
     assert [c["count"] for c in summary["per_class"]] == [N // 3] * 3
+    # What the layout cost, phase by phase (the job page and the closing line of the import say so).
+    assert set(summary["seconds"]) == {"umap", "neighbour_index", "nearest_same_label", "quality"}
+    assert all(v >= 0 for v in summary["seconds"].values())
 
     png = api.get(f"/api/collections/{cid}/images/1007")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
