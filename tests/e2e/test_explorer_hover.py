@@ -98,8 +98,11 @@ def test_the_hover_reaches_as_far_as_a_click_picks(live, page, collection):
     page.wait_for_timeout(400)
     assert page.evaluate(f"{PLOT}.selectedRows()") == []
     page.mouse.click(*inside)
-    wait_js(page, f"{PLOT}.selectedRows().length === 1")
-    assert page.evaluate(f"{PLOT}.selectedRows()") == [p["row"]]
+    # The click's point is asked about: the panel names it (its neighbours join the highlight once they are answered).
+    shown = page.evaluate(f"{PLOT}.indexOf({p['row']})")
+    wait_js(page, "!document.getElementById('panel').hidden", 30)
+    assert page.locator("#query .ex-query-label").inner_text().startswith(f"#{shown} ")
+    assert page.evaluate(f"{PLOT}.selectedRows()")[0] == p["row"]
     assert not page.errors, page.errors
 
 
