@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/neighbors": embeddings_api.MAX_UPLOAD_BYTES + MiB,  # + room for the multipart framing
             "/embedding/distances": embeddings_api.MAX_UPLOAD_BYTES + MiB,
             "/embedding/selection": selection_api.SELECTION_BODY_BYTES,
+            "/api/neighbourhoods/selection": selection_api.SELECTION_BODY_BYTES,
             "/api/collections": collections_api.MAX_IMPORT_BYTES,
         },
     )

@@ -39,7 +39,15 @@ from app.api.embeddings import (
 )
 from app.api.errors import field_error
 from app.api.schemas import BODY_ERRORS
-from app.api.selection import COLUMNS_RESPONSES, SELECTION_RESPONSES, SelectionIn, SelectionOut, columns_response, selection_response
+from app.api.selection import (
+    COLUMNS_RESPONSES,
+    SELECTION_RESPONSES,
+    SelectionFormat,
+    SelectionIn,
+    SelectionOut,
+    columns_response,
+    selection_response,
+)
 from app.config import Settings
 from app.explorer import collections as files
 from app.explorer import embeddings as stored
@@ -358,8 +366,8 @@ def post_selection(
     body: SelectionIn,
     engine: EngineDep,
     settings: SettingsDep,
-    format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json",
+    format: SelectionFormat = "json",
 ) -> Response | SelectionOut:
-    """Summarise a selection of the collection's points, or export it as CSV."""
+    """Summarise a selection of the collection's points, or export it (CSV, .npy)."""
     data = _embedding(engine, settings, collection_id)
     return selection_response(data, body, format, base_of(collection_id), f"collection{collection_id}")

@@ -21,6 +21,7 @@ from app.api import embeddings as embeddings_api
 from app.api.deps import EngineDep, SettingsDep
 from app.api.embeddings import ERRORS, image_url
 from app.api.errors import field_error
+from app.api.selection import BODY_ERRORS, SelectionIn
 from app.config import Settings
 from app.explorer import aligned, changed
 from app.explorer.embeddings import JobEmbedding
@@ -51,6 +52,29 @@ class NeighbourhoodsOut(BaseModel):
     mean_change: float
     unchanged: int = Field(description="Items with the same k neighbours in both")
     items: list[ChangedItem] = Field(description="In the order asked for (`sort`), at most `limit`")
+
+
+class GroupChange(BaseModel):
+    items: int
+    mean_change: float
+    low: float | None = Field(description="95% interval of the mean: mean - 1.96 standard errors (none under 2 items)")
+    high: float | None
+
+
+class SelectionChange(BaseModel):
+    selected: int = Field(description="Distinct indices sent")
+    shared: int = Field(description="Of them, items both embeddings hold (the rest are left out)")
+    selection: GroupChange
+    rest: GroupChange | None = Field(description="The other shared items")
+    difference: float | None = Field(description="Selection's mean change minus the rest's")
+    low: float | None = Field(description="The difference's 95% interval (Welch's standard error, items taken as independent)")
+    high: float | None
+    verdict: str = Field(description="'within noise' when the difference's interval holds 0")
+
+
+class SelectionNeighbourhoodsOut(NeighbourhoodsOut):
+    items: list[ChangedItem] = Field(description="The selection's shared items, in the order asked for, at most `limit`")
+    selection: SelectionChange
 
 
 class XY(BaseModel):
@@ -122,6 +146,7 @@ def _compared(engine: Engine, settings: Settings, a: str, b: str, k: int) -> tup
 
 
 K = Annotated[int, Query(ge=1, le=changed.MAX_K)]
+Sort = Annotated[Literal["-change", "change", "index"], Query(description="`-change`: most changed first")]
 
 
 @router.get("/api/neighbourhoods", response_model=NeighbourhoodsOut, responses={**ERRORS, 409: ERRORS[404]})
@@ -132,19 +157,68 @@ def get_neighbourhoods(
     settings: SettingsDep,
     k: K = 10,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
-    sort: Annotated[Literal["-change", "change", "index"], Query(description="`-change`: most changed first")] = "-change",
+    sort: Sort = "-change",
 ) -> NeighbourhoodsOut | JSONResponse:
     """The items whose neighbourhoods differ most between two embeddings of them (a sortable list with thumbnails)."""
     try:
         data_a, base_a, _, found = _compared(engine, settings, a, b, k)
     except Refused as e:
         return e.response
-    order = {"-change": lambda: (-found.change).argsort(kind="stable"), "change": lambda: found.change.argsort(kind="stable")}
-    picked = order[sort]()[:limit] if sort in order else range(min(limit, len(found.indices)))
+    return NeighbourhoodsOut(**_summary(a, b, k, found), items=_listed(data_a, base_a, found, np.arange(len(found.indices)), sort, limit))
+
+
+@router.post(
+    "/api/neighbourhoods/selection",
+    response_model=SelectionNeighbourhoodsOut,
+    responses={**ERRORS, **BODY_ERRORS, 409: ERRORS[404], 413: ERRORS[422]},
+)
+def post_selection_neighbourhoods(
+    a: Source,
+    b: Source,
+    body: SelectionIn,
+    engine: EngineDep,
+    settings: SettingsDep,
+    k: K = 10,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 2_000,
+    sort: Sort = "-change",
+) -> SelectionNeighbourhoodsOut | JSONResponse:
+    """A selection of items (an explorer's lasso, by index) compared between two embeddings: its items' changes, listed,
+    and whether they changed more than the other shared items (the difference of means with its 95% interval)."""
+    try:
+        data_a, base_a, _, found = _compared(engine, settings, a, b, k)
+    except Refused as e:
+        return e.response
+    wanted = np.unique(np.asarray(body.indices, dtype=np.int64))
+    inside = np.isin(found.indices, wanted)
+    if not inside.any():
+        return field_error("indices", f"none of the {len(wanted):,} selected items is held by both {a} and {b}")
+    stats = changed.selection_change(found.change, inside)
+    return SelectionNeighbourhoodsOut(
+        **_summary(a, b, k, found),
+        items=_listed(data_a, base_a, found, np.flatnonzero(inside), sort, limit),
+        selection=SelectionChange(selected=len(wanted), shared=int(inside.sum()), **stats),
+    )
+
+
+def _summary(a: str, b: str, k: int, found: changed.Changes) -> dict:
+    return {
+        "a": a,
+        "b": b,
+        "k": k,
+        "shared": len(found.indices),
+        "mean_change": float(found.change.mean()),
+        "unchanged": int((found.change == 0).sum()),
+    }
+
+
+def _listed(data_a: JobEmbedding, base_a: str, found: changed.Changes, positions: np.ndarray, sort: str, limit: int) -> list[ChangedItem]:
+    """The items at `positions` of the comparison (by index, or by change when `sort` says), at most `limit`."""
+    change = found.change[positions]
+    order = {"-change": lambda: (-change).argsort(kind="stable"), "change": lambda: change.argsort(kind="stable")}
+    picked = positions[order[sort]()[:limit]] if sort in order else positions[:limit]  # the shared items are in index order
     items = []
-    for i in picked:
-        row = int(found.rows_a[i])
-        label = int(data_a.labels[row])
+    for i in picked.tolist():
+        label = int(data_a.labels[found.rows_a[i]])
         index = int(found.indices[i])
         items.append(
             ChangedItem(
@@ -155,15 +229,7 @@ def get_neighbourhoods(
                 image_url=image_url(base_a, index),
             )
         )
-    return NeighbourhoodsOut(
-        a=a,
-        b=b,
-        k=k,
-        shared=len(found.indices),
-        mean_change=float(found.change.mean()),
-        unchanged=int((found.change == 0).sum()),
-        items=items,
-    )
+    return items
 
 
 def _xy(xy: np.ndarray) -> XY:

@@ -25,6 +25,10 @@ from app.explorer import embeddings as stored
 router = APIRouter(tags=["embeddings"])
 
 MAX_SELECTION = 2_000_000
+SelectionFormat = Annotated[
+    Literal["json", "csv", "npy"],
+    Query(description="`csv`: index, label, class_name, split of each point; `npy`: their float32 embeddings, rows in the CSV's order"),
+]
 SELECTION_BODY_BYTES = 24 * 1024 * 1024  # 2,000,000 indices of up to 10 digits, in JSON (app/main.py's BodyLimit)
 
 
@@ -90,7 +94,10 @@ class SelectionOut(BaseModel):
 
 
 SELECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "format=csv: index, label, class_name, split of each selected point"},
+    200: {
+        "content": {"text/csv": {}, "application/octet-stream": {}},
+        "description": "format=csv: index, label, class_name, split of each selected point; format=npy: their float32 embeddings",
+    },
     **ERRORS,
     **BODY_ERRORS,
     413: ERRORS[422],
@@ -103,26 +110,30 @@ def post_selection(
     body: SelectionIn,
     engine: EngineDep,
     settings: SettingsDep,
-    format: Annotated[Literal["json", "csv"], Query(description="`csv`: the selection as a file")] = "json",
+    format: SelectionFormat = "json",
 ) -> Response | SelectionOut:
-    """Summarise a selection of explorer points (a lasso on the page), or export it as CSV."""
+    """Summarise a selection of explorer points (a lasso on the page), or export it (CSV, .npy)."""
     data = _embedding(engine, settings, job_id, indexed=format == "json")  # P@1 searches each point's nearest
     return selection_response(data, body, format, job_base(job_id), f"job{job_id}")
 
 
 def selection_response(
-    data: stored.JobEmbedding, body: SelectionIn, format: Literal["json", "csv"], base: str, prefix: str
+    data: stored.JobEmbedding, body: SelectionIn, format: SelectionFormat, base: str, prefix: str
 ) -> Response | SelectionOut:
-    """A selection's summary or CSV, for a job's points or a collection's."""
+    """A selection's summary, CSV or .npy, for a job's points or a collection's."""
     try:
         rows = selection.rows_of(data, np.asarray(body.indices, dtype=np.int64))
     except selection.UnknownIndices as e:
         return field_error("indices", str(e))
-    if format == "csv":
+    if format != "json":
+        body, media_type = {
+            "csv": (lambda: selection.selection_csv(data, rows), "text/csv; charset=utf-8"),
+            "npy": (lambda: stored.export_npy(data, rows), "application/octet-stream"),
+        }[format]
         return Response(
-            selection.selection_csv(data, rows),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{prefix}-selection.csv"', "X-Content-Type-Options": "nosniff"},
+            body(),
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="{prefix}-selection.{format}"', "X-Content-Type-Options": "nosniff"},
         )
     s = selection.summarize(data, rows)
     central = []

@@ -64,3 +64,41 @@ def changes(a: JobEmbedding, b: JobEmbedding, k: int) -> Changes:
     nb = knn_sets(b.embeddings[rows_b], b.meta["space"], k)
     nb[nb < 0] = -2  # a slot an approximate search left empty (-1) is no neighbour in common
     return Changes(indices, rows_a, rows_b, jaccard_change(na, nb))
+
+
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+
+
+def _mean_interval(values: np.ndarray) -> dict:
+    """Mean and its 95% interval (mean +- 1.96 standard errors; none under two values)."""
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return {"items": n, "mean_change": mean, "low": None, "high": None}
+    half = Z95 * float(values.std(ddof=1)) / np.sqrt(n)
+    return {"items": n, "mean_change": mean, "low": mean - half, "high": mean + half}
+
+
+def selection_change(change: np.ndarray, inside: np.ndarray) -> dict:
+    """Did the items of a selection (`inside`, a mask over the shared items) change more than the others?
+
+    Rule: the difference of the two means with its 95% interval (Welch's standard error, items taken as independent:
+    neighbouring items share neighbours, so the true noise is somewhat larger); "within noise" when the interval holds 0.
+    """
+    sel, rest = change[inside].astype(np.float64), change[~inside].astype(np.float64)
+    out = {"selection": _mean_interval(sel), "rest": _mean_interval(rest) if len(rest) else None}
+    out.update(difference=None, low=None, high=None)
+    if len(rest) == 0:
+        out["verdict"] = "the selection is every shared item: nothing to compare it with"
+    elif len(sel) < 2 or len(rest) < 2:
+        out["verdict"] = "too few items for an interval"
+    else:
+        diff = float(sel.mean() - rest.mean())
+        half = Z95 * float(np.sqrt(sel.var(ddof=1) / len(sel) + rest.var(ddof=1) / len(rest)))
+        out.update(difference=diff, low=diff - half, high=diff + half)
+        if diff - half > 0:
+            out["verdict"] = "changed more than the other shared items"
+        elif diff + half < 0:
+            out["verdict"] = "changed less than the other shared items"
+        else:
+            out["verdict"] = "within noise of the other shared items"
+    return out

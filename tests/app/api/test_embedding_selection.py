@@ -144,6 +144,21 @@ def test_selection_csv_export(job):
     assert got == {int(arrays["indices"][i]): (int(arrays["labels"][i]), ["val", "train"][arrays["split"][i]]) for i in rows}
 
 
+def test_selection_npy_export_is_the_csvs_rows_embeddings(job):
+    client, job_id, arrays = job
+    rows = [1200, 5, 9, 5]  # out of order, one twice
+    wanted = {"indices": arrays["indices"][rows].tolist()}
+    url = f"/api/jobs/{job_id}/embedding/selection"
+    r = client.post(url, params={"format": "npy"}, json=wanted)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    assert f'filename="job{job_id}-selection.npy"' in r.headers["content-disposition"]
+    got = np.load(io.BytesIO(r.content), allow_pickle=False)
+    table = list(csv.DictReader(io.StringIO(client.post(url, params={"format": "csv"}, json=wanted).text)))
+    row_of = {int(i): r for r, i in enumerate(arrays["indices"])}
+    assert got.dtype == np.float32 and got.shape == (len(table), DIM) == (3, DIM)
+    np.testing.assert_array_equal(got, arrays["embeddings"][[row_of[int(t["index"])] for t in table]])
+
+
 @pytest.mark.parametrize(
     "payload,field", [({"indices": []}, "indices"), ({"indices": [-1]}, "indices.0"), ({}, "indices"), ({"indices": ["a"]}, "indices.0")]
 )
