@@ -6,6 +6,7 @@ import { decodeColumns } from "/static/columns.js";
 import { api, ApiError, classColor, csrfToken, el } from "/static/common.js";
 import { compositeGestures } from "/static/explore_gesture.js";
 import { pickedHover } from "/static/explore_hover.js";
+import { handOver } from "/static/selection_handover.js";
 
 const root = document.getElementById("explorer");
 const $ = (id) => document.getElementById(id);
@@ -368,6 +369,7 @@ async function summarise(rows) {
   lastSelection = rows;
   const box = $("selection");
   box.hidden = false;
+  offerCandidates();
   $("sel-count").textContent = `${rows.length.toLocaleString()} points selected; summarising…`;
   try {
     const s = await api(`${base}/embedding/selection`, { method: "POST", body: selectionBody(rows) });
@@ -397,20 +399,59 @@ async function summarise(rows) {
   }
 }
 
-async function exportSelection() {
+/** The selection as a file: `csv` (index, label, class, split) or `npy` (its embeddings, in the CSV's row order). */
+async function exportSelection(format) {
   if (!lastSelection) return;
   try {
-    const response = await send(`${base}/embedding/selection?format=csv`, {
+    const response = await send(`${base}/embedding/selection?format=${format}`, {
       method: "POST", body: JSON.stringify(selectionBody(lastSelection)), headers: { "Content-Type": "application/json" },
     });
     const url = URL.createObjectURL(await response.blob());
-    const a = el("a", { href: url, download: `${prefix}-selection.csv` });
+    const a = el("a", { href: url, download: `${prefix}-selection.${format}` });
     document.body.append(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   } catch (err) {
     setStatus(err.message, true);
+  }
+}
+
+/** The selection's items compared in another embedding of them: the neighbourhood page, opened with this selection. */
+function openComparison(event) {
+  event.preventDefault();
+  if (!lastSelection) return;
+  const other = $("sel-compare-with").value.trim();
+  if (other === root.dataset.ref) {
+    $("sel-compare-status").textContent = "That is this embedding: name another one of the same items.";
+    return;
+  }
+  try {
+    const token = handOver(root.dataset.ref, selectionBody(lastSelection).indices);
+    const q = new URLSearchParams({ a: root.dataset.ref, b: other, selection: token });
+    window.location.href = `/compare/neighbourhoods?${q}`;
+  } catch (err) {
+    $("sel-compare-status").textContent = err.message;
+  }
+}
+
+/** Other embeddings to offer for a comparison: finished jobs and ready collections (the page refuses a pair sharing too
+ * few items, naming it). Asked once, when the first selection is made. */
+let candidatesAsked = false;
+async function offerCandidates() {
+  if (candidatesAsked) return;
+  candidatesAsked = true;
+  try {
+    const [jobs, collections] = await Promise.all([
+      api("/api/jobs?status=succeeded&limit=200"), api("/api/collections?limit=200"),
+    ]);
+    const options = [
+      ...jobs.jobs.map((j) => [`job:${j.id}`, `${j.name} (${j.dataset}, ${j.loss})`]),
+      ...collections.collections.filter((c) => c.status === "ready").map((c) => [`collection:${c.id}`, `${c.name} (${c.points.toLocaleString()} points)`]),
+    ].filter(([ref]) => ref !== root.dataset.ref);
+    $("compare-candidates").replaceChildren(...options.map(([ref, label]) => el("option", { value: ref }, label)));
+  } catch {
+    candidatesAsked = false; // typed by hand meanwhile; asked again with the next selection
   }
 }
 
@@ -481,7 +522,8 @@ function wire() {
   new ResizeObserver(() => requestAnimationFrame(() => placeUploadMarker())).observe($("plot"));
   $("color-by").addEventListener("change", applyColors);
   $("lasso").addEventListener("click", () => setLasso($("lasso").getAttribute("aria-pressed") !== "true"));
-  $("sel-export").addEventListener("click", exportSelection);
+  for (const b of document.querySelectorAll(".sel-export")) b.addEventListener("click", () => exportSelection(b.dataset.format));
+  $("sel-compare").addEventListener("submit", openComparison);
   $("sel-close").addEventListener("click", () => {
     $("selection").hidden = true;
     lastSelection = null;

@@ -2,6 +2,7 @@
 // and both layouts side by side with a linked selection (GET /api/neighbourhoods/layouts, static/linked_panels.js).
 import { api, el } from "/static/common.js";
 import { clearSelection, drawPanels, selectRows } from "/static/linked_panels.js";
+import { takeOver } from "/static/selection_handover.js";
 
 const root = document.getElementById("changed");
 const $ = (id) => document.getElementById(id);
@@ -18,6 +19,10 @@ let picked = new Set(); // item indices selected in the panels
 let only = null; // item indices the table is narrowed to (null: every listed item)
 let page = 0, pageBefore = 0;
 let picking = false; // a table row's item being selected in the panels
+// An explorer's selection this page was opened for (?selection=<token>, static/selection_handover.js): the table lists
+// its items, the summary says whether they changed more than the others, the panels highlight them.
+const token = new URLSearchParams(window.location.search).get("selection");
+const handed = token ? takeOver(token) : null;
 
 function ordered() {
   const sign = descending ? -1 : 1;
@@ -80,18 +85,44 @@ async function load() {
   $("nb-summary").textContent = "Searching both embeddings…";
   try {
     const q = new URLSearchParams({ a: root.dataset.a, b: root.dataset.b, k: String(k), limit: String(LIMIT) });
-    const r = await api(`/api/neighbourhoods?${q}`);
+    const r = handed
+      ? await api(`/api/neighbourhoods/selection?${q}`, { method: "POST", body: { indices: handed.indices } })
+      : await api(`/api/neighbourhoods?${q}`);
     items = r.items;
     only = null;
     page = pageBefore = 0;
-    $("nb-summary").textContent = `${r.shared.toLocaleString()} shared items; mean change ${r.mean_change.toFixed(3)}; ` +
-      `${r.unchanged.toLocaleString()} with the same ${k} neighbours` + (r.shared > LIMIT ? `; the ${LIMIT.toLocaleString()} most changed listed.` : ".");
+    const whole = `${r.shared.toLocaleString()} shared items; mean change ${r.mean_change.toFixed(3)}; ` +
+      `${r.unchanged.toLocaleString()} with the same ${k} neighbours`;
+    $("nb-summary").textContent = handed ? `All ${whole}.`
+      : whole + (r.shared > LIMIT ? `; the ${LIMIT.toLocaleString()} most changed listed.` : ".");
+    if (handed) describeSelection(r.selection);
     render();
     root.dataset.ready = "true";
     await layouts(k); // after the table: the server has the comparison cached by then
   } catch (err) {
     $("nb-summary").textContent = err.message;
   }
+}
+
+const fixed = (v) => (v === null ? "–" : v.toFixed(3));
+const interval = (g) => (g.low === null ? "" : ` [${fixed(g.low)}, ${fixed(g.high)}]`);
+
+/** What the handed-over selection's items did, against the other shared items, with the rule's intervals. */
+function describeSelection(s) {
+  const n = (v) => v.toLocaleString();
+  const away = s.selected - s.shared;
+  const lines = [`The selection from ${handed.from}'s explorer: ${n(s.selected)} items` +
+    (away ? `, ${n(s.shared)} of them held by both (${n(away)} left out)` : ", all held by both") +
+    (s.shared > LIMIT ? `; the ${LIMIT.toLocaleString()} most changed listed.` : "; listed below.")];
+  let verdict = `Their mean change ${fixed(s.selection.mean_change)}${interval(s.selection)}`;
+  if (s.rest) verdict += ` against ${fixed(s.rest.mean_change)}${interval(s.rest)} for the other ${n(s.rest.items)}`;
+  verdict += `: ${s.verdict}`;
+  if (s.difference !== null) verdict += ` (difference ${s.difference >= 0 ? "+" : ""}${fixed(s.difference)} [${fixed(s.low)}, ${fixed(s.high)}])`;
+  lines.push(`${verdict}. 95% intervals: the mean ± 1.96 standard errors, items taken as independent (neighbouring items ` +
+    "share neighbours, so the noise is somewhat larger); within noise when the difference's interval holds 0.");
+  $("nb-selection").replaceChildren(...lines.map((t) => el("p", {}, t)),
+    el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}` }, "Compare every shared item instead")));
+  $("nb-selection").hidden = false;
 }
 
 async function layouts(k) {
@@ -108,6 +139,11 @@ async function layouts(k) {
       onSelect: (rows) => { if (!picking) selected(rows, true); },
     });
     selected(null); // a redraw (another k) starts without a selection
+    if (handed) {
+      // The handed-over items that are drawn (the panels show the most changed and a sample of the rest), in both.
+      const rows = handed.indices.map((i) => pair.rowOf.get(i)).filter((r) => r !== undefined);
+      if (rows.length) selected(selectRows(gd, rows));
+    }
     const shown = data.points.index.length;
     const sample = data.shared > shown ? `the ${data.most_changed.toLocaleString()} most changed and a seeded sample of the rest, ` +
       `${shown.toLocaleString()} of ${data.shared.toLocaleString()} shared items` : `All ${shown.toLocaleString()} shared items`;
@@ -169,4 +205,9 @@ for (const b of document.querySelectorAll("[data-sort]")) {
   });
 }
 $("k").addEventListener("change", load);
+if (token && !handed) {
+  $("nb-selection").replaceChildren(el("p", {}, "The explorer's selection this link was made for is not held by this tab " +
+    "(a selection is handed over in the tab that made it): every shared item is compared."));
+  $("nb-selection").hidden = false;
+}
 load();

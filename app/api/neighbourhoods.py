@@ -57,7 +57,7 @@ class NeighbourhoodsOut(BaseModel):
 class GroupChange(BaseModel):
     items: int
     mean_change: float
-    low: float | None = Field(description="95% interval of the mean: mean - 1.96 standard errors (none under 2 items)")
+    low: float | None = Field(description="95% interval of the mean: mean - 1.96 standard errors , within [0, 1] (none under 2 items)")
     high: float | None
 
 

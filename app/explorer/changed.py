@@ -70,12 +70,12 @@ Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
 
 def _mean_interval(values: np.ndarray) -> dict:
-    """Mean and its 95% interval (mean +- 1.96 standard errors; none under two values)."""
+    """Mean and its 95% interval (mean +- 1.96 standard errors, within [0, 1]; none under two values)."""
     n, mean = len(values), float(values.mean())
     if n < 2:
         return {"items": n, "mean_change": mean, "low": None, "high": None}
     half = Z95 * float(values.std(ddof=1)) / np.sqrt(n)
-    return {"items": n, "mean_change": mean, "low": mean - half, "high": mean + half}
+    return {"items": n, "mean_change": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half)}  # a change is in [0, 1]
 
 
 def selection_change(change: np.ndarray, inside: np.ndarray) -> dict:

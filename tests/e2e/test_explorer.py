@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import wait_for
@@ -119,11 +122,20 @@ def test_lasso_selection_is_summarised_and_exported(live, page, finished_job):
     assert sum(shares) == count
     wait_js(page, "document.querySelectorAll('#sel-central img').length > 0")
     with page.expect_download() as download:
-        page.click("#sel-export")
+        page.click(".sel-export[data-format=csv]")
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0] == "index,label,class_name,split" and len(lines) == count + 1
     indices = {int(line.split(",")[0]) for line in lines[1:]}
     assert indices == {page.evaluate(f"document.getElementById('plot').explorer.indexOf({r})") for r in rows}
+    # Their embeddings, row for row: the job's full export's rows of those indices.
+    with page.expect_download() as download:
+        page.click(".sel-export[data-format=npy]")
+    assert download.value.suggested_filename == f"job{job_id}-selection.npy"
+    vectors = np.load(download.value.path(), allow_pickle=False)
+    points = live.get(f"/api/jobs/{job_id}/embedding")["points"]
+    every = np.load(io.BytesIO(httpx.get(f"{live.url}/api/jobs/{job_id}/embedding/export?format=npy").content), allow_pickle=False)
+    row_of = {p["index"]: r for r, p in enumerate(points)}
+    np.testing.assert_array_equal(vectors, every[[row_of[int(line.split(",")[0])] for line in lines[1:]]])
     assert not page.errors, page.errors
 
 
