@@ -418,7 +418,7 @@ async function exportSelection(format) {
 }
 
 /** The selection's items compared in another embedding of them: the neighbourhood page, opened with this selection. */
-function openComparison(event) {
+async function openComparison(event) {
   event.preventDefault();
   if (!lastSelection) return;
   const other = $("sel-compare-with").value.trim();
@@ -427,7 +427,7 @@ function openComparison(event) {
     return;
   }
   try {
-    const token = handOver(root.dataset.ref, selectionBody(lastSelection).indices);
+    const token = await handOver(root.dataset.ref, selectionBody(lastSelection).indices);
     const q = new URLSearchParams({ a: root.dataset.ref, b: other, selection: token });
     window.location.href = `/compare/neighbourhoods?${q}`;
   } catch (err) {

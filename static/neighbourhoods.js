@@ -22,7 +22,7 @@ let picking = false; // a table row's item being selected in the panels
 // An explorer's selection this page was opened for (?selection=<token>, static/selection_handover.js): the table lists
 // its items, the summary says whether they changed more than the others, the panels highlight them.
 const token = new URLSearchParams(window.location.search).get("selection");
-const handed = token ? takeOver(token) : null;
+const handed = token ? await takeOver(token) : null;
 
 function ordered() {
   const sign = descending ? -1 : 1;
@@ -206,8 +206,8 @@ for (const b of document.querySelectorAll("[data-sort]")) {
 }
 $("k").addEventListener("change", load);
 if (token && !handed) {
-  $("nb-selection").replaceChildren(el("p", {}, "The explorer's selection this link was made for is not held by this tab " +
-    "(a selection is handed over in the tab that made it): every shared item is compared."));
+  $("nb-selection").replaceChildren(el("p", {}, "The explorer's selection this link was made for is not held by this browser " +
+    "(a selection is handed over in the browser that made it): every shared item is compared."));
   $("nb-selection").hidden = false;
 }
 load();

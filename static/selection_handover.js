@@ -1,27 +1,52 @@
-// An explorer's selection handed to the neighbourhood comparison page in the same tab (static/explore.js writes it,
-// static/neighbourhoods.js reads it). Its indices can run to hundreds of thousands, too many for a URL: they wait in
-// sessionStorage under one key, and the URL carries a token that says which selection the page was opened for.
-const KEY = "embedlab.selection";
+// An explorer's selection handed to the neighbourhood comparison page (static/explore.js writes it,
+// static/neighbourhoods.js reads it). Its indices can run to 2,000,000, far too many for a URL and past
+// sessionStorage's quota (about 600,000 indices in Chromium): they wait in this browser's IndexedDB as one
+// Int32Array, the last one handed over alone, and the URL carries the token that names it.
+const DB = "embedlab", STORE = "handover", KEY = "selection";
+
+function opened() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function transact(mode, work) {
+  const db = await opened();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, mode);
+      const request = work(tx.objectStore(STORE));
+      tx.oncomplete = () => resolve(request.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
 
 /** Keep `indices` of the embedding `from` (job:<id> or collection:<id>); the token to put in the comparison's URL. */
-export function handOver(from, indices) {
+export async function handOver(from, indices) {
   const token = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   try {
-    sessionStorage.setItem(KEY, JSON.stringify({ token, from, indices: indices.join(",") }));
+    await transact("readwrite", (store) => store.put({ token, from, indices: Int32Array.from(indices) }, KEY));
   } catch (err) {
-    throw new Error(`A selection of ${indices.length.toLocaleString()} items is too large to hand over in this browser (${err.name}): select fewer.`);
+    throw new Error(`This browser would not keep a selection of ${indices.length.toLocaleString()} items (${err && err.name}): select fewer.`);
   }
   return token;
 }
 
-/** The selection handed over with `token`: { from, indices }, or null when this tab holds no such selection. */
-export function takeOver(token) {
+/** The selection handed over with `token`: { from, indices }, or null when this browser holds no such selection. */
+export async function takeOver(token) {
   let kept = null;
   try {
-    kept = JSON.parse(sessionStorage.getItem(KEY) || "null");
+    kept = await transact("readonly", (store) => store.get(KEY));
   } catch {
     return null;
   }
   if (!kept || kept.token !== token) return null;
-  return { from: kept.from, indices: kept.indices ? kept.indices.split(",").map(Number) : [] };
+  return { from: kept.from, indices: Array.from(kept.indices) };
 }

@@ -65,10 +65,23 @@ def test_a_class_selected_in_the_explorer_opens_as_a_comparison(live, page, brow
     screenshot(page, "neighbourhoods-from-selection")
     assert not page.errors, page.errors
 
-    # The same link in another tab (no selection handed over there): it says so and compares every item.
+    # The same link in another browser (a fresh context: no selection handed over there): it says so, compares every item.
     other = browser.new_context().new_page()
     other.goto(page.url)
     wait_js(other, "document.getElementById('changed').dataset.ready === 'true'", 60)
-    assert "not held by this tab" in other.locator("#nb-selection").inner_text()
+    assert "not held by this browser" in other.locator("#nb-selection").inner_text()
     assert other.locator(".nb-pager .nb-range").first.inner_text() == "Rows 1–50 of 600"
     other.context.close()
+
+
+def test_a_selection_of_two_million_items_is_handed_over_whole(live, page):
+    page.goto(f"{live.url}/collections")
+    got = page.evaluate("""async () => {
+        const { handOver, takeOver } = await import("/static/selection_handover.js");
+        const indices = Array.from({ length: 2000000 }, (_, i) => i * 3 + 7);
+        const token = await handOver("collection:1", indices);
+        const back = await takeOver(token);
+        const stale = await takeOver("another");
+        return { from: back.from, n: back.indices.length, same: back.indices.every((v, i) => v === indices[i]), stale };
+    }""")
+    assert got == {"from": "collection:1", "n": 2_000_000, "same": True, "stale": None}
