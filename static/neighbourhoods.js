@@ -104,22 +104,27 @@ async function load() {
   }
 }
 
-const fixed = (v) => (v === null ? "–" : v.toFixed(3));
-const interval = (g) => (g.low === null ? "" : ` [${fixed(g.low)}, ${fixed(g.high)}]`);
+const fixed = (v) => v.toFixed(3);
 
-/** What the handed-over selection's items did, against the other shared items, with the rule's intervals. */
+/** What the handed-over selection's items did, against the other shared items, and the rule that says so. */
 function describeSelection(s) {
   const n = (v) => v.toLocaleString();
   const away = s.selected - s.shared;
   const lines = [`The selection from ${handed.from}'s explorer: ${n(s.selected)} items` +
     (away ? `, ${n(s.shared)} of them held by both (${n(away)} left out)` : ", all held by both") +
     (s.shared > LIMIT ? `; the ${LIMIT.toLocaleString()} most changed listed.` : "; listed below.")];
-  let verdict = `Their mean change ${fixed(s.selection.mean_change)}${interval(s.selection)}`;
-  if (s.rest) verdict += ` against ${fixed(s.rest.mean_change)}${interval(s.rest)} for the other ${n(s.rest.items)}`;
-  verdict += `: ${s.verdict}`;
-  if (s.difference !== null) verdict += ` (difference ${s.difference >= 0 ? "+" : ""}${fixed(s.difference)} [${fixed(s.low)}, ${fixed(s.high)}])`;
-  lines.push(`${verdict}. 95% intervals: the mean ± 1.96 standard errors, items taken as independent (neighbouring items ` +
-    "share neighbours, so the noise is somewhat larger); within noise when the difference's interval holds 0.");
+  let verdict = `Their mean change ${fixed(s.selection.mean_change)}`;
+  if (s.rest) {
+    const sign = s.difference >= 0 ? "+" : "−";
+    verdict += ` against ${fixed(s.rest.mean_change)} for the other ${n(s.rest.items)}: ${sign}${fixed(Math.abs(s.difference))}, ` +
+      `where 95% of random selections of ${n(s.shared)} items differ by less than ±${fixed(s.noise)}`;
+  }
+  lines.push(`${verdict}: ${s.verdict}.`);
+  if (s.rest) {
+    lines.push("The rule: a difference beyond what 95% of random selections of the same size show is evidence; within it, " +
+      "noise (the permutation test's normal form; neighbouring items share neighbours, so it reads a compact selection " +
+      "somewhat too readily).");
+  }
   $("nb-selection").replaceChildren(...lines.map((t) => el("p", {}, t)),
     el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}` }, "Compare every shared item instead")));
   $("nb-selection").hidden = false;

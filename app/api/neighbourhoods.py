@@ -57,8 +57,6 @@ class NeighbourhoodsOut(BaseModel):
 class GroupChange(BaseModel):
     items: int
     mean_change: float
-    low: float | None = Field(description="95% interval of the mean: mean - 1.96 standard errors , within [0, 1] (none under 2 items)")
-    high: float | None
 
 
 class SelectionChange(BaseModel):
@@ -67,9 +65,10 @@ class SelectionChange(BaseModel):
     selection: GroupChange
     rest: GroupChange | None = Field(description="The other shared items")
     difference: float | None = Field(description="Selection's mean change minus the rest's")
-    low: float | None = Field(description="The difference's 95% interval (Welch's standard error, items taken as independent)")
-    high: float | None
-    verdict: str = Field(description="'within noise' when the difference's interval holds 0")
+    noise: float | None = Field(
+        description="95% of selections of as many items drawn at random differ from their rest by less than this (either sign)"
+    )
+    verdict: str = Field(description="'within noise' when |difference| <= noise")
 
 
 class SelectionNeighbourhoodsOut(NeighbourhoodsOut):
@@ -183,7 +182,7 @@ def post_selection_neighbourhoods(
     sort: Sort = "-change",
 ) -> SelectionNeighbourhoodsOut | JSONResponse:
     """A selection of items (an explorer's lasso, by index) compared between two embeddings: its items' changes, listed,
-    and whether they changed more than the other shared items (the difference of means with its 95% interval)."""
+    and whether they changed more than the other shared items (beyond what 95% of random selections of as many items show)."""
     try:
         data_a, base_a, _, found = _compared(engine, settings, a, b, k)
     except Refused as e:

@@ -99,11 +99,12 @@ def fabricate_collection(
     images: int = 40,
     seed: int = 7,
     xy_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    x_map: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[int, int]:
     """A ready collection of n points written straight to its files (no import, no UMAP): clustered embeddings, a layout
     with a cluster per class (passed through `xy_map` when given: the same seed's layout turned, say), per-point AP, and
     an image folder of `images` PNGs that the points share in turn. Its id, and the row nearest the middle of class 0's
-    cluster on the layout."""
+    cluster on the layout. `x_map` likewise changes the embeddings (the same seed's vectors moved a little, say)."""
     import json
     from pathlib import Path
 
@@ -125,6 +126,8 @@ def fabricate_collection(
     xy = ((rng.normal(size=(classes, 2)) * 8)[labels] + rng.normal(size=(n, 2))).astype(np.float32)
     if xy_map is not None:
         xy = xy_map(xy).astype(np.float32)
+    if x_map is not None:
+        X = x_map(X).astype(np.float32)
     folder = datasets_dir(home) / "fabricated-images"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(images):

@@ -13,16 +13,22 @@ N, K = 600, 5
 @pytest.fixture
 def pair(client, settings):
     a, _ = fabricate_collection(settings.home_path, N, seed=1)
-    b, _ = fabricate_collection(settings.home_path, N, seed=2)  # the same ids, unrelated vectors
+    moved = lambda X: X + np.random.default_rng(5).normal(scale=0.25, size=X.shape)  # noqa: E731
+    b, _ = fabricate_collection(settings.home_path, N, seed=1, x_map=moved)  # the same items, their vectors moved
     q = {"a": f"collection:{a}", "b": f"collection:{b}", "k": K}
     table = client.get("/api/neighbourhoods", params={**q, "limit": N}).json()["items"]
     return q, {it["index"]: it["change"] for it in table}
 
 
-def welch(sel: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
-    diff = sel.mean() - rest.mean()
-    half = 1.959964 * np.sqrt(sel.var(ddof=1) / len(sel) + rest.var(ddof=1) / len(rest))
-    return diff - half, diff + half
+def random_band(change: np.ndarray, m: int, draws: int = 4000) -> float:
+    """By brute force: the 95th percentile of |mean change of m random items - that of the rest|."""
+    rng = np.random.default_rng(0)
+    total, n = change.sum(), len(change)
+    diffs = []
+    for _ in range(draws):
+        picked = change[rng.choice(n, m, replace=False)].sum()
+        diffs.append(abs(picked / m - (total - picked) / (n - m)))
+    return float(np.quantile(diffs, 0.95))
 
 
 def test_the_most_changed_changed_more_and_the_least_less(client, pair):
@@ -39,7 +45,9 @@ def test_the_most_changed_changed_more_and_the_least_less(client, pair):
         assert s["selection"]["items"] == 60 and s["rest"]["items"] == N - 60
         assert s["selection"]["mean_change"] == pytest.approx(sel.mean(), abs=1e-6)
         assert s["rest"]["mean_change"] == pytest.approx(rest.mean(), abs=1e-6)
-        assert (s["low"], s["high"]) == pytest.approx(welch(sel, rest), abs=1e-6)
+        assert s["difference"] == pytest.approx(sel.mean() - rest.mean(), abs=1e-6)
+        # The noise band is what random selections of 60 items show (the permutation test, drawn by hand).
+        assert s["noise"] == pytest.approx(random_band(np.array(list(change.values())), 60), rel=0.1)
         assert s["verdict"].startswith(verdict)
         assert [it["index"] for it in body["items"]] == sorted(chosen, key=lambda i: (-change[i], i))  # most changed first
         assert body["shared"] == N  # the whole comparison's summary stays beside the selection's
@@ -50,7 +58,7 @@ def test_a_selection_like_the_rest_is_within_noise(client, pair):
     everyone = sorted(change)
     body = client.post("/api/neighbourhoods/selection", params={**q, "sort": "index"}, json={"indices": everyone[::2]}).json()
     s = body["selection"]
-    assert s["low"] < 0 < s["high"] and s["verdict"].startswith("within noise")
+    assert abs(s["difference"]) <= s["noise"] and s["verdict"].startswith("within noise")
     assert [it["index"] for it in body["items"]] == everyone[::2]  # sort=index
     whole = client.post("/api/neighbourhoods/selection", params=q, json={"indices": everyone}).json()["selection"]
     assert whole["rest"] is None and whole["difference"] is None and "every shared item" in whole["verdict"]

@@ -59,3 +59,21 @@ def test_the_same_embedding_changes_nothing_and_too_few_shared_is_refused():
     assert (got.change == 0).all()
     with pytest.raises(changed.TooFewShared, match="share 3 items"):
         changed.changes(e, embedding(X[:3], np.arange(3)), k=5)
+
+
+def test_a_rare_change_missing_from_a_selection_is_no_evidence():
+    # 5 of 300,000 items changed, none of them among 30,000 selected: what a random selection gives (about 0.5 expected).
+    change = np.zeros(300_000, np.float32)
+    change[[40_000, 90_000, 150_000, 220_000, 299_999]] = 0.9
+    inside = np.zeros(len(change), bool)
+    inside[:30_000] = True
+    s = changed.selection_change(change, inside)
+    assert s["difference"] < 0 and s["verdict"].startswith("within noise")
+    # Three of the five inside (0.5 expected; a hypergeometric p of about 0.009): evidence.
+    change[[1, 2, 3]], change[[40_000, 90_000, 150_000]] = 0.9, 0.0
+    assert changed.selection_change(change, inside)["verdict"].startswith("changed more")
+
+
+def test_a_selection_of_everything_has_nothing_to_compare_with():
+    s = changed.selection_change(np.linspace(0, 1, 50, dtype=np.float32), np.ones(50, bool))
+    assert s["rest"] is None and s["difference"] is None and "every shared item" in s["verdict"]
