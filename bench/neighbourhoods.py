@@ -69,7 +69,7 @@ def bench(n: int, k: int) -> None:
                 print(
                     f"  {what} ({len(chosen):,}): {took * 1000:.0f} ms, answer {len(r.content) / 1e6:.2f} MB; mean change "
                     f"{s['selection']['mean_change']:.3f} vs {s['rest']['mean_change']:.3f}, difference {s['difference']:+.4f} "
-                    f"[{s['low']:+.4f}, {s['high']:+.4f}]: {s['verdict']}"
+                    f"(random selections: within +-{s['noise']:.4f}): {s['verdict']}"
                 )
 
 

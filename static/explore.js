@@ -422,6 +422,7 @@ async function openComparison(event) {
   event.preventDefault();
   if (!lastSelection) return;
   const other = $("sel-compare-with").value.trim();
+  $("sel-compare-status").textContent = "";
   if (other === root.dataset.ref) {
     $("sel-compare-status").textContent = "That is this embedding: name another one of the same items.";
     return;

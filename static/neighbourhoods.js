@@ -80,14 +80,20 @@ function narrow(indices) {
   only = indices;
 }
 
+let asking = null; // the comparison being asked for: another k aborts it, so an older answer never lands over a newer one
+
 async function load() {
   const k = Math.min(100, Math.max(1, Math.round(Number($("k").value)) || 10));
   $("nb-summary").textContent = "Searching both embeddings…";
+  if (asking) asking.abort();
+  const mine = (asking = new AbortController());
+  const { signal } = mine;
   try {
     const q = new URLSearchParams({ a: root.dataset.a, b: root.dataset.b, k: String(k), limit: String(LIMIT) });
     const r = handed
-      ? await api(`/api/neighbourhoods/selection?${q}`, { method: "POST", body: { indices: handed.indices } })
-      : await api(`/api/neighbourhoods?${q}`);
+      ? await api(`/api/neighbourhoods/selection?${q}`, { method: "POST", body: { indices: handed.indices }, signal })
+      : await api(`/api/neighbourhoods?${q}`, { signal });
+    if (mine !== asking) return;
     items = r.items;
     only = null;
     page = pageBefore = 0;
@@ -98,9 +104,9 @@ async function load() {
     if (handed) describeSelection(r.selection);
     render();
     root.dataset.ready = "true";
-    await layouts(k); // after the table: the server has the comparison cached by then
+    await layouts(k, mine); // after the table: the server has the comparison cached by then
   } catch (err) {
-    $("nb-summary").textContent = err.message;
+    if (mine === asking) $("nb-summary").textContent = err.message;
   }
 }
 
@@ -122,18 +128,19 @@ function describeSelection(s) {
   lines.push(`${verdict}: ${s.verdict}.`);
   if (s.rest) {
     lines.push("The rule: a difference beyond what 95% of random selections of the same size show is evidence; within it, " +
-      "noise (the permutation test's normal form; neighbouring items share neighbours, so it reads a compact selection " +
-      "somewhat too readily).");
+      "noise (a permutation test, 10,000 seeded draws; a lasso's items are neighbours, whose changes go together, so the " +
+      "band is somewhat narrow for one).");
   }
   $("nb-selection").replaceChildren(...lines.map((t) => el("p", {}, t)),
-    el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}` }, "Compare every shared item instead")));
+    el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}`, id: "nb-every" }, "Compare every shared item instead")));
   $("nb-selection").hidden = false;
 }
 
-async function layouts(k) {
+async function layouts(k, mine) {
   try {
     const q = new URLSearchParams({ a: root.dataset.a, b: root.dataset.b, k: String(k) });
-    const data = await api(`/api/neighbourhoods/layouts?${q}`);
+    const data = await api(`/api/neighbourhoods/layouts?${q}`, { signal: mine.signal });
+    if (mine !== asking) return;
     const t = data.alignment;
     const turned = `${data.b} aligned: turned ${t.rotation_degrees.toFixed(0)}°${t.mirrored ? ", mirrored" : ""}`;
     pair = { data, rowOf: new Map(data.points.index.map((index, row) => [index, row])) };
@@ -156,7 +163,7 @@ async function layouts(k) {
       "from its place in the other (RMS; 0: the same picture, about 1: unrelated).";
     gd.dataset.ready = "true";
   } catch (err) {
-    $("pair-status").textContent = err.message;
+    if (mine === asking) $("pair-status").textContent = err.message;
   }
 }
 
@@ -184,7 +191,11 @@ function selected(rows, inPanel = false) {
   if (rows ? inPanel : only) narrow(rows && new Set(picked)); // a box or lasso narrows the table, any clearing widens it
   const mean = rows ? rows.reduce((s, r) => s + change[r], 0) / rows.length : 0;
   const count = rows && `${rows.length.toLocaleString()} item${rows.length === 1 ? "" : "s"}`;
-  $("pair-selection").textContent = rows ? `${count} selected, highlighted in both panels; mean change ${mean.toFixed(3)}.` : "";
+  const drawnOnly = handed && !inPanel && rows && rows.length < handed.indices.length; // the panels draw a sample
+  $("pair-selection").textContent = !rows ? ""
+    : drawnOnly ? `${count} of the selection's ${handed.indices.length.toLocaleString()} drawn (the panels favour the most changed), ` +
+      `highlighted in both; their mean change ${mean.toFixed(3)}.`
+    : `${count} selected, highlighted in both panels; mean change ${mean.toFixed(3)}.`;
   render();
 }
 
@@ -211,8 +222,8 @@ for (const b of document.querySelectorAll("[data-sort]")) {
 }
 $("k").addEventListener("change", load);
 if (token && !handed) {
-  $("nb-selection").replaceChildren(el("p", {}, "The explorer's selection this link was made for is not held by this browser " +
-    "(a selection is handed over in the browser that made it): every shared item is compared."));
+  $("nb-selection").replaceChildren(el("p", {}, "The explorer's selection this link was made for is no longer held here (a later selection " +
+    "replaced it, or it was made in another browser): every shared item is compared."));
   $("nb-selection").hidden = false;
 }
 load();

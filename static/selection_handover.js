@@ -34,7 +34,10 @@ export async function handOver(from, indices) {
   try {
     await transact("readwrite", (store) => store.put({ token, from, indices: Int32Array.from(indices) }, KEY));
   } catch (err) {
-    throw new Error(`This browser would not keep a selection of ${indices.length.toLocaleString()} items (${err && err.name}): select fewer.`);
+    const name = err && err.name;
+    throw new Error(name === "QuotaExceededError"
+      ? `This browser has no room for a selection of ${indices.length.toLocaleString()} items: select fewer.`
+      : `This browser would not keep the selection (${name || err}): its site storage may be turned off.`);
   }
   return token;
 }

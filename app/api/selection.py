@@ -126,12 +126,12 @@ def selection_response(
     except selection.UnknownIndices as e:
         return field_error("indices", str(e))
     if format != "json":
-        body, media_type = {
+        made, media_type = {
             "csv": (lambda: selection.selection_csv(data, rows), "text/csv; charset=utf-8"),
             "npy": (lambda: stored.export_npy(data, rows), "application/octet-stream"),
         }[format]
         return Response(
-            body(),
+            made(),
             media_type=media_type,
             headers={"Content-Disposition": f'attachment; filename="{prefix}-selection.{format}"', "X-Content-Type-Options": "nosniff"},
         )

@@ -302,7 +302,7 @@ def png_bytes(im: Image.Image) -> bytes:
 def export_npy(data: JobEmbedding, rows: np.ndarray | None = None) -> bytes:
     """float32 (N, D): every point's embedding, or those of `rows` in their order."""
     out = io.BytesIO()
-    np.save(out, (data.embeddings if rows is None else data.embeddings[rows]).astype(np.float32), allow_pickle=False)
+    np.save(out, (data.embeddings if rows is None else data.embeddings[rows]).astype(np.float32, copy=False), allow_pickle=False)
     return out.getvalue()
 
 

@@ -64,13 +64,20 @@ def test_a_class_selected_in_the_explorer_opens_as_a_comparison(live, page, brow
     assert len(selected) == 2 and selected[0] == selected[1] and len(selected[0]) == len(chosen)
     assert page.locator("#pair-selection").inner_text().startswith(f"{len(chosen)} items selected")
     screenshot(page, "neighbourhoods-from-selection")
+    # Another k: the selection's items are compared again, and still alone in the table.
+    page.fill("#k", "4")
+    page.locator("#k").dispatch_event("change")
+    wait_js(page, "/same 4 neighbours/.test(document.getElementById('nb-summary').textContent)", 60)
+    wait_js(page, "document.getElementById('pair').dataset.ready === 'true'", 60)
+    assert sorted(listed(page)) == chosen
+    assert page.locator("#pair-selection").inner_text().startswith(f"{len(chosen)} items selected")
     assert not page.errors, page.errors
 
     # The same link in another browser (a fresh context: no selection handed over there): it says so, compares every item.
     other = browser.new_context().new_page()
     other.goto(page.url)
     wait_js(other, "document.getElementById('changed').dataset.ready === 'true'", 60)
-    assert "not held by this browser" in other.locator("#nb-selection").inner_text()
+    assert "no longer held here" in other.locator("#nb-selection").inner_text()
     assert other.locator(".nb-pager .nb-range").first.inner_text() == "Rows 1–50 of 600"
     other.context.close()
 

@@ -77,3 +77,15 @@ def test_a_rare_change_missing_from_a_selection_is_no_evidence():
 def test_a_selection_of_everything_has_nothing_to_compare_with():
     s = changed.selection_change(np.linspace(0, 1, 50, dtype=np.float32), np.ones(50, bool))
     assert s["rest"] is None and s["difference"] is None and "every shared item" in s["verdict"]
+
+
+def test_random_selections_read_as_evidence_about_one_time_in_twenty():
+    # What the band promises: of selections drawn at random, about 5% fall outside it (a skewed, discrete change).
+    rng = np.random.default_rng(1)
+    change = (1 - rng.binomial(10, 0.15, 3000) / 10).astype(np.float32)
+    outside = 0
+    for _ in range(300):
+        inside = np.zeros(len(change), bool)
+        inside[rng.choice(len(change), 40, replace=False)] = True
+        outside += not changed.selection_change(change, inside)["verdict"].startswith("within noise")
+    assert 0.02 <= outside / 300 <= 0.09
