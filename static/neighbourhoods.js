@@ -87,12 +87,11 @@ async function load() {
   $("nb-summary").textContent = "Searching both embeddings…";
   if (asking) asking.abort();
   const mine = (asking = new AbortController());
-  const { signal } = mine;
   try {
     const q = new URLSearchParams({ a: root.dataset.a, b: root.dataset.b, k: String(k), limit: String(LIMIT) });
     const r = handed
-      ? await api(`/api/neighbourhoods/selection?${q}`, { method: "POST", body: { indices: handed.indices }, signal })
-      : await api(`/api/neighbourhoods?${q}`, { signal });
+      ? await api(`/api/neighbourhoods/selection?${q}`, { method: "POST", body: { indices: handed.indices }, signal: mine.signal })
+      : await api(`/api/neighbourhoods?${q}`, { signal: mine.signal });
     if (mine !== asking) return;
     items = r.items;
     only = null;
@@ -132,7 +131,7 @@ function describeSelection(s) {
       "band is somewhat narrow for one).");
   }
   $("nb-selection").replaceChildren(...lines.map((t) => el("p", {}, t)),
-    el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}`, id: "nb-every" }, "Compare every shared item instead")));
+    el("p", {}, el("a", { href: `?${new URLSearchParams({ a: root.dataset.a, b: root.dataset.b })}` }, "Compare every shared item instead")));
   $("nb-selection").hidden = false;
 }
 

@@ -79,7 +79,8 @@ def selection_change(change: np.ndarray, inside: np.ndarray) -> dict:
     what chance gives), and the band needs no normal approximation.
     """
     n, m = len(change), int(inside.sum())
-    sel, rest = change[inside].astype(np.float64), change[~inside].astype(np.float64)
+    change = change.astype(np.float64)
+    sel, rest = change[inside], change[~inside]
     out = {
         "selection": {"items": m, "mean_change": float(sel.mean())},
         "rest": {"items": n - m, "mean_change": float(rest.mean())} if n > m else None,
@@ -89,7 +90,7 @@ def selection_change(change: np.ndarray, inside: np.ndarray) -> dict:
     if n == m:
         out["verdict"] = "the selection is every shared item: nothing to compare it with"
         return out
-    values, counts = np.unique(change.astype(np.float64), return_counts=True)
+    values, counts = np.unique(change, return_counts=True)
     held = np.random.default_rng(0).multivariate_hypergeometric(counts, m, size=NULL_DRAWS)  # (draws, values)
     picked = held @ values
     null = picked / m - (values @ counts - picked) / (n - m)
